@@ -1,0 +1,66 @@
+"""Small Vision Transformers (timm ``VisionTransformer``) for 16-32 px images.
+
+Sizes (our choice, documented): both variants have 6 blocks and differ only in width, as
+timm's ViT-Tiny and ViT-Small do: ``vit_tiny`` is 192 wide with 3 heads (about 2.7 M
+parameters), ``vit_small`` 384 wide with 6 heads (about 10.7 M). The patch size defaults to
+``img_size // 8`` (4 px at 32 px: an 8 x 8 grid of 64 tokens plus the class token). Any other
+``VisionTransformer`` option (``depth``, ``embed_dim``, ``num_heads``, ``patch_size``,
+``mlp_ratio``, ``drop_path_rate``, ``global_pool``, ...) can be overridden by keyword. Weights
+are always freshly initialised: nothing is downloaded.
+
+The model stays a standard timm ``VisionTransformer`` (a timm ``Attention`` at
+``blocks.<i>.attn``), so a block's attention can be swapped for another module.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from timm.models.vision_transformer import VisionTransformer
+
+from ._patching import resolve_patch_size
+from ._registry import register_model, reject_unknown_kwargs
+
+_VIT_OPTIONS = [
+    name
+    for name in inspect.signature(VisionTransformer.__init__).parameters
+    if name not in ("self", "num_classes", "in_chans", "img_size")
+]
+
+
+def build_vit(
+    model_name: str,
+    num_classes: int,
+    in_chans: int,
+    img_size: int,
+    defaults: dict[str, Any],
+    overrides: dict[str, Any],
+) -> VisionTransformer:
+    """A ``VisionTransformer`` from ``defaults`` updated by ``overrides``, with its probe layers.
+
+    ``probe_layers`` is ``["patch_embed", "blocks.0", ..., "blocks.<depth-1>", "norm"]``.
+
+    Raises:
+        TypeError: an override is not a ``VisionTransformer`` option.
+    """
+    reject_unknown_kwargs(model_name, overrides, _VIT_OPTIONS)
+    options = {**defaults, **overrides}
+    options["patch_size"] = resolve_patch_size(img_size, options.get("patch_size"))
+    model = VisionTransformer(img_size=img_size, in_chans=in_chans, num_classes=num_classes, **options)
+    model.probe_layers = ["patch_embed", *(f"blocks.{i}" for i in range(len(model.blocks))), "norm"]
+    return model
+
+
+@register_model
+def vit_tiny(num_classes: int, in_chans: int, img_size: int, **overrides: Any) -> VisionTransformer:
+    """ViT, 6 blocks, width 192, 3 heads; ``overrides`` are ``VisionTransformer`` options."""
+    defaults = {"embed_dim": 192, "depth": 6, "num_heads": 3}
+    return build_vit("vit_tiny", num_classes, in_chans, img_size, defaults, overrides)
+
+
+@register_model
+def vit_small(num_classes: int, in_chans: int, img_size: int, **overrides: Any) -> VisionTransformer:
+    """ViT, 6 blocks, width 384, 6 heads; ``overrides`` are ``VisionTransformer`` options."""
+    defaults = {"embed_dim": 384, "depth": 6, "num_heads": 6}
+    return build_vit("vit_small", num_classes, in_chans, img_size, defaults, overrides)

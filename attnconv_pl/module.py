@@ -1,0 +1,115 @@
+"""The one LightningModule of attnconv-pl: an image classifier around a registered model."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Optional
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from attnconv_pl.models import create_model
+
+
+def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int) -> float:
+    """Learning-rate multiplier at optimiser step ``step``.
+
+    Linear warm-up from ``1 / (warmup_steps + 1)`` to 1 over ``warmup_steps`` steps, then a
+    half-cosine from 1 down to 0 at ``total_steps``.
+    """
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    decay_steps = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / decay_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class ClassifierModule(pl.LightningModule):
+    """Cross-entropy image classifier around ``create_model(arch, ...)``.
+
+    Args:
+        arch: registered model name (``attnconv_pl.models.list_models()``).
+        arch_kwargs: extra keyword arguments of that model's factory (widths, depth, ...).
+        num_classes, in_chans, image_size: linked from the data module by ``train.py``.
+        optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov, with ``momentum``).
+        lr: peak learning rate, reached after ``warmup_epochs`` of linear warm-up, then cosine
+            decay to zero at the end of training (scheduled per optimiser step).
+        weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+
+    Every argument is saved as a hyper-parameter, so ``ClassifierModule.load_from_checkpoint(path)``
+    rebuilds the model from the checkpoint alone. The network is ``self.model``; layer names of
+    probes refer to ``self.model.named_modules()``.
+    """
+
+    def __init__(
+        self,
+        arch: str = "conv_net",
+        arch_kwargs: Optional[dict[str, Any]] = None,
+        num_classes: int = 10,
+        in_chans: int = 3,
+        image_size: int = 32,
+        optimizer: Literal["adamw", "sgd"] = "adamw",
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        momentum: float = 0.9,
+        warmup_epochs: float = 1.0,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = create_model(
+            arch, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **(arch_kwargs or {})
+        )
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        top5 = min(5, num_classes)
+        self.accuracy = nn.ModuleDict(  # keys "<stage>_acc": nn.Module reserves the name "train"
+            {f"{stage}_acc": MulticlassAccuracy(num_classes, top_k=1) for stage in ("train", "val", "test")}
+            | {f"{stage}_acc_top5": MulticlassAccuracy(num_classes, top_k=top5) for stage in ("val", "test")}
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_classes) of images (B, C, H, W)."""
+        return self.model(images)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+        for name in ("acc", "acc_top5"):
+            metric = self.accuracy[f"{stage}_{name}"] if f"{stage}_{name}" in self.accuracy else None
+            if metric is not None:
+                metric(logits, labels)
+                self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "acc")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        if hp.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "sgd":
+            optimizer = torch.optim.SGD(
+                self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay, nesterov=True
+            )
+        else:
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {hp.optimizer!r}")
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        max_epochs = max(1, self.trainer.max_epochs or 1)
+        warmup_steps = int(total_steps * min(1.0, hp.warmup_epochs / max_epochs))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,33 @@
+import math
+
+import pytest
+import torch
+
+from attnconv_pl.module import ClassifierModule, warmup_cosine_factor
+
+
+def test_warmup_then_cosine_closed_form():
+    warmup, total = 4, 14
+    factors = [warmup_cosine_factor(step, warmup, total) for step in range(total + 1)]
+    assert factors[:warmup] == pytest.approx([1 / 5, 2 / 5, 3 / 5, 4 / 5])
+    assert factors[warmup] == pytest.approx(1.0)
+    assert factors[warmup + 5] == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert factors[total] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_module_builds_registered_model_and_loads_from_checkpoint_alone(tmp_path):
+    module = ClassifierModule(arch="conv_net", num_classes=7, in_chans=1, image_size=16)
+    logits = module(torch.randn(3, 1, 16, 16))
+    assert logits.shape == (3, 7)
+    path = tmp_path / "m.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "pytorch-lightning_version": "2.0.0"}, path)
+    loaded = ClassifierModule.load_from_checkpoint(path)
+    assert loaded.hparams.arch == "conv_net" and loaded.hparams.num_classes == 7
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+
+
+def test_unknown_arch_names_known_ones():
+    with pytest.raises(ValueError, match="conv_net"):
+        ClassifierModule(arch="no_such_net")

@@ -1,0 +1,40 @@
+"""Train a classifier from a YAML config and probe its feature dynamics.
+
+    python train.py                                   # configs/default.yaml: digits, no download
+    python train.py --config configs/NAME.yaml [--section.key value ...]
+    python train.py --config configs/NAME.yaml --ckpt_path runs/EXP/RUN/checkpoints/last.ckpt
+
+``python train.py --help`` lists every option; ``--print_config`` prints the resolved config.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
+
+
+def with_default_config(argv: list[str]) -> list[str]:
+    """Prepend ``--config configs/default.yaml`` when the command line names no config."""
+    if any(arg == "--config" or arg.startswith("--config=") for arg in argv):
+        return argv
+    if any(arg in ("-h", "--help") for arg in argv):
+        return argv
+    return ["--config", str(DEFAULT_CONFIG), *argv]
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    from attnconv_pl.cli import TrainCLI, configure_wandb_mode
+    from attnconv_pl.run_summary import print_run_summary
+
+    argv = with_default_config(sys.argv[1:] if argv is None else argv)
+    configure_wandb_mode()
+    cli = TrainCLI(argv)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+    print_run_summary(cli.trainer, cli.run_dir)
+
+
+if __name__ == "__main__":
+    main()
