@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.yaml"
 
@@ -27,13 +27,26 @@ def with_default_config(argv: list[str]) -> list[str]:
 
 def main(argv: Optional[list[str]] = None) -> None:
     from attnconv_pl.cli import TrainCLI, configure_wandb_mode
+    from attnconv_pl.errors import ConfigError
     from attnconv_pl.run_summary import print_run_summary
 
     argv = with_default_config(sys.argv[1:] if argv is None else argv)
     configure_wandb_mode()
-    cli = TrainCLI(argv)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+    try:
+        cli = TrainCLI(argv)  # parses and validates the config, builds data, model and trainer
+    except ValueError as error:
+        exit_with_error(error)
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
+    except (ConfigError, FileNotFoundError) as error:
+        exit_with_error(error)
     print_run_summary(cli.trainer, cli.run_dir)
+
+
+def exit_with_error(error: BaseException) -> NoReturn:
+    """Report bad input as one line on stderr and exit with status 2 (no traceback)."""
+    print(f"error: {error}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 if __name__ == "__main__":

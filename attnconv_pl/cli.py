@@ -80,9 +80,10 @@ class TrainCLI(LightningCLI):
             subclass_mode_data=True,
             save_config_callback=RunConfigSaver,
             save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
-            parser_kwargs={"description": "Train a classifier and probe its feature dynamics."},
+            parser_kwargs={"description": "Train a classifier and probe its feature dynamics.", "allow_abbrev": False},
             args=args,
             run=False,
+            auto_configure_optimizers=False,  # ClassifierModule configures its optimiser and schedule
         )
 
     @override

@@ -16,6 +16,8 @@ from typing import Any
 
 from torch import nn
 
+from attnconv_pl.errors import ConfigError
+
 ModelFactory = Callable[..., nn.Module]
 
 _MODEL_FACTORIES: dict[str, ModelFactory] = {}
@@ -59,12 +61,12 @@ def create_model(
         The model, with ``model.probe_layers`` (list of module names in forward order).
 
     Raises:
-        ValueError: ``name`` is not registered (the message lists the known names).
+        ConfigError: ``name`` is not registered (the message lists the known names).
         TypeError: a keyword in ``kwargs`` is not an option of this model.
     """
     factory = _MODEL_FACTORIES.get(name)
     if factory is None:
-        raise ValueError(_unknown_model_message(name))
+        raise ConfigError(_unknown_model_message(name))
     signature = inspect.signature(factory)
     takes_any_keyword = any(
         parameter.kind is inspect.Parameter.VAR_KEYWORD
