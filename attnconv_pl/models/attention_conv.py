@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ._patching import resolve_patch_size
+from .metric_attention import MetricAttention
 from ._registry import register_model
 
 PROBE_LAYERS = ["stem", "mixer", "norm", "head"]
@@ -43,7 +44,8 @@ class SelfAttentionMixer(nn.Module):
     (B, dim, h, w) grid again.
     """
 
-    def __init__(self, dim: int, num_heads: int, grid_size: int) -> None:
+    def __init__(self, dim: int, num_heads: int, grid_size: int, score: str = "dot",
+                 tau: float | None = None, learn_tau: bool = False) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(
@@ -53,13 +55,13 @@ class SelfAttentionMixer(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, grid_size * grid_size, dim))
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.norm = nn.LayerNorm(dim)
-        self.attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)
+        self.attn = MetricAttention(dim, num_heads, score=score, tau=tau, learn_tau=learn_tau, qkv_bias=True)
 
     def forward(self, grid: Tensor) -> Tensor:
         batch, dim, height, width = grid.shape
         tokens = grid.flatten(2).transpose(1, 2) + self.pos_embed
         normed = self.norm(tokens)
-        attended, _ = self.attn(normed, normed, normed, need_weights=False)
+        attended = self.attn(normed)
         return (tokens + attended).transpose(1, 2).reshape(batch, dim, height, width)
 
 
@@ -106,13 +108,19 @@ def attention_net(
     dim: int = 128,
     num_heads: int = 4,
     patch_size: int | None = None,
+    score: str = "dot",
+    tau: float | None = None,
+    learn_tau: bool = False,
 ) -> SingleMixerNet:
     """One multi-head self-attention layer (``dim`` wide, ``num_heads`` heads) on image patches.
 
-    ``patch_size=None`` picks ``img_size // 8`` (an 8 x 8 grid of 64 tokens).
+    ``patch_size=None`` picks ``img_size // 8`` (an 8 x 8 grid of 64 tokens). ``score`` chooses
+    dot-product attention or a metric-attention score (``shared_metric``, ``two_projection``) with
+    temperature ``tau`` (see :class:`~attnconv_pl.models.metric_attention.MetricAttention`).
     """
     stem, grid_size = _stem(in_chans, dim, img_size, patch_size)
-    return SingleMixerNet(stem, SelfAttentionMixer(dim, num_heads, grid_size), num_classes)
+    mixer = SelfAttentionMixer(dim, num_heads, grid_size, score=score, tau=tau, learn_tau=learn_tau)
+    return SingleMixerNet(stem, mixer, num_classes)
 
 
 @register_model

@@ -9,7 +9,7 @@ parameters), ``vit_small`` 384 wide with 6 heads (about 10.7 M). The patch size 
 are always freshly initialised: nothing is downloaded.
 
 The model stays a standard timm ``VisionTransformer`` (a timm ``Attention`` at
-``blocks.<i>.attn``), so a block's attention can be swapped for another module.
+``blocks.<i>.attn``) unless ``score`` asks for metric-attention.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from timm.models.vision_transformer import VisionTransformer
 
 from ._patching import resolve_patch_size
 from ._registry import register_model, reject_unknown_kwargs
+from .metric_attention import use_metric_attention
+
+ATTENTION_OPTIONS = ("score", "tau", "learn_tau")
+"""Options of the attention in every block (metric-attention when not plain dot-product)."""
 
 _VIT_OPTIONS = [
     name
@@ -40,14 +44,19 @@ def build_vit(
     """A ``VisionTransformer`` from ``defaults`` updated by ``overrides``, with its probe layers.
 
     ``probe_layers`` is ``["patch_embed", "blocks.0", ..., "blocks.<depth-1>", "norm"]``.
+    ``score`` (``"dot"``, ``"shared_metric"``, ``"two_projection"``), ``tau`` and ``learn_tau``
+    replace every block's attention by metric-attention (``use_metric_attention``).
 
     Raises:
         TypeError: an override is not a ``VisionTransformer`` option.
     """
-    reject_unknown_kwargs(model_name, overrides, _VIT_OPTIONS)
+    attention = {key: overrides.pop(key) for key in ATTENTION_OPTIONS if key in overrides}
+    reject_unknown_kwargs(model_name, overrides, [*_VIT_OPTIONS, *ATTENTION_OPTIONS])
     options = {**defaults, **overrides}
     options["patch_size"] = resolve_patch_size(img_size, options.get("patch_size"))
     model = VisionTransformer(img_size=img_size, in_chans=in_chans, num_classes=num_classes, **options)
+    if attention.get("score", "dot") != "dot" or attention.get("tau") is not None or attention.get("learn_tau"):
+        use_metric_attention(model, **({"score": "dot"} | attention))
     model.probe_layers = ["patch_embed", *(f"blocks.{i}" for i in range(len(model.blocks))), "norm"]
     return model
 
@@ -64,3 +73,10 @@ def vit_small(num_classes: int, in_chans: int, img_size: int, **overrides: Any) 
     """ViT, 6 blocks, width 384, 6 heads; ``overrides`` are ``VisionTransformer`` options."""
     defaults = {"embed_dim": 384, "depth": 6, "num_heads": 6}
     return build_vit("vit_small", num_classes, in_chans, img_size, defaults, overrides)
+
+
+@register_model
+def vit_mini(num_classes: int, in_chans: int, img_size: int, **overrides: Any) -> VisionTransformer:
+    """ViT, 4 blocks, width 96, 3 heads (about 0.45 M parameters): for CPU-sized experiments."""
+    defaults = {"embed_dim": 96, "depth": 4, "num_heads": 3}
+    return build_vit("vit_mini", num_classes, in_chans, img_size, defaults, overrides)

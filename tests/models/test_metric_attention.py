@@ -217,3 +217,18 @@ def test_use_metric_attention_rejects_models_without_timm_blocks():
     )
     with pytest.raises(ValueError, match="qk_norm"):
         use_metric_attention(qk_norm_vit, "dot")
+
+
+@pytest.mark.parametrize("score", ["shared_metric", "two_projection"])
+def test_registered_models_take_the_score_option(score):
+    from attnconv_pl.models import create_model
+
+    vit = create_model("vit_tiny", num_classes=3, in_chans=1, img_size=16, depth=2, score=score, tau=2.0)
+    assert all(isinstance(block.attn, MetricAttention) and block.attn.score == score for block in vit.blocks)
+    assert all(block.attn.tau.item() == pytest.approx(2.0) for block in vit.blocks)
+    net = create_model("attention_net", num_classes=3, in_chans=1, img_size=16, score=score)
+    assert isinstance(net.mixer.attn, MetricAttention) and net.mixer.attn.score == score
+    images = torch.randn(2, 1, 16, 16)
+    assert vit(images).shape == net(images).shape == (2, 3)
+    plain = create_model("vit_tiny", num_classes=3, in_chans=1, img_size=16, depth=2)
+    assert not isinstance(plain.blocks[0].attn, MetricAttention)
