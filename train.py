@@ -30,10 +30,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     from attnconv_pl.errors import ConfigError
     from attnconv_pl.run_summary import print_run_summary
 
-    argv = with_default_config(sys.argv[1:] if argv is None else argv)
+    sys.argv[1:] = with_default_config(sys.argv[1:] if argv is None else argv)  # DDP workers re-run sys.argv
     configure_wandb_mode()
     try:
-        cli = TrainCLI(argv)  # parses and validates the config, builds data, model and trainer
+        cli = TrainCLI()  # parses and validates the config, builds data, model and trainer
     except ValueError as error:
         exit_with_error(error)
     try:

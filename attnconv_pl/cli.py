@@ -72,6 +72,7 @@ class TrainCLI(LightningCLI):
     """
 
     def __init__(self, args: Optional[list[str]] = None) -> None:
+        """Parse ``args`` (default: ``sys.argv[1:]``) and build data, model and trainer."""
         self.run_dir: Optional[Path] = None
         super().__init__(
             ClassifierModule,
@@ -91,7 +92,7 @@ class TrainCLI(LightningCLI):
         parser.add_argument("--experiment", type=Optional[str], default=None,
                             help="Experiment name (run directory level); default: the config file's name.")
         parser.add_argument("--run_id", type=Optional[str], default=None,
-                            help="Run name inside the experiment; default: a timestamp.")
+                            help="Run name inside the experiment; default: <arch>-<timestamp>.")
         parser.add_argument("--runs_dir", type=str, default="runs", help="Root of all run directories.")
         parser.add_argument("--ckpt_path", type=Optional[str], default=None,
                             help="Resume from this checkpoint (e.g. runs/EXP/RUN/checkpoints/last.ckpt).")
@@ -117,7 +118,8 @@ class TrainCLI(LightningCLI):
 
     def _new_run_dir(self, config: Namespace) -> Path:
         experiment = config.experiment or _config_stem(config) or "default"
-        run_id = config.run_id or os.environ.get(RUN_ID_ENV) or time.strftime("%Y%m%d-%H%M%S")
+        arch = config.model.init_args.get("arch", "model") if "init_args" in config.model else "model"
+        run_id = config.run_id or os.environ.get(RUN_ID_ENV) or f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
         os.environ[RUN_ID_ENV] = run_id
         return Path(config.runs_dir) / experiment / run_id
 

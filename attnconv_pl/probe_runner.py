@@ -1,0 +1,261 @@
+"""The one probe runner: snapshots of a probe set in, rows of ``dynamics.csv`` out.
+
+Both ``callbacks.FeatureDynamics`` (during training) and ``probe.py`` (on checkpoints) compute
+their numbers here, so a number logged live and one recomputed later from the checkpoint are
+equal by construction. Every number comes from ``attnconv_pl.probes``; this module only decides
+what is compared with what and names the results (DESIGN.md "Metric names").
+
+A *snapshot* is ``{layer: {"output": Tensor (N, d_out), "input": Tensor (N, d_in)}}`` (``input``
+optional) for the N inputs of the probe set, in probe-set order.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+
+from attnconv_pl import probes
+
+Snapshot = Mapping[str, Mapping[str, torch.Tensor]]
+Diagrams = list  # one (m, 2) numpy array per homology dimension 0..max_dim
+DIAGRAM_DISTANCES = {"w1": 1, "w2": 2, "bottleneck": math.inf}
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """What the runner computes; shared by the callback and ``probe.py``.
+
+    Args:
+        id_methods: intrinsic-dimension estimators (``"twonn"``, ``"mle"`` or any
+            scikit-dimension estimator name); each gives the metric ``id_<method>``.
+        mle_k: neighbours of the Levina-Bickel MLE.
+        topology: compute persistence diagrams and the diagram distances.
+        max_dim: highest homology dimension (1 = H0 and H1).
+        max_points: points per persistence diagram (subsampled, see ``subsample``).
+        subsample: ``"farthest"`` or ``"random"`` point subsampling for the diagrams.
+        lipschitz_pairs: random input pairs for the empirical Lipschitz ratios.
+        exact_w2_max_n: point-cloud W2 is exact (POT) up to this many points, sliced above.
+        sliced_projections: projections of the sliced W2.
+        seed: seeds every stochastic probe (subsampling, pairs, projections).
+    """
+
+    id_methods: tuple[str, ...] = ("twonn", "mle")
+    mle_k: int = 20
+    topology: bool = True
+    max_dim: int = 1
+    max_points: int = 500
+    subsample: str = "farthest"
+    lipschitz_pairs: int = 2000
+    exact_w2_max_n: int = 2000
+    sliced_projections: int = 128
+    seed: int = 0
+
+
+@dataclass
+class ProbeResult:
+    """The numbers of one probed epoch: ``{(layer, metric): value}``, plus the output diagrams
+    of each layer (kept so the next epoch's drift and the figures need not recompute them)."""
+
+    epoch: int
+    values: dict[tuple[str, str], float] = field(default_factory=dict)
+    diagrams: dict[str, Diagrams] = field(default_factory=dict)
+
+    def rows(self) -> list[tuple[int, str, str, float]]:
+        """``(epoch, layer, metric, value)`` rows in computation order."""
+        return [(self.epoch, layer, metric, value) for (layer, metric), value in self.values.items()]
+
+
+def guarded(layer: str, names: Sequence[str], compute: Callable[[], Mapping[str, float]]) -> dict[str, float]:
+    """Run one probe; on failure warn and return NaN for each of its metric ``names``.
+
+    Training never stops because a probe saw odd activations.
+    """
+    try:
+        return {name: float(value) for name, value in compute().items()}
+    except Exception as error:  # noqa: BLE001 - any probe failure becomes NaN plus a warning
+        warnings.warn(f"probe {'/'.join(names)} failed on layer {layer!r}: {error}; logged as NaN", stacklevel=2)
+        return {name: math.nan for name in names}
+
+
+def compactness_metrics(layer: str, output: torch.Tensor, settings: ProbeSettings) -> dict[str, float]:
+    """``variance``, ``participation_ratio`` and ``id_<method>`` of a layer's output (N, d)."""
+    values = guarded(layer, ["variance"], lambda: {"variance": probes.total_variance(output)})
+    values |= guarded(layer, ["participation_ratio"],
+                      lambda: {"participation_ratio": probes.participation_ratio(output)})
+    id_names = [f"id_{method}" for method in settings.id_methods]
+    values |= guarded(layer, id_names, lambda: {
+        f"id_{method}": value
+        for method, value in probes.intrinsic_dimensions(output, settings.id_methods, k=settings.mle_k).items()
+    })
+    return values
+
+
+def point_cloud_w2(x: torch.Tensor, y: torch.Tensor, settings: ProbeSettings) -> float:
+    """W2 between two point clouds: exact up to ``exact_w2_max_n`` points, sliced above."""
+    if max(len(x), len(y)) <= settings.exact_w2_max_n:
+        return probes.wasserstein(x, y, p=2, method="exact")
+    return probes.wasserstein(x, y, p=2, method="sliced", n_projections=settings.sliced_projections,
+                              seed=settings.seed)
+
+
+def drift_metrics(layer: str, output: torch.Tensor, reference: torch.Tensor, name: str,
+                  settings: ProbeSettings) -> dict[str, float]:
+    """``drift_<name>_displacement`` and ``drift_<name>_w2`` of a layer's output against a
+    reference snapshot of the same layer and probe set (``name`` is ``prev`` or ``init``)."""
+    displacement, w2 = f"drift_{name}_displacement", f"drift_{name}_w2"
+    values = guarded(layer, [displacement], lambda: {displacement: probes.paired_displacement(output, reference)})
+    values |= guarded(layer, [w2], lambda: {w2: point_cloud_w2(output, reference, settings)})
+    return values
+
+
+def stability_metrics(layer: str, layer_input: torch.Tensor, output: torch.Tensor,
+                      settings: ProbeSettings) -> dict[str, float]:
+    """Input-to-output ``lipschitz_*`` ratios and, when widths agree, ``stability_w2``."""
+    lipschitz_names = [f"lipschitz_{q}" for q in ("max", "p50", "p90", "p99")]
+    values = guarded(layer, lipschitz_names, lambda: {
+        f"lipschitz_{q}": v
+        for q, v in probes.lipschitz_ratios(layer_input, output, pairs=settings.lipschitz_pairs,
+                                            seed=settings.seed).items()
+    })
+    if layer_input.shape[1] == output.shape[1]:
+        values |= guarded(layer, ["stability_w2"],
+                          lambda: {"stability_w2": point_cloud_w2(layer_input, output, settings)})
+    return values
+
+
+def diagrams_of(layer: str, points: torch.Tensor, settings: ProbeSettings) -> Optional[Diagrams]:
+    """Persistence diagrams of a point cloud, or None (with a warning) when they fail."""
+    try:
+        return probes.persistence_diagrams(points, max_dim=settings.max_dim, max_points=settings.max_points,
+                                           seed=settings.seed, subsample=settings.subsample)
+    except Exception as error:  # noqa: BLE001
+        warnings.warn(f"persistence diagrams failed on layer {layer!r}: {error}; logged as NaN", stacklevel=2)
+        return None
+
+
+def diagram_distance_metrics(layer: str, prefix: str, first: Optional[Diagrams], second: Optional[Diagrams],
+                             max_dim: int) -> dict[str, float]:
+    """``<prefix>_h<d>_{w1,w2,bottleneck}`` between two lists of diagrams (NaN if one is missing)."""
+    values = {}
+    for dim in range(max_dim + 1):
+        for suffix, order in DIAGRAM_DISTANCES.items():
+            name = f"{prefix}_h{dim}_{suffix}"
+            if first is None or second is None:
+                values[name] = math.nan
+            else:
+                values |= guarded(layer, [name], lambda: {
+                    name: probes.diagram_distance(first[dim], second[dim], order)})
+    return values
+
+
+def topology_summary(diagrams: Optional[Diagrams], max_dim: int) -> dict[str, float]:
+    """``h<d>_bars`` (number of finite pairs) and ``h<d>_total_persistence`` (sum of lifetimes)."""
+    values = {}
+    for dim in range(max_dim + 1):
+        diagram = diagrams[dim] if diagrams is not None else None
+        values[f"h{dim}_bars"] = math.nan if diagram is None else float(len(diagram))
+        values[f"h{dim}_total_persistence"] = (
+            math.nan if diagram is None else float(np.sum(diagram[:, 1] - diagram[:, 0])) if len(diagram) else 0.0)
+    return values
+
+
+def run_probes(
+    epoch: int,
+    snapshot: Snapshot,
+    settings: ProbeSettings,
+    *,
+    layers: Optional[Sequence[str]] = None,
+    previous: Optional[Snapshot] = None,
+    initial: Optional[Snapshot] = None,
+    previous_diagrams: Optional[Mapping[str, Diagrams]] = None,
+    topology: Optional[bool] = None,
+) -> ProbeResult:
+    """Every number of one probed epoch.
+
+    Args:
+        epoch: completed training epochs (0 = at initialisation).
+        snapshot: this epoch's activations per layer (see module docstring).
+        settings: what to compute.
+        layers: probed layers in depth order (default: the snapshot's order); consecutive
+            layers are compared by ``next_*`` diagram distances.
+        previous: the previous probed epoch's snapshot, for ``drift_prev_*``.
+        initial: the epoch-0 snapshot, for ``drift_init_*`` (skipped at epoch 0 itself).
+        previous_diagrams: the previous probed epoch's output diagrams per layer, for
+            ``drift_prev_h<d>_*``; computed from ``previous`` when missing.
+        topology: override ``settings.topology`` for this epoch (``topology_every_n_epochs``).
+
+    Returns:
+        A :class:`ProbeResult`; a probe that fails gives NaN and a warning, never an exception.
+    """
+    layers = list(layers or snapshot.keys())
+    with_topology = settings.topology if topology is None else topology
+    result = ProbeResult(epoch)
+    output_diagrams: dict[str, Optional[Diagrams]] = {}
+    for layer in layers:
+        output = snapshot[layer]["output"]
+        layer_input = snapshot[layer].get("input")
+        values = compactness_metrics(layer, output, settings)
+        if previous is not None and layer in previous:
+            values |= drift_metrics(layer, output, previous[layer]["output"], "prev", settings)
+        if initial is not None and epoch != 0 and layer in initial:
+            values |= drift_metrics(layer, output, initial[layer]["output"], "init", settings)
+        if layer_input is not None:
+            values |= stability_metrics(layer, layer_input, output, settings)
+        if with_topology:
+            diagrams = output_diagrams[layer] = diagrams_of(layer, output, settings)
+            values |= topology_summary(diagrams, settings.max_dim)
+            if layer_input is not None:
+                input_diagrams = diagrams_of(layer, layer_input, settings)
+                values |= diagram_distance_metrics(layer, "stability", input_diagrams, diagrams, settings.max_dim)
+            if previous is not None and layer in previous:
+                before = (previous_diagrams or {}).get(layer)
+                if before is None:
+                    before = diagrams_of(layer, previous[layer]["output"], settings)
+                values |= diagram_distance_metrics(layer, "drift_prev", before, diagrams, settings.max_dim)
+        result.values.update({(layer, metric): value for metric, value in values.items()})
+    if with_topology:
+        for layer, next_layer in zip(layers, layers[1:]):
+            distances = diagram_distance_metrics(layer, "next", output_diagrams[layer], output_diagrams[next_layer],
+                                                 settings.max_dim)
+            result.values.update({(layer, metric): value for metric, value in distances.items()})
+        result.diagrams = {layer: d for layer, d in output_diagrams.items() if d is not None}
+    return result
+
+
+class DynamicsTracker:
+    """Probes the successive epochs of one run, remembering what drift is measured against.
+
+    Keeps the initial (epoch 0) snapshot and the previous probed epoch's snapshot and output
+    diagrams, so that each call of :meth:`probe` computes ``drift_prev_*`` and ``drift_init_*``.
+    The training callback and ``probe.py`` both probe through this class.
+
+    Args:
+        settings: what to compute.
+        layers: probed layers in depth order.
+    """
+
+    def __init__(self, settings: ProbeSettings, layers: Sequence[str]) -> None:
+        self.settings = settings
+        self.layers = list(layers)
+        self.initial: Optional[Snapshot] = None
+        self.previous: Optional[Snapshot] = None
+        self.previous_diagrams: Optional[dict[str, Diagrams]] = None
+
+    def restore(self, previous: Optional[Snapshot], initial: Optional[Snapshot]) -> None:
+        """Resume from stored snapshots (their diagrams are recomputed when needed)."""
+        self.previous, self.initial, self.previous_diagrams = previous, initial, None
+
+    def probe(self, epoch: int, snapshot: Snapshot, topology: Optional[bool] = None) -> ProbeResult:
+        """Every number of ``epoch`` (see :func:`run_probes`); then ``snapshot`` becomes the
+        previous one (and the initial one at epoch 0)."""
+        if epoch == 0:
+            self.initial = snapshot
+        result = run_probes(epoch, snapshot, self.settings, layers=self.layers, previous=self.previous,
+                            initial=self.initial, previous_diagrams=self.previous_diagrams, topology=topology)
+        self.previous, self.previous_diagrams = snapshot, result.diagrams or None
+        return result

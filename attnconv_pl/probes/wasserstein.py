@@ -1,0 +1,139 @@
+"""Wasserstein distances between point clouds (POT) and the paired displacement.
+
+Conventions: uniform weights on the points, Euclidean ground distance ||x_i - y_j||, cost
+||x_i - y_j||^p, and the result is W_p = (min over couplings of E[cost])^(1/p), in the units of
+the points (not W_p^p).
+"""
+
+import math
+
+import numpy as np
+import ot
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from ._checks import as_points, require_same
+from ._distances import squared_distances
+
+
+def _ground_cost(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
+    """(n, d), (m, d) -> (n, m) float64 costs ||x_i - y_j||^p on x's device."""
+    shift = x.mean(0)
+    squared = squared_distances((x - shift).double(), (y - shift).double())
+    return squared if p == 2 else squared.pow(p / 2)
+
+
+def _exact(x: torch.Tensor, y: torch.Tensor, p: float, num_iter_max: int = 10_000_000) -> float:
+    """Exact optimal transport on the CPU.
+
+    With n == m and uniform weights an optimal coupling is a permutation (Birkhoff), found
+    exactly by scipy's linear_sum_assignment; otherwise POT's network simplex ``ot.emd2`` with
+    ``num_iter_max`` iterations (POT's default, 1e5, stops short of optimality near n = 2000).
+    """
+    cost = _ground_cost(x, y, p).cpu().numpy()
+    if x.shape[0] == y.shape[0]:
+        rows, cols = linear_sum_assignment(cost)
+        transport_cost = cost[rows, cols].mean()
+    else:
+        a = np.full(x.shape[0], 1 / x.shape[0])
+        b = np.full(y.shape[0], 1 / y.shape[0])
+        transport_cost = ot.emd2(a, b, cost, numItermax=num_iter_max)
+    return float(transport_cost) ** (1 / p)
+
+
+def _sinkhorn(
+    x: torch.Tensor, y: torch.Tensor, p: float, reg: float = 0.01, num_iter_max: int = 1000, stop_threshold: float = 1e-9
+) -> float:
+    """Entropic optimal transport (``ot.sinkhorn2``, standard domain) on x's device.
+
+    ``reg`` is relative to the largest ground cost (the cost matrix is divided by its maximum
+    before solving, the result multiplied back). The returned value is the transport cost of
+    the entropic plan, raised to 1/p: once converged, an upper bound on W_p whose bias grows
+    with ``reg`` (at reg 0.05, W1 of layer activations came out 1.6-9x too large; at 0.01,
+    1000 Gaussian points in R^10 against a noisy copy gave W1 +0.5% and W2 +40%, in R^64 both
+    within 0.1%). The bias is worst when W_p^p is small next to the largest cost, as for small
+    drifts between epochs: prefer "exact" or "sliced" there. It vanishes as reg -> 0, where
+    more iterations are needed. POT warns when ``num_iter_max`` is reached; the plan then
+    misses its marginals and the value is no longer a bound.
+    """
+    cost = _ground_cost(x, y, p)
+    scale = cost.max()
+    if scale == 0:
+        return 0.0
+    a = torch.full((x.shape[0],), 1 / x.shape[0], dtype=cost.dtype, device=cost.device)
+    b = torch.full((y.shape[0],), 1 / y.shape[0], dtype=cost.dtype, device=cost.device)
+    transport_cost = ot.sinkhorn2(a, b, cost / scale, reg, numItermax=num_iter_max, stopThr=stop_threshold, warn=True)
+    return float(transport_cost * scale) ** (1 / p)
+
+
+def _projection_moment(d: int, p: float) -> float:
+    """E|theta_1|^p for theta uniform on the unit sphere of R^d."""
+    log_moment = math.lgamma((p + 1) / 2) + math.lgamma(d / 2) - math.lgamma((d + p) / 2) - 0.5 * math.log(math.pi)
+    return math.exp(log_moment)
+
+
+def _sliced(x: torch.Tensor, y: torch.Tensor, p: float, n_projections: int = 128, seed: int = 0) -> float:
+    """Sliced Wasserstein distance on x's device, rescaled to the units of W_p.
+
+    POT's ``ot.sliced_wasserstein_distance`` gives SW_p = (mean over directions theta of
+    W_p^p(theta.x, theta.y))^(1/p) for ``n_projections`` directions drawn uniformly on the
+    sphere from a CPU generator seeded with ``seed`` (the same directions on every device, the
+    global RNG untouched). SW_p shrinks with the width d (by d^(-1/2) for p = 2), so we return
+    SW_p / (E|theta_1|^p)^(1/p): this equals W_p exactly, in expectation over directions, when
+    y is x translated by a vector, and is otherwise a lower bound on W_p (in expectation).
+    The Monte-Carlo error falls as n_projections^(-1/2).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    directions = torch.randn(x.shape[1], n_projections, generator=generator, dtype=torch.float64)
+    directions = (directions / directions.norm(dim=0, keepdim=True)).to(device=x.device, dtype=x.dtype)
+    sliced = ot.sliced_wasserstein_distance(x, y.to(x.dtype), p=p, projections=directions)
+    return float(sliced) / _projection_moment(x.shape[1], p) ** (1 / p)
+
+
+_METHODS = {"exact": _exact, "sinkhorn": _sinkhorn, "sliced": _sliced}
+
+
+def wasserstein(x: torch.Tensor, y: torch.Tensor, p: float = 2, method: str = "exact", **kw) -> float:
+    """Wasserstein distance W_p between two point clouds of the same width.
+
+    Args:
+        x: (n, d) points, uniform weights 1/n.
+        y: (m, d) points, uniform weights 1/m; m may differ from n.
+        p: order, p >= 1.
+        method: "exact" (CPU; exact, O(n^3): use up to a few thousand points), "sliced"
+            (x's device; keywords ``n_projections=128``, ``seed=0``; see :func:`_sliced` for the
+            rescaling that puts it in W_p's units) or "sinkhorn" (x's device; keywords
+            ``reg=0.01`` relative to the largest cost, ``num_iter_max=1000``,
+            ``stop_threshold=1e-9``; an upper bound biased by ``reg``).
+        **kw: the method's keywords above ("exact" takes ``num_iter_max=10_000_000`` for n != m).
+
+    Returns:
+        W_p in the units of the points (not W_p^p), with Euclidean ground distance.
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method: got {method!r}, expected one of {tuple(_METHODS)}")
+    if not p >= 1 or math.isinf(p):
+        raise ValueError(f"p: got {p}, expected a finite order p >= 1")
+    x = as_points(x, "x")
+    y = as_points(y, "y").to(x.device)
+    require_same(x, y, ("x", "y"), axis=1)
+    return _METHODS[method](x, y, p, **kw)
+
+
+def paired_displacement(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean displacement mean_i ||x_i - y_i|| between two snapshots of the same inputs.
+
+    An upper bound on W_1(x, y) (the identity pairing is one coupling), equal to it when that
+    pairing is optimal, as for drifts small compared with the spacing of the points.
+
+    Args:
+        x: (n, d) points; y: (n, d) the same n inputs in the same order.
+
+    Returns:
+        The mean Euclidean displacement, in the units of the points.
+    """
+    x = as_points(x, "x")
+    y = as_points(y, "y").to(x.device)
+    require_same(x, y, ("x", "y"), axis=0)
+    require_same(x, y, ("x", "y"), axis=1)
+    return float(torch.linalg.vector_norm(x - y, dim=1, dtype=torch.float64).mean())

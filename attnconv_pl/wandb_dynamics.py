@@ -1,0 +1,39 @@
+"""Logging one probed epoch to a W&B run: scalars against ``epoch``, a table, a figure."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+
+from attnconv_pl.probe_runner import ProbeResult
+from attnconv_pl.reports.diagrams import persistence_figure
+
+
+def metric_key(layer: str, metric: str) -> str:
+    """``dynamics/<layer>/<metric>``, or ``dynamics/<metric>`` for run-level numbers."""
+    return f"dynamics/{layer}/{metric}" if layer else f"dynamics/{metric}"
+
+
+def log_to_wandb(run: Any, result: ProbeResult, layers: Sequence[str]) -> None:
+    """Log ``result`` to the W&B ``run``: every finite number under :func:`metric_key` with
+    ``epoch`` as its step metric (``define_metric``, so epoch-indexed points are never dropped
+    whatever the trainer's step), a ``dynamics/table`` of all numbers and, when diagrams were
+    computed, a ``dynamics/persistence`` figure."""
+    import wandb
+
+    run.define_metric("epoch")
+    run.define_metric("dynamics/*", step_metric="epoch")
+    payload: dict[str, Any] = {"epoch": result.epoch}
+    payload.update({metric_key(layer, metric): value
+                    for (layer, metric), value in result.values.items() if not math.isnan(value)})
+    payload["dynamics/table"] = wandb.Table(
+        columns=["epoch", "layer", "metric", "value"],
+        data=[[result.epoch, layer, metric, value] for (layer, metric), value in result.values.items()])
+    if result.diagrams:
+        ordered = {layer: result.diagrams[layer] for layer in layers if layer in result.diagrams}
+        figure = persistence_figure(ordered, f"persistence diagrams, epoch {result.epoch}")
+        payload["dynamics/persistence"] = wandb.Image(figure)
+        plt.close(figure)
+    run.log(payload)

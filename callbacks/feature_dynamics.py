@@ -1,0 +1,225 @@
+"""Per-epoch activation snapshots of chosen layers and their dynamics, logged live."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from typing_extensions import override
+
+from attnconv_pl.capture import (Activations, Projector, flatten_activations, gather_in_probe_order, resolve_layers,
+                                 shard_indices, unflatten_activations)
+from attnconv_pl.dynamics_csv import write_epochs
+from attnconv_pl.memory import SnapshotBudget
+from attnconv_pl.probe_runner import DynamicsTracker, ProbeResult, ProbeSettings
+from attnconv_pl.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
+from attnconv_pl.snapshots import load_snapshot, save_snapshot, snapshot_path
+from attnconv_pl.wandb_dynamics import log_to_wandb, metric_key
+from callbacks.epoch_checkpoint import is_scheduled_epoch
+
+SNAPSHOT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+class FeatureDynamics(Callback):
+    """Snapshot chosen layers on a fixed probe set each probed epoch and log their dynamics.
+
+    At initialisation (epoch 0, before the first step), after every ``every_n_epochs`` training
+    epochs and after the last one, the probe set is run through the model in eval mode under
+    the trainer's precision; each layer's input and output become point clouds (one point per
+    input), stored in ``snapshots/epoch=NNN.safetensors`` and probed by
+    ``attnconv_pl.probe_runner.run_probes`` (variance, intrinsic dimension, drift, stability,
+    topology). Numbers go to ``dynamics.csv``, W&B (``dynamics/<layer>/<metric>`` against
+    ``epoch``) and any other logger. Under DDP each rank captures its shard, the shards are
+    gathered in probe-set order, and rank zero probes and writes.
+
+    Args:
+        enabled: ``False`` turns the callback into a no-op (``--dynamics.enabled false``).
+        layers: names or glob patterns over ``model.named_modules()`` (of the network, i.e.
+            ``pl_module.model``); default: the model's ``probe_layers``.
+        probe_size: inputs in the probe set (fewer if the split is smaller).
+        probe_split: split of the data module the probe set is drawn from.
+        representation: ``flatten``, ``pool`` or ``tokens`` (see ``attnconv_pl.capture.to_points``).
+        project_dim: points wider than this are randomly projected to it (fixed per layer).
+        capture_inputs: also capture each layer's input (needed for ``stability_*``/``lipschitz_*``).
+        every_n_epochs: probe every this many epochs (plus epoch 0 and the last epoch).
+        topology: compute persistence diagrams and diagram distances.
+        topology_every_n_epochs: compute topology only every this many epochs (and the last).
+        id_methods: intrinsic-dimension estimators, each logged as ``id_<method>``.
+        max_points, max_dim, lipschitz_pairs, exact_w2_max_n: see ``ProbeSettings``.
+        seed: seeds the probe set, projections and stochastic probes.
+        snapshot_dtype: dtype of stored snapshots; probes run on the stored values.
+        max_snapshot_bytes: refuse to start when the run's snapshots would exceed this.
+        batch_size: probe-set batch size of the capture.
+    """
+
+    def __init__(
+        self,
+        enabled: bool = True,
+        layers: Optional[list[str]] = None,
+        probe_size: int = 1000,
+        probe_split: Literal["train", "val", "test"] = "val",
+        representation: Literal["flatten", "pool", "tokens"] = "flatten",
+        project_dim: int = 1024,
+        capture_inputs: bool = True,
+        every_n_epochs: int = 1,
+        topology: bool = True,
+        topology_every_n_epochs: int = 1,
+        id_methods: tuple[str, ...] = ("twonn", "mle"),
+        max_points: int = 500,
+        max_dim: int = 1,
+        lipschitz_pairs: int = 2000,
+        exact_w2_max_n: int = 2000,
+        seed: int = 0,
+        snapshot_dtype: Literal["float16", "bfloat16", "float32"] = "float16",
+        max_snapshot_bytes: int = 4 * 1024**3,
+        batch_size: int = 256,
+    ) -> None:
+        if every_n_epochs < 1 or topology_every_n_epochs < 1:
+            raise ValueError("every_n_epochs and topology_every_n_epochs must be >= 1")
+        self.enabled = enabled
+        self.layer_patterns = layers
+        self.probe_size = probe_size
+        self.probe_split = probe_split
+        self.representation = representation
+        self.capture_inputs = capture_inputs
+        self.every_n_epochs = every_n_epochs
+        self.topology_every_n_epochs = topology_every_n_epochs
+        self.snapshot_dtype = SNAPSHOT_DTYPES[snapshot_dtype]
+        self.max_snapshot_bytes = max_snapshot_bytes
+        self.batch_size = batch_size
+        self.settings = ProbeSettings(id_methods=tuple(id_methods), topology=topology, max_dim=max_dim,
+                                      max_points=max_points, lipschitz_pairs=lipschitz_pairs,
+                                      exact_w2_max_n=exact_w2_max_n, seed=seed)
+        self.projector = Projector(project_dim=project_dim, seed=seed)
+        self.seed = seed
+        self.layers: list[str] = []
+        self.probe_indices: Optional[torch.Tensor] = None
+        self.probed_epochs: list[int] = []
+        self.timings: list[dict[str, float]] = []  # per probe on rank zero: epoch and seconds per stage
+        self._images: Optional[torch.Tensor] = None
+        self._labels: Optional[torch.Tensor] = None
+        self._positions: Optional[torch.Tensor] = None
+        self.tracker: Optional[DynamicsTracker] = None
+
+    # ------------------------------------------------------------------ setup and state
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or not self.enabled:
+            return
+        network = pl_module.model
+        self.layers = resolve_layers(network, self.layer_patterns or network.probe_layers)
+        self.tracker = DynamicsTracker(self.settings, self.layers)
+        dataset = trainer.datamodule.eval_dataset(self.probe_split)
+        if self.probe_indices is None:
+            self.probe_indices = select_probe_indices(len(dataset), self.probe_size, self.seed)
+        if len(self.probe_indices) < self.probe_size:
+            rank_zero_info(f"dynamics: the {self.probe_split} split has {len(dataset)} inputs; "
+                           f"the probe set uses all of them (probe_size={self.probe_size})")
+        self._positions = shard_indices(len(self.probe_indices), trainer.global_rank, trainer.world_size)
+        self._images, self._labels = load_probe_images(dataset, self.probe_indices[self._positions])
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"probe_indices": None if self.probe_indices is None else self.probe_indices.tolist(),
+                "probed_epochs": list(self.probed_epochs), "layers": list(self.layers), "seed": self.seed}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("probe_indices") is not None:
+            self.probe_indices = torch.tensor(state_dict["probe_indices"], dtype=torch.int64)
+        self.probed_epochs = list(state_dict.get("probed_epochs", []))
+
+    # ------------------------------------------------------------------ schedule
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.enabled and 0 not in self.probed_epochs and trainer.global_step == 0:
+            self._probe(trainer, pl_module, epoch=0)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if self.enabled and is_scheduled_epoch(epoch, self.every_n_epochs, trainer.max_epochs):
+            self._probe(trainer, pl_module, epoch)
+
+    def _with_topology(self, epoch: int, max_epochs: Optional[int]) -> bool:
+        return self.settings.topology and is_scheduled_epoch(epoch, self.topology_every_n_epochs, max_epochs)
+
+    # ------------------------------------------------------------------ one probe
+    def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
+        started = time.perf_counter()
+        snapshot, labels = self._capture(trainer, pl_module)  # collective: every rank
+        captured = time.perf_counter()
+        if epoch == 0:
+            self._check_budget(snapshot, trainer.max_epochs)
+        if trainer.is_global_zero:
+            snapshot = round_to_dtype(snapshot, self.snapshot_dtype)
+            run_dir = Path(trainer.default_root_dir)
+            save_snapshot(snapshot_path(run_dir, epoch), snapshot, self.probe_indices, labels,
+                          dtype=self.snapshot_dtype,
+                          metadata={"epoch": str(epoch), "representation": self.representation})
+            saved = time.perf_counter()
+            if self.tracker.previous is None and self.probed_epochs:  # resumed: read what drift needs
+                self.tracker.restore(self._load(run_dir, self.probed_epochs[-1]),
+                                     self._load(run_dir, 0) if 0 in self.probed_epochs else None)
+            result = self.tracker.probe(epoch, snapshot, topology=self._with_topology(epoch, trainer.max_epochs))
+            probed = time.perf_counter()
+            overhead = probed - started
+            result.values[("", "overhead_seconds")] = overhead
+            write_epochs(run_dir / "dynamics.csv", result.rows())
+            self._log(trainer, result)
+            self.timings.append({"epoch": epoch, "capture": captured - started, "snapshot": saved - captured,
+                                 "probes": probed - saved, "write_and_log": time.perf_counter() - probed})
+            rank_zero_info(f"dynamics: epoch {epoch} probed in {overhead:.1f} s "
+                           f"({len(self.layers)} layers, {len(self.probe_indices)} inputs)")
+        self.probed_epochs.append(epoch)
+
+    def _capture(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Activations, torch.Tensor]:
+        """This epoch's points of the whole probe set and its labels, on every rank."""
+        local = capture_probe_images(pl_module.model, self._images, self.layers,
+                                     representation=self.representation, projector=self.projector,
+                                     batch_size=self.batch_size, device=pl_module.device,
+                                     autocast=trainer.precision_plugin.forward_context,
+                                     capture_inputs=self.capture_inputs)
+        positions = self._positions.to(pl_module.device)
+        n_total = len(self.probe_indices)
+        gathered = gather_in_probe_order(flatten_activations(local), positions, pl_module.all_gather, n_total)
+        labels = gather_in_probe_order({"labels": self._labels.to(pl_module.device)}, positions,
+                                       pl_module.all_gather, n_total)["labels"]
+        return unflatten_activations(gathered), labels.cpu()
+
+    def _check_budget(self, snapshot: Activations, max_epochs: Optional[int]) -> None:
+        budget = SnapshotBudget(
+            layer_widths={layer: (sides["input"].shape[1] if "input" in sides else 0, sides["output"].shape[1])
+                          for layer, sides in snapshot.items()},
+            n_inputs=len(self.probe_indices),
+            bytes_per_float=torch.finfo(self.snapshot_dtype).bits // 8,
+            capture_inputs=self.capture_inputs,
+            every_n_epochs=self.every_n_epochs,
+            max_epochs=max_epochs if max_epochs and max_epochs > 0 else 1000,
+        )
+        budget.check(self.max_snapshot_bytes)
+        rank_zero_info(f"dynamics: snapshots will take {budget.describe()}")
+
+    def _load(self, run_dir: Path, epoch: int) -> Optional[Activations]:
+        path = snapshot_path(run_dir, epoch)
+        try:
+            return load_snapshot(path)[0]
+        except (FileNotFoundError, ValueError) as error:
+            rank_zero_warn(f"dynamics: cannot read {path} ({error}); drift against epoch {epoch} is skipped")
+            return None
+
+    def _log(self, trainer: pl.Trainer, result: ProbeResult) -> None:
+        metrics = {metric_key(layer, metric): value
+                   for (layer, metric), value in result.values.items() if not math.isnan(value)}
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                log_to_wandb(logger.experiment, result, self.layers)
+            else:
+                logger.log_metrics({"epoch": result.epoch, **metrics}, step=trainer.global_step)

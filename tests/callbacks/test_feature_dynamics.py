@@ -1,0 +1,127 @@
+"""FeatureDynamics: files after short runs, DDP parity, memory bound, degenerate layers."""
+
+import csv
+import math
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch import nn
+
+from attnconv_pl.data import DigitsDataModule
+from attnconv_pl.module import ClassifierModule
+from attnconv_pl.snapshots import load_snapshot
+from callbacks import FeatureDynamics
+from train_helpers import check_ok, run_train
+
+TOPOLOGY_METRICS = {f"{kind}_h{d}_{dist}" for kind in ("stability", "drift_prev") for d in (0, 1)
+                    for dist in ("w1", "w2", "bottleneck")} | {"h0_bars", "h1_bars"}
+
+
+def dynamics_rows(run_dir):
+    with open(run_dir / "dynamics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_ddp_epoch0_numbers_equal_single_process(tmp_path):
+    common = ("--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", "--dynamics.topology", "false")
+    single = tmp_path / "default" / "single"
+    ddp = tmp_path / "default" / "ddp"
+    check_ok(run_train(*common, "--run_id", "single", runs_dir=tmp_path))
+    check_ok(run_train(*common, "--run_id", "ddp", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                       runs_dir=tmp_path))
+    assert (ddp / "checkpoints" / "epoch=001.ckpt").is_file()
+    single_rows = {(r["layer"], r["metric"]): float(r["value"]) for r in dynamics_rows(single) if r["epoch"] == "0"}
+    ddp_rows = {(r["layer"], r["metric"]): float(r["value"]) for r in dynamics_rows(ddp) if r["epoch"] == "0"}
+    assert set(single_rows) == set(ddp_rows)
+    for key, value in single_rows.items():
+        if key[1] != "overhead_seconds":
+            assert ddp_rows[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    single_snapshot, single_indices, single_labels, _ = load_snapshot(single / "snapshots" / "epoch=000.safetensors")
+    ddp_snapshot, ddp_indices, ddp_labels, _ = load_snapshot(ddp / "snapshots" / "epoch=000.safetensors")
+    assert torch.equal(single_indices, ddp_indices) and torch.equal(single_labels, ddp_labels)
+    for layer, sides in single_snapshot.items():
+        for side, points in sides.items():
+            torch.testing.assert_close(ddp_snapshot[layer][side], points, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_every_layer_every_epoch_has_every_metric(tmp_path):
+    check_ok(run_train("--run_id", "r", "--trainer.max_epochs", "2", "--dynamics.probe_size", "120",
+                       "--model.init_args.arch", "conv_net", runs_dir=tmp_path))
+    run_dir = tmp_path / "default" / "r"
+    rows = dynamics_rows(run_dir)
+    layers = ["stem", "mixer", "norm", "head"]
+    for epoch in ("0", "1", "2"):
+        for layer in layers:
+            metrics = {r["metric"] for r in rows if r["epoch"] == epoch and r["layer"] == layer}
+            assert {"variance", "participation_ratio", "id_twonn", "id_mle", "lipschitz_p50",
+                    "h1_total_persistence"} <= metrics, (epoch, layer)
+            if epoch != "0":
+                assert {"drift_prev_displacement", "drift_prev_w2", "drift_init_w2"} <= metrics
+                assert TOPOLOGY_METRICS <= metrics, TOPOLOGY_METRICS - metrics
+        overhead = [r for r in rows if r["epoch"] == epoch and r["metric"] == "overhead_seconds"]
+        assert len(overhead) == 1 and overhead[0]["layer"] == ""
+    next_metrics = {r["metric"] for r in rows if r["layer"] == "stem" and r["metric"].startswith("next_")}
+    assert next_metrics == {f"next_h{d}_{dist}" for d in (0, 1) for dist in ("w1", "w2", "bottleneck")}
+    snapshot, indices, labels, _ = load_snapshot(run_dir / "snapshots" / "epoch=001.safetensors")
+    assert list(snapshot) == layers and len(indices) == 120 and len(labels) == 120
+    assert snapshot["head"]["output"].shape == (120, 10)
+    first_epoch_variance = float(next(r["value"] for r in rows
+                                      if (r["epoch"], r["layer"], r["metric"]) == ("1", "head", "variance")))
+    assert first_epoch_variance == pytest.approx(
+        ((snapshot["head"]["output"] - snapshot["head"]["output"].mean(0)) ** 2).sum(1).mean().item(), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_memory_bound_refuses_before_training(tmp_path):
+    result = run_train("--run_id", "big", "--dynamics.max_snapshot_bytes", "1000000", runs_dir=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "max_snapshot_bytes" in output and "--dynamics.probe_size" in output
+    assert not (tmp_path / "default" / "big" / "checkpoints" / "epoch=001.ckpt").exists()
+
+
+def test_unknown_layer_pattern_stops_at_start_with_the_names(tmp_path):
+    module = ClassifierModule(arch="conv_net", num_classes=10, in_chans=1, image_size=16)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         default_root_dir=tmp_path, callbacks=[FeatureDynamics(layers=["blocks.9*"])])
+    with pytest.raises(ValueError, match=r"no layer matches 'blocks.9\*'.*mixer"):
+        trainer.fit(module, datamodule=DigitsDataModule(data_dir=str(tmp_path)))
+    assert trainer.global_step == 0
+
+
+class DeadReluNet(nn.Module):
+    """A net whose ``dead`` ReLU outputs exactly zero for every input."""
+
+    def __init__(self):
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.hidden = nn.Linear(256, 32)
+        self.dead = nn.ReLU()
+        self.head = nn.Linear(32, 10)
+        self.probe_layers = ["hidden", "dead", "head"]
+        with torch.no_grad():
+            self.hidden.weight.zero_()
+            self.hidden.bias.fill_(-1.0)
+
+    def forward(self, x):
+        return self.head(self.dead(self.hidden(self.flatten(x))))
+
+
+def test_degenerate_layer_gives_documented_values_and_training_continues(tmp_path):
+    module = ClassifierModule(arch="conv_net", num_classes=10, in_chans=1, image_size=16, lr=1e-9)
+    module.model = DeadReluNet()
+    callback = FeatureDynamics(probe_size=100, max_points=50)
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         default_root_dir=tmp_path, callbacks=[callback])
+    with pytest.warns(Warning):
+        trainer.fit(module, datamodule=DigitsDataModule(data_dir=str(tmp_path)))
+    assert trainer.current_epoch == 1 and callback.probed_epochs == [0, 1]
+    values = {(r["epoch"], r["layer"], r["metric"]): float(r["value"]) for r in dynamics_rows(tmp_path)}
+    assert values[("1", "dead", "variance")] == 0.0
+    assert not any(math.isinf(v) for v in values.values())
+    assert math.isnan(values[("1", "dead", "id_twonn")])
+    assert values[("1", "dead", "drift_prev_displacement")] == 0.0
+    assert values[("1", "hidden", "variance")] == pytest.approx(0.0, abs=1e-12)

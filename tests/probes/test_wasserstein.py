@@ -1,0 +1,103 @@
+import numpy as np
+import ot
+import pytest
+import scipy.stats
+import torch
+
+from attnconv_pl.probes import paired_displacement, wasserstein
+
+
+def cloud(n: int, d: int, seed: int, dtype=torch.float64) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def pot_reference(x: torch.Tensor, y: torch.Tensor, p: float) -> float:
+    """W_p by ot.emd2 on POT's own Euclidean (not squared) distance matrix."""
+    cost = ot.dist(x.numpy(), y.numpy(), metric="euclidean") ** p
+    return ot.emd2(np.full(len(x), 1 / len(x)), np.full(len(y), 1 / len(y)), cost, numItermax=10**7) ** (1 / p)
+
+
+@pytest.mark.parametrize("method", ["exact", "sliced"])
+@pytest.mark.parametrize("p", [1, 2])
+def test_a_translated_cloud_is_at_distance_the_norm_of_the_translation(p, method):
+    x = cloud(150, 5, seed=0)
+    v = torch.tensor([0.3, -1.0, 2.0, 0.0, 0.5], dtype=torch.float64)
+    kw = {"n_projections": 4000} if method == "sliced" else {}
+    assert wasserstein(x, x + v, p=p, method=method, **kw) == pytest.approx(float(v.norm()), rel=1e-9 if method == "exact" else 0.03)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("sizes", [(120, 120), (120, 70)], ids=["n=m", "n!=m"])
+def test_exact_matches_pot_emd2_with_euclidean_cost(sizes, p):
+    x, y = cloud(sizes[0], 8, seed=1), cloud(sizes[1], 8, seed=2) + 0.5
+    assert wasserstein(x, y, p=p) == pytest.approx(pot_reference(x, y, p), rel=1e-9)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_one_dimensional_clouds_match_the_sorting_closed_form(p):
+    x, y = cloud(200, 1, seed=3), 2 * cloud(200, 1, seed=4) + 1
+    by_sorting = np.mean(np.abs(np.sort(x.numpy()[:, 0]) - np.sort(y.numpy()[:, 0])) ** p) ** (1 / p)
+    assert wasserstein(x, y, p=p) == pytest.approx(by_sorting, rel=1e-9)
+
+
+def test_one_dimensional_w1_with_unequal_sizes_matches_scipy():
+    x, y = cloud(90, 1, seed=5), cloud(140, 1, seed=6) * 3
+    assert wasserstein(x, y, p=1) == pytest.approx(scipy.stats.wasserstein_distance(x[:, 0], y[:, 0]), rel=1e-9)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_sliced_is_a_lower_bound_close_to_exact_for_gaussian_shifts(p):
+    x, y = cloud(300, 6, seed=7), cloud(300, 6, seed=8) + torch.tensor([3.0, 0, 0, 0, 0, 0], dtype=torch.float64)
+    exact, sliced = wasserstein(x, y, p=p), wasserstein(x, y, p=p, method="sliced", n_projections=2000)
+    assert 0.7 * exact < sliced < 1.02 * exact
+
+
+def test_sliced_is_seeded():
+    x, y = cloud(100, 10, seed=9), cloud(100, 10, seed=10)
+    assert wasserstein(x, y, method="sliced", seed=3) == wasserstein(x, y, method="sliced", seed=3)
+    assert wasserstein(x, y, method="sliced", seed=3) != wasserstein(x, y, method="sliced", seed=4)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_sinkhorn_is_an_upper_bound_whose_bias_shrinks_with_reg(p):
+    x, y = cloud(200, 3, seed=11), cloud(200, 3, seed=12) + torch.tensor([1.5, 0, 0], dtype=torch.float64)
+    exact = wasserstein(x, y, p=p)
+    loose = wasserstein(x, y, p=p, method="sinkhorn", reg=0.05)
+    tight = wasserstein(x, y, p=p, method="sinkhorn", reg=0.01, num_iter_max=5000)
+    assert exact < tight < loose
+    assert tight - exact < (loose - exact) / 2
+    assert tight == pytest.approx(exact, rel=0.12)
+
+
+@pytest.mark.parametrize("method", ["exact", "sliced", "sinkhorn"])
+def test_float32_and_float64_agree(method):
+    x, y = cloud(100, 16, seed=13) + 4, cloud(80, 16, seed=14) + 4.5
+    assert wasserstein(x.float(), y.float(), method=method) == pytest.approx(wasserstein(x, y, method=method), rel=1e-4)
+
+
+def test_identical_clouds_are_at_distance_zero():
+    x = cloud(50, 4, seed=15)
+    assert wasserstein(x, x) == pytest.approx(0, abs=1e-7)
+    assert wasserstein(torch.zeros(5, 3), torch.zeros(8, 3), method="sinkhorn") == 0.0
+
+
+def test_paired_displacement_is_the_mean_distance_and_bounds_w1():
+    x, y = cloud(60, 5, seed=16), cloud(60, 5, seed=17)
+    assert paired_displacement(x, y) == pytest.approx(np.linalg.norm((x - y).numpy(), axis=1).mean(), rel=1e-12)
+    assert paired_displacement(x, y) >= wasserstein(x, y, p=1)
+    small_drift = x + 1e-3 * y
+    assert paired_displacement(x, small_drift) == pytest.approx(wasserstein(x, small_drift, p=1), rel=1e-9)
+
+
+def test_bad_arguments_are_rejected_with_the_reason():
+    x = cloud(10, 4, seed=18)
+    with pytest.raises(ValueError, match=r"shape \(10, 4\).*shape \(10, 3\).*same width"):
+        wasserstein(x, x[:, :3])
+    with pytest.raises(ValueError, match=r"same number of points"):
+        paired_displacement(x, x[:5])
+    with pytest.raises(ValueError, match="method"):
+        wasserstein(x, x, method="greedy")
+    with pytest.raises(ValueError, match="p >= 1"):
+        wasserstein(x, x, p=0.5)
+    with pytest.raises(TypeError):
+        wasserstein(x, x, method="exact", reg=0.1)

@@ -1,0 +1,73 @@
+"""End-to-end: ``python train.py`` writes the run directory of DESIGN.md, resumes, runs DDP."""
+
+import csv
+
+import pytest
+import torch
+
+from train_helpers import check_ok, run_train
+
+pytestmark = pytest.mark.slow
+
+
+def read_dynamics(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    output = check_ok(run_train("--run_id", "first", "--trainer.max_epochs", "2", runs_dir=runs))
+    return runs / "default" / "first", output
+
+
+def test_default_run_writes_the_run_directory(default_run):
+    run_dir, output = default_run
+    assert (run_dir / "config.yaml").is_file()
+    names = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    assert names == ["epoch=000.ckpt", "epoch=001.ckpt", "epoch=002.ckpt", "last.ckpt"]
+    assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run"
+    assert "wandb sync" in output and str(run_dir) in output
+    rows = read_dynamics(run_dir / "dynamics.csv")
+    assert sorted({int(r["epoch"]) for r in rows}) == [0, 1, 2]
+    snapshots = sorted(p.name for p in (run_dir / "snapshots").iterdir())
+    assert snapshots == ["epoch=000.safetensors", "epoch=001.safetensors", "epoch=002.safetensors"]
+
+
+def test_numbered_checkpoints_hold_the_model_after_that_many_epochs(default_run):
+    run_dir, _ = default_run
+    init = torch.load(run_dir / "checkpoints" / "epoch=000.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run_dir / "checkpoints" / "epoch=002.ckpt", map_location="cpu", weights_only=False)
+    assert init["global_step"] == 0
+    assert last["global_step"] > 0 and last["epoch"] == 1  # Lightning's 0-based index of epoch 2
+    changed = [k for k in init["state_dict"] if not torch.equal(init["state_dict"][k], last["state_dict"][k])]
+    assert changed, "training did not change the weights"
+
+
+def test_resume_continues_in_the_same_run_directory(default_run, tmp_path):
+    run_dir, _ = default_run
+    output = check_ok(run_train("--config", str(run_dir / "config.yaml"), "--trainer.max_epochs", "3",
+                                "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"),
+                                runs_dir=tmp_path / "elsewhere"))
+    assert "Restoring states" in output or "Restored all states" in output
+    assert (run_dir / "checkpoints" / "epoch=003.ckpt").is_file()
+    assert not (tmp_path / "elsewhere").exists()
+    resumed = torch.load(run_dir / "checkpoints" / "epoch=003.ckpt", map_location="cpu", weights_only=False)
+    assert resumed["epoch"] == 2
+    rows = read_dynamics(run_dir / "dynamics.csv")
+    keys = [(r["epoch"], r["layer"], r["metric"]) for r in rows]
+    assert len(keys) == len(set(keys)), "resume duplicated dynamics rows"
+    assert sorted({int(r["epoch"]) for r in rows}) == [0, 1, 2, 3]
+
+
+def test_bad_input_stops_with_a_clear_message(tmp_path):
+    missing = run_train("--ckpt_path", str(tmp_path / "nope.ckpt"), runs_dir=tmp_path)
+    assert missing.returncode != 0 and "does not exist" in missing.stderr + missing.stdout
+    unknown_key = run_train("--trainer.max_epoch", "3", runs_dir=tmp_path)
+    assert unknown_key.returncode != 0 and "max_epoch" in unknown_key.stderr
+    wrong_type = run_train("--trainer.max_epochs", "three", runs_dir=tmp_path)
+    assert wrong_type.returncode != 0 and "max_epochs" in wrong_type.stderr
+    unknown_model = run_train("--model.init_args.arch", "resnet_9000", runs_dir=tmp_path)
+    assert unknown_model.returncode != 0 and "resnet18" in unknown_model.stderr
+    assert not list(tmp_path.rglob("*.ckpt"))

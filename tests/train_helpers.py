@@ -1,0 +1,26 @@
+"""Run ``train.py`` as a user would: a subprocess from the repository root."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_train(*args: str, runs_dir: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python train.py --runs_dir RUNS_DIR ARGS...`` with W&B offline; output captured."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1",
+           "OMP_NUM_THREADS": "1"}
+    env.pop("ATTNCONV_RUN_ID", None)
+    return subprocess.run([sys.executable, str(REPO / "train.py"), "--runs_dir", str(runs_dir), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def check_ok(result: subprocess.CompletedProcess) -> str:
+    """The combined output of a run that must have succeeded (assertion message: its tail)."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return output
