@@ -13,6 +13,7 @@ ALL_MODELS = [
     "resnet18_imagenet",
     "resnet34",
     "resnet34_imagenet",
+    "vit_mini",
     "vit_small",
     "vit_tiny",
 ]
@@ -33,7 +34,7 @@ def test_list_models_default_is_every_model_sorted():
 @pytest.mark.parametrize(
     ("pattern", "expected"),
     [
-        ("*vit*", ["vit_small", "vit_tiny"]),
+        ("*vit*", ["vit_mini", "vit_small", "vit_tiny"]),
         ("resnet*_imagenet", ["resnet18_imagenet", "resnet34_imagenet"]),
         ("*_net", ["attention_net", "conv_net"]),
         ("no_such_model*", []),
