@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from attnconv_pl.atomic import atomic_write_text
+from attnconv_pl.checkpoints import run_dir_of
 from attnconv_pl.data import ClassificationDataModule
 from attnconv_pl.module import ClassifierModule
 from callbacks import EpochCheckpoint, FeatureDynamics
@@ -44,12 +45,10 @@ def configure_wandb_mode() -> str:
     return os.environ.get("WANDB_MODE", "online")
 
 
-def run_dir_of_checkpoint(ckpt_path: Path) -> Optional[Path]:
-    """The run directory holding ``<run_dir>/checkpoints/<name>.ckpt``, or None if not in one."""
-    run_dir = ckpt_path.resolve().parent.parent
-    if ckpt_path.resolve().parent.name == "checkpoints" and (run_dir / "config.yaml").is_file():
-        return run_dir
-    return None
+def run_dir_to_resume(ckpt_path: Path) -> Optional[Path]:
+    """The run directory of a checkpoint when it holds the run's ``config.yaml``, else None."""
+    run_dir = run_dir_of(ckpt_path)
+    return run_dir if run_dir is not None and (run_dir / "config.yaml").is_file() else None
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -111,7 +110,7 @@ class TrainCLI(LightningCLI):
                 f"error: --ckpt_path {ckpt_path} does not exist. Checkpoints of a run are in "
                 f"<runs_dir>/<experiment>/<run_id>/checkpoints/ (last.ckpt resumes the latest epoch)."
             )
-        self.run_dir = (run_dir_of_checkpoint(ckpt_path) if ckpt_path else None) or self._new_run_dir(config)
+        self.run_dir = (run_dir_to_resume(ckpt_path) if ckpt_path else None) or self._new_run_dir(config)
         config.trainer.default_root_dir = str(self.run_dir)
         for logger in _logger_configs(config.trainer.logger):
             _point_logger_at_run(logger, self.run_dir)

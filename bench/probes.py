@@ -67,25 +67,35 @@ def gudhi_rips(points: np.ndarray) -> None:
     tree.compute_persistence()
 
 
-def cases(x: torch.Tensor, y: torch.Tensor, max_points: int, reference_rips: bool):
+def cases(x: torch.Tensor, y: torch.Tensor, max_points: int, subsample: str, reference_rips: bool):
     """(probe, ours(cloud, other), reference label, reference call or None) rows for one size."""
     xn, yn = x.double().numpy(), y.double().numpy()
-    sample = x[_subsample_indices(x, max_points, 0, "farthest")].double().numpy()
-    first, second = probes.persistence_diagrams(x, max_points=max_points), probes.persistence_diagrams(y, max_points=max_points)
-    rows = [
-        ("variance+PR", lambda a, b: (probes.total_variance(a), probes.participation_ratio(a)), "numpy eigvalsh(cov)", lambda: numpy_spectrum(xn)),
+    sample = x[_subsample_indices(x, max_points, 0, subsample)].double().numpy()
+    first = probes.persistence_diagrams(x, max_points=max_points, subsample=subsample)
+    second = probes.persistence_diagrams(y, max_points=max_points, subsample=subsample)
+    if reference_rips:
+        rips_label, rips = "gudhi RipsComplex", lambda: gudhi_rips(sample)
+    else:
+        rips_label, rips = "gudhi RipsPersistence", lambda: gudhi.sklearn.RipsPersistence([0, 1]).fit_transform([sample])
+    return [
+        ("variance+PR", lambda a, b: (probes.total_variance(a), probes.participation_ratio(a)),
+         "numpy eigvalsh(cov)", lambda: numpy_spectrum(xn)),
         ("twonn", lambda a, b: probes.intrinsic_dimension(a, "twonn"), "skdim TwoNN", lambda: skdim.id.TwoNN().fit(xn)),
         ("mle k=20", lambda a, b: probes.intrinsic_dimension(a, "mle"), "skdim MLE", lambda: skdim.id.MLE().fit(xn)),
         ("layer: var+PR+twonn+mle", lambda a, b: layer_probes(a), "numpy+skdim", lambda: skdim_layer(xn)),
         ("W2 exact", lambda a, b: probes.wasserstein(a, b), "ot.emd2(euclid^2)", lambda: pot_exact_w2(xn, yn)),
-        ("W2 sliced 128", lambda a, b: probes.wasserstein(a, b, method="sliced"), "ot.sliced (numpy)", lambda: ot.sliced_wasserstein_distance(xn, yn, n_projections=128, seed=0)),
-        ("paired displacement", lambda a, b: probes.paired_displacement(a, b), "numpy norm", lambda: np.linalg.norm(xn - yn, axis=1).mean()),
+        ("W2 sliced 128", lambda a, b: probes.wasserstein(a, b, method="sliced"),
+         "ot.sliced (numpy)", lambda: ot.sliced_wasserstein_distance(xn, yn, n_projections=128, seed=0)),
+        ("paired displacement", lambda a, b: probes.paired_displacement(a, b),
+         "numpy norm", lambda: np.linalg.norm(xn - yn, axis=1).mean()),
         ("lipschitz 2000 pairs", lambda a, b: probes.lipschitz_ratios(a, b), "-", None),
-        (f"persistence H0+H1 {max_points} pts", lambda a, b: probes.persistence_diagrams(a, max_points=max_points), "gudhi RipsComplex" if reference_rips else "gudhi RipsPersistence", (lambda: gudhi_rips(sample)) if reference_rips else (lambda: gudhi.sklearn.RipsPersistence([0, 1]).fit_transform([sample]))),
-        ("diagram W1 H1", lambda a, b: probes.diagram_distance(first[1], second[1], 1), "gudhi wasserstein", lambda: wasserstein_distance(first[1], second[1], order=1, internal_p=2)),
-        ("diagram bottleneck H1", lambda a, b: probes.diagram_distance(first[1], second[1], float("inf")), "gudhi bottleneck", lambda: gudhi.bottleneck_distance(first[1], second[1])),
+        (f"persistence {max_points} {subsample}",
+         lambda a, b: probes.persistence_diagrams(a, max_points=max_points, subsample=subsample), rips_label, rips),
+        ("diagram W1 H1", lambda a, b: probes.diagram_distance(first[1], second[1], 1),
+         "gudhi wasserstein", lambda: wasserstein_distance(first[1], second[1], order=1, internal_p=2)),
+        ("diagram bottleneck H1", lambda a, b: probes.diagram_distance(first[1], second[1], float("inf")),
+         "gudhi bottleneck", lambda: gudhi.bottleneck_distance(first[1], second[1])),
     ]
-    return rows
 
 
 def main() -> None:
@@ -94,6 +104,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per call (median reported)")
     parser.add_argument("--slow", type=float, default=2.0, help="calls slower than this (s) are timed once")
     parser.add_argument("--max-points", type=int, default=500, help="persistence subsample size")
+    parser.add_argument("--subsample", choices=("random", "farthest"), default="random", help="persistence subsample")
     parser.add_argument(
         "--rips-complex", action="store_true",
         help="reference persistence by gudhi.RipsComplex (full, 15 s at 500 points) instead of RipsPersistence",
@@ -108,7 +119,7 @@ def main() -> None:
         g = torch.Generator().manual_seed(n + d)
         x = torch.randn(n, d, generator=g)
         y = torch.randn(n, d, generator=g) + 0.5
-        for probe, ours, label, reference in cases(x, y, args.max_points, args.rips_complex):
+        for probe, ours, label, reference in cases(x, y, args.max_points, args.subsample, args.rips_complex):
             timings = [
                 median_seconds(lambda: ours(x.to(dev), y.to(dev)), args.repeats, args.slow, dev) for dev in devices
             ]

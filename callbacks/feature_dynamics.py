@@ -148,7 +148,8 @@ class FeatureDynamics(Callback):
         if self.enabled and is_scheduled_epoch(epoch, self.every_n_epochs, trainer.max_epochs):
             self._probe(trainer, pl_module, epoch)
 
-    def _with_topology(self, epoch: int, max_epochs: Optional[int]) -> bool:
+    def with_topology(self, epoch: int, max_epochs: Optional[int]) -> bool:
+        """Whether topology is computed at ``epoch`` (``topology`` and its own schedule)."""
         return self.settings.topology and is_scheduled_epoch(epoch, self.topology_every_n_epochs, max_epochs)
 
     # ------------------------------------------------------------------ one probe
@@ -168,7 +169,7 @@ class FeatureDynamics(Callback):
             if self.tracker.previous is None and self.probed_epochs:  # resumed: read what drift needs
                 self.tracker.restore(self._load(run_dir, self.probed_epochs[-1]),
                                      self._load(run_dir, 0) if 0 in self.probed_epochs else None)
-            result = self.tracker.probe(epoch, snapshot, topology=self._with_topology(epoch, trainer.max_epochs))
+            result = self.tracker.probe(epoch, snapshot, topology=self.with_topology(epoch, trainer.max_epochs))
             probed = time.perf_counter()
             overhead = probed - started
             result.values[("", "overhead_seconds")] = overhead

@@ -9,8 +9,9 @@ from gudhi.sklearn import RipsPersistence
 from gudhi.wasserstein import wasserstein_distance
 
 from ._checks import as_diagram, as_points
+from ._distances import squared_distances
 
-SUBSAMPLES = ("farthest", "random")
+SUBSAMPLES = ("random", "farthest")
 
 
 def _farthest_point_indices(x: torch.Tensor, count: int, seed: int) -> torch.Tensor:
@@ -21,15 +22,13 @@ def _farthest_point_indices(x: torch.Tensor, count: int, seed: int) -> torch.Ten
     """
     n = x.shape[0]
     centred = x - x.mean(0)
-    squared_norms = centred.square().sum(1)
     first = int(torch.randint(n, (1,), generator=torch.Generator().manual_seed(seed)))
     chosen = torch.empty(count, dtype=torch.long, device=x.device)
     chosen[0] = first
     nearest = torch.full((n,), math.inf, dtype=x.dtype, device=x.device)
     for step in range(1, count):
-        latest = centred[chosen[step - 1]]
-        squared = squared_norms - 2 * (centred @ latest) + squared_norms[chosen[step - 1]]
-        nearest = torch.minimum(nearest, squared)
+        latest = centred[chosen[step - 1]][None]
+        nearest = torch.minimum(nearest, squared_distances(centred, latest)[:, 0])
         nearest[chosen[:step]] = -math.inf
         chosen[step] = nearest.argmax()
     return chosen.sort().values
@@ -46,7 +45,7 @@ def _subsample_indices(x: torch.Tensor, max_points: int, seed: int, subsample: s
 
 
 def persistence_diagrams(
-    x: torch.Tensor, max_dim: int = 1, max_points: int = 500, seed: int = 0, subsample: str = "farthest"
+    x: torch.Tensor, max_dim: int = 1, max_points: int = 500, seed: int = 0, subsample: str = "random"
 ) -> list[np.ndarray]:
     """Vietoris-Rips persistence diagrams H_0..H_max_dim of a point cloud.
 
@@ -54,15 +53,20 @@ def persistence_diagrams(
     convention: not squared, not halved), so a circle of radius r has its H_1 class die at
     sqrt(3) r. The full Rips filtration is used, without an edge threshold:
     ``gudhi.sklearn.RipsPersistence`` (a Ripser fork with edge collapse, coefficients in Z/11)
-    computes it exactly and fast (about 0.1 s for 500 points).
+    computes it exactly: about 0.1 s for 500 points of a random subsample of a Gaussian cloud on
+    a 2-core CPU.
 
     Args:
         x: (n, d) points, any device.
         max_dim: highest homology dimension.
         max_points: clouds with more points are subsampled to this many first.
         seed: seeds the subsample (the farthest-point start, or the random draw).
-        subsample: "farthest" (greedy farthest-point sampling, keeps the shape's extremes) or
-            "random" (uniform without replacement, keeps the density).
+        subsample: "random" (uniform without replacement: keeps the density, so the diagram
+            describes the bulk of the cloud) or "farthest" (greedy farthest-point sampling: covers
+            the cloud evenly, keeps outliers and extremes). Random is the default: on
+            near-Gaussian activations (a network at initialisation) a farthest-point sample of
+            500 picks near-equidistant extreme points whose H1 diagram holds 2-3x more classes
+            and takes 10-30x longer (1-3 s instead of 0.1 s).
 
     Returns:
         A list of max_dim + 1 float64 arrays of shape (m_k, 2) holding (birth, death) pairs of

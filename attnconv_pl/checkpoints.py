@@ -1,0 +1,259 @@
+"""Find the checkpoints a user names and load them, with errors that say what to do.
+
+A path names a checkpoint file or a run directory ``runs/<experiment>/<run_id>/`` (meaning its
+``checkpoints/epoch=NNN.ckpt`` files in epoch order). Checkpoints inside one run directory form
+one run. Finding runs only looks at paths (no torch import), so a mistyped path is reported at
+once; reading a checkpoint imports torch when first needed.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+CHECKPOINTS_FOLDER = "checkpoints"
+EPOCH_CHECKPOINT = re.compile(r"^epoch=(\d+)\.ckpt$")
+"""Names of the numbered checkpoints of ``callbacks.EpochCheckpoint`` (NNN = completed epochs)."""
+ZIP_MAGIC = b"PK\x03\x04"
+"""First bytes of every checkpoint ``torch.save`` writes (a zip archive)."""
+
+
+class ProbeInputError(Exception):
+    """An input ``probe.py`` cannot use (a path, a checkpoint, a layer pattern, a dataset).
+
+    The message names the offending path or value, says what was expected and what to do.
+    """
+
+
+@dataclass(frozen=True)
+class RunCheckpoints:
+    """The checkpoints of one run to probe.
+
+    Attributes:
+        run_dir: the run directory (``config.yaml``, ``checkpoints/``), or None for a
+            checkpoint file that lies outside one.
+        checkpoints: files to probe: numbered ones in epoch order, then others (``last.ckpt``)
+            in the order given.
+    """
+
+    run_dir: Optional[Path]
+    checkpoints: tuple[Path, ...]
+
+    @property
+    def name(self) -> str:
+        """``<experiment>/<run_id>`` of the run directory, else the checkpoint file's stem."""
+        if self.run_dir is not None:
+            return f"{self.run_dir.parent.name}/{self.run_dir.name}"
+        return self.checkpoints[0].stem
+
+    def epoch_checkpoints(self) -> dict[int, Path]:
+        """Every numbered checkpoint of the run directory (not only those to probe), by epoch."""
+        return epoch_checkpoints(self.run_dir) if self.run_dir is not None else {}
+
+
+def epoch_of_name(path: Path) -> Optional[int]:
+    """The epoch in a file name ``epoch=NNN.ckpt``, else None."""
+    match = EPOCH_CHECKPOINT.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def epoch_checkpoints(run_dir: Path) -> dict[int, Path]:
+    """``{epoch: run_dir/checkpoints/epoch=NNN.ckpt}`` in epoch order (empty if there are none)."""
+    folder = run_dir / CHECKPOINTS_FOLDER
+    found = {epoch_of_name(path): path for path in folder.glob("epoch=*.ckpt")} if folder.is_dir() else {}
+    return {epoch: found[epoch] for epoch in sorted(e for e in found if e is not None)}
+
+
+def run_dir_of(checkpoint: Path) -> Optional[Path]:
+    """The run directory of ``<run_dir>/checkpoints/<name>.ckpt``, or None outside one."""
+    resolved = checkpoint.resolve()
+    return resolved.parent.parent if resolved.parent.name == CHECKPOINTS_FOLDER else None
+
+
+def _run_dir_of_folder(folder: Path) -> Path:
+    """A run directory given as itself or as its ``checkpoints`` folder."""
+    folder = folder.resolve()
+    if folder.name == CHECKPOINTS_FOLDER and not (folder / CHECKPOINTS_FOLDER).is_dir():
+        return folder.parent
+    return folder
+
+
+def collect_runs(paths: Sequence[str | Path]) -> list[RunCheckpoints]:
+    """Group the given paths into runs, in the order each run is first named.
+
+    A directory contributes all its numbered checkpoints; a file contributes itself (to its
+    run directory's run when it lies in ``<run_dir>/checkpoints/``). A file named twice is
+    probed once.
+
+    Raises:
+        ProbeInputError: a path does not exist, or a directory holds no numbered checkpoint.
+    """
+    runs: dict[Path, list[Path]] = {}
+    run_dirs: dict[Path, Optional[Path]] = {}
+    for given in paths:
+        path = Path(given).expanduser()
+        if not path.exists():
+            raise ProbeInputError(
+                f"{given} does not exist; give a checkpoint file (runs/<experiment>/<run_id>/checkpoints/"
+                "epoch=NNN.ckpt) or a run directory (runs/<experiment>/<run_id>)")
+        if path.is_dir():
+            run_dir = _run_dir_of_folder(path)
+            found = list(epoch_checkpoints(run_dir).values())
+            if not found:
+                raise ProbeInputError(
+                    f"{given} holds no checkpoints: expected {run_dir / CHECKPOINTS_FOLDER}/epoch=NNN.ckpt. "
+                    "Train with `python train.py` (it writes them), or give a .ckpt file")
+        else:
+            run_dir, found = run_dir_of(path), [path.resolve()]
+        key = run_dir if run_dir is not None else path.resolve()
+        run_dirs[key] = run_dir
+        listed = runs.setdefault(key, [])
+        listed.extend(p for p in found if p not in listed)
+    return [RunCheckpoints(run_dirs[key], tuple(_epoch_order(files))) for key, files in runs.items()]
+
+
+def _epoch_order(files: list[Path]) -> list[Path]:
+    numbered = sorted((p for p in files if epoch_of_name(p) is not None), key=epoch_of_name)
+    return numbered + [p for p in files if epoch_of_name(p) is None]
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The content of a checkpoint written by ``train.py`` (tensors on CPU).
+
+    Loaded with ``torch.load(weights_only=True)``: plain tensors and Python values only.
+
+    Raises:
+        ProbeInputError: the file is not a PyTorch checkpoint, is truncated or corrupted, or
+            lacks the model's weights and hyper-parameters.
+    """
+    import torch
+
+    with path.open("rb") as handle:
+        magic = handle.read(len(ZIP_MAGIC))
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ProbeInputError(
+            f"{path} holds Python objects that a safe load (torch.load(weights_only=True)) refuses: "
+            f"{first_sentence(error)}; checkpoints written by train.py hold only tensors and plain values") from error
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types for bad files
+        if magic != ZIP_MAGIC:
+            raise ProbeInputError(
+                f"{path} is not a PyTorch checkpoint (not the zip archive torch.save writes); give a .ckpt file "
+                "written by train.py (runs/<experiment>/<run_id>/checkpoints/epoch=NNN.ckpt)") from error
+        raise ProbeInputError(
+            f"{path} is truncated or corrupted (torch.load: {first_sentence(error)}); copy it again, or probe "
+            "another checkpoint of the run") from error
+    missing = [key for key in ("state_dict", "hyper_parameters") if key not in checkpoint] \
+        if isinstance(checkpoint, dict) else ["state_dict", "hyper_parameters"]
+    if missing:
+        raise ProbeInputError(
+            f"{path} is a PyTorch file but not a checkpoint of train.py (it has no {' and no '.join(missing)}); "
+            "give a checkpoint written by train.py")
+    return checkpoint
+
+
+def first_sentence(error: BaseException) -> str:
+    """The first sentence of an error's message (its type when the message is empty)."""
+    text = " ".join(str(error).split())
+    return text.split(". ")[0].rstrip(".") if text else type(error).__name__
+
+
+def checkpoint_epoch(path: Path, checkpoint: dict[str, Any]) -> int:
+    """Completed training epochs of a checkpoint: from its name ``epoch=NNN.ckpt``, else from
+    Lightning's fields (``epoch`` is the 0-based index of the epoch in progress, so a checkpoint
+    written at an epoch's end after any step holds ``epoch + 1`` completed epochs)."""
+    named = epoch_of_name(path)
+    if named is not None:
+        return named
+    return int(checkpoint.get("epoch", 0)) + 1 if int(checkpoint.get("global_step", 0)) > 0 else 0
+
+
+def model_hyperparameters(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The ``ClassifierModule`` arguments saved in a checkpoint (LightningCLI's ``_*`` keys dropped)."""
+    return {key: value for key, value in checkpoint["hyper_parameters"].items() if not key.startswith("_")}
+
+
+def build_module(checkpoint: dict[str, Any], path: Path):
+    """A ``ClassifierModule`` built from a checkpoint's hyper-parameters, holding its weights.
+
+    Raises:
+        ProbeInputError: this version cannot build the model (unknown architecture or option),
+            or the checkpoint's weights do not fit the model it builds.
+    """
+    from attnconv_pl.module import ClassifierModule
+
+    hyperparameters = model_hyperparameters(checkpoint)
+    try:
+        module = ClassifierModule(**hyperparameters)
+    except (TypeError, ValueError) as error:
+        raise ProbeInputError(
+            f"{path} holds a model this version cannot build (arch {hyperparameters.get('arch')!r}: {error}). "
+            "Probe it with the attnconv-pl version that trained it") from error
+    load_weights(module, checkpoint, path)
+    return module
+
+
+def load_weights(module, checkpoint: dict[str, Any], path: Path) -> None:
+    """Load a checkpoint's ``state_dict`` into ``module`` (strict).
+
+    Raises:
+        ProbeInputError: the weights do not fit the module (missing, unexpected or reshaped).
+    """
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        details = " ".join(str(error).split())[:300].rstrip(".")
+        raise ProbeInputError(
+            f"the weights in {path} do not fit the model this version builds for it "
+            f"(arch {module.hparams.get('arch')!r}): {details}. Probe it with the attnconv-pl version "
+            "that trained it") from error
+
+
+def callback_state(checkpoint: dict[str, Any], callback: str = "FeatureDynamics") -> dict[str, Any]:
+    """The saved state of a callback (e.g. its ``layers``, ``seed``, ``probe_indices``), or {}."""
+    for key, state in (checkpoint.get("callbacks") or {}).items():
+        if str(key).split("{")[0] == callback:
+            return dict(state)
+    return {}
+
+
+def read_run_config(run_dir: Optional[Path]) -> dict[str, Any]:
+    """The resolved config ``run_dir/config.yaml`` written by train.py ({} when absent).
+
+    Raises:
+        ProbeInputError: the file exists but is not a YAML mapping.
+    """
+    path = run_dir / "config.yaml" if run_dir is not None else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ProbeInputError(f"{path} is not valid YAML ({error}); restore the config train.py wrote") from error
+    if not isinstance(config, dict):
+        raise ProbeInputError(f"{path} is not a config mapping; restore the config train.py wrote")
+    return config
+
+
+def data_config(checkpoint: dict[str, Any], run_config: dict[str, Any], path: Path) -> tuple[str, dict[str, Any]]:
+    """``(class_path, init_args)`` of the data module a checkpoint was trained with: from the
+    checkpoint's ``datamodule_hyper_parameters``, else the run's ``config.yaml``.
+
+    Raises:
+        ProbeInputError: neither says which data module it was.
+    """
+    saved = checkpoint.get("datamodule_hyper_parameters") or {}
+    if "_class_path" in saved:
+        return saved["_class_path"], {k: v for k, v in saved.items() if not k.startswith("_")}
+    section = run_config.get("data") or {}
+    if isinstance(section, dict) and "class_path" in section:
+        return section["class_path"], dict(section.get("init_args") or {})
+    raise ProbeInputError(
+        f"{path} does not say which data it was trained on (no datamodule hyper-parameters, no config.yaml "
+        "beside it); name a dataset with --data NAME[:SPLIT]")

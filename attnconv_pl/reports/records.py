@@ -1,0 +1,132 @@
+"""The probed runs a report is made of, and how their metrics are ordered into sections."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+Row = tuple[int, str, str, float]
+"""``(epoch, layer, metric, value)``: one number of ``dynamics.csv``."""
+
+SECTIONS = (
+    ("compactness", "Compactness: variance and intrinsic dimension of each layer's output",
+     re.compile(r"^(variance|participation_ratio|id_.+)$")),
+    ("stability", "Stability: each layer's input versus its output",
+     re.compile(r"^(stability_.+|lipschitz_.+)$")),
+    ("next", "Next layer: diagram distances to the next probed layer", re.compile(r"^next_.+$")),
+    ("drift", "Drift: each layer's output against the previous epoch and initialisation",
+     re.compile(r"^drift_.+$")),
+    ("topology", "Topology: persistence summaries of each layer's output", re.compile(r"^h\d+_.+$")),
+)
+"""Report sections: (key, title, metrics matched), in report order; others go to ``other``."""
+
+
+def metric_section(metric: str) -> str:
+    """The key of the report section a metric belongs to (``other`` when none matches)."""
+    return next((key for key, _, pattern in SECTIONS if pattern.match(metric)), "other")
+
+
+@dataclass
+class ProbedRun:
+    """One run's probed numbers, as a report needs them.
+
+    Attributes:
+        label: the run's name in figures and tables (``<experiment>/<run_id>`` by default).
+        group: runs with the same group (model and dataset) are seeds of one configuration;
+            the comparison figure shows their mean and spread.
+        layers: probed layers in depth order.
+        rows: every number, ``(epoch, layer, metric, value)``; run-level numbers (cost) have
+            layer ``""``.
+        diagrams: output persistence diagrams ``{epoch: {layer: [H0 (m, 2), H1, ...]}}`` of
+            the first and last probed epochs with topology.
+        accuracy: probe-set top-1 accuracy by epoch (empty when not known).
+        description: JSON-ready facts for the summary (model, dataset, settings, checkpoints,
+            timings).
+    """
+
+    label: str
+    group: str
+    layers: list[str]
+    rows: list[Row]
+    diagrams: dict[int, dict[str, list[np.ndarray]]] = field(default_factory=dict)
+    accuracy: dict[int, float] = field(default_factory=dict)
+    description: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._values = {(epoch, layer, metric): value for epoch, layer, metric, value in self.rows}
+
+    @property
+    def epochs(self) -> list[int]:
+        """Probed epochs in order."""
+        return sorted({epoch for epoch, _, _, _ in self.rows})
+
+    @property
+    def last_epoch(self) -> int:
+        return self.epochs[-1]
+
+    def layer_metrics(self) -> list[str]:
+        """Names of the per-layer metrics, in the order they were first computed."""
+        return list(dict.fromkeys(metric for _, layer, metric, _ in self.rows if layer))
+
+    def value(self, epoch: int, layer: str, metric: str) -> float:
+        """One number; NaN when it was not computed."""
+        return self._values.get((epoch, layer, metric), math.nan)
+
+    def series(self, layer: str, metric: str) -> tuple[list[int], list[float]]:
+        """``(epochs, values)`` of a layer's metric over the epochs where it was computed."""
+        epochs = [e for e in self.epochs if (e, layer, metric) in self._values]
+        return epochs, [self._values[(e, layer, metric)] for e in epochs]
+
+    def final_accuracy(self) -> Optional[float]:
+        """Probe-set accuracy at the last probed epoch, if known."""
+        return self.accuracy.get(self.last_epoch)
+
+
+def report_metrics(runs: list[ProbedRun]) -> list[str]:
+    """Per-layer metrics of all runs, ordered by report section and then first appearance."""
+    metrics = list(dict.fromkeys(metric for run in runs for metric in run.layer_metrics()))
+    order = [key for key, _, _ in SECTIONS] + ["other"]
+    return sorted(metrics, key=lambda metric: order.index(metric_section(metric)))
+
+
+def shared_layers(runs: list[ProbedRun]) -> Optional[list[str]]:
+    """The runs' common layer list when every run probed the same layers, else None."""
+    first = runs[0].layers
+    return first if all(run.layers == first for run in runs) else None
+
+
+def layer_positions(layers: list[str], shared: bool) -> np.ndarray:
+    """x positions of layers in a depth plot: 0, 1, ... when all runs share their layers,
+    else relative depth i / (L - 1) in [0, 1], so models of different depths line up."""
+    if shared or len(layers) == 1:
+        return np.arange(len(layers), dtype=float)
+    return np.arange(len(layers), dtype=float) / (len(layers) - 1)
+
+
+DISTANCE_TITLES = {"w1": "W1", "w2": "W2", "bottleneck": "W∞ (bottleneck)", "displacement": "mean displacement"}
+PREFIX_TITLES = {"stability": "input → output", "next": "to next layer", "drift_prev": "drift vs previous epoch",
+                 "drift_init": "drift vs initialisation"}
+
+
+def metric_title(metric: str) -> str:
+    """A readable name of a metric for figure titles, e.g. ``stability_h1_w1`` ->
+    ``input → output, H1 W1``; unknown names are returned as they are."""
+    if metric == "variance":
+        return "total variance"
+    if metric.startswith("id_"):
+        return f"intrinsic dimension ({metric[3:]})"
+    if metric.startswith("lipschitz_"):
+        return f"Lipschitz ratio ({metric.removeprefix('lipschitz_')})"
+    match = re.match(r"^(stability|next|drift_prev|drift_init)_(?:h(\d+)_)?(w1|w2|bottleneck|displacement)$", metric)
+    if match:
+        prefix, dim, distance = match.groups()
+        space = f"H{dim} " if dim is not None else "point cloud "
+        return f"{PREFIX_TITLES[prefix]}, {space if distance != 'displacement' else ''}{DISTANCE_TITLES[distance]}"
+    match = re.match(r"^h(\d+)_(bars|total_persistence)$", metric)
+    if match:
+        return f"H{match.group(1)} {'bars' if match.group(2) == 'bars' else 'total persistence'}"
+    return metric.replace("_", " ")

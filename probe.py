@@ -1,0 +1,240 @@
+"""Probe saved checkpoints and compare runs side by side in a report with plots.
+
+    python probe.py runs/default/RUN --out reports/RUN               # a run's checkpoints, its own settings
+    python probe.py runs/attn/s0 runs/attn/s1 runs/conv/s0 runs/conv/s1 --out reports/attn-vs-conv
+    python probe.py runs/default/RUN/checkpoints/epoch=003.ckpt --out R --data test --layers "mixer*"
+
+Each PATH is a checkpoint file or a run directory (all its ``checkpoints/epoch=NNN.ckpt``). The
+probe settings default to the run's own (its ``config.yaml``), so with no options the numbers
+equal those the training callback logged. ``python probe.py --help`` lists every option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from attnconv_pl.checkpoints import ProbeInputError, RunCheckpoints, collect_runs
+
+EXIT_BAD_INPUT = 2
+SETTING_OPTIONS = ("layers", "probe_size", "representation", "project_dim", "id_methods", "topology",
+                   "capture_inputs", "max_points", "max_dim", "seed", "snapshot_dtype", "batch_size")
+"""Options passed on to ``callbacks.FeatureDynamics`` when given (they override the run's config)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="probe.py", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Probe saved checkpoints (variance, intrinsic dimension, drift, stability and topology of\n"
+                    "each layer) and compare runs side by side in a report with plots.",
+        epilog="""\
+PATH is a checkpoint file (runs/<experiment>/<run_id>/checkpoints/epoch=NNN.ckpt or last.ckpt)
+or a run directory (runs/<experiment>/<run_id>: all its epoch=NNN.ckpt in epoch order).
+Checkpoints of one run directory form one run; drift is measured against the run's preceding
+checkpoint and epoch=000.ckpt (captured as references when not probed themselves). Runs with
+the same model and dataset (e.g. several seeds) form one group of the comparison figure (mean
+and error bars).
+
+Outputs in DIR: dynamics.csv (run,epoch,layer,metric,value), summary.json, figures/*.png,
+report.html (self-contained) and report.md. Tables are rewritten after each run, the figures
+and pages at the end; every file is written atomically.
+
+Exit status: 0 on success; 2 for bad input, with one message naming the path or value and
+what to do (runs completed before a failing one stay in DIR).""")
+    parser.add_argument("paths", metavar="PATH", nargs="+", help="checkpoint files or run directories")
+    parser.add_argument("--out", metavar="DIR", required=True, type=Path, help="folder of the report (created)")
+    settings = parser.add_argument_group(
+        "probe settings",
+        "Default: the run's own (dynamics section of its config.yaml), as the training callback\n"
+        "used them, under the run's precision (16-mixed / bf16-mixed autocast); for a checkpoint\n"
+        "outside a run directory, the layers and seed saved in it.")
+    settings.add_argument("--layers", nargs="+", metavar="PATTERN",
+                          help="layer names or glob patterns over model.named_modules(), e.g. 'mixer' 'blocks.*' "
+                               "(default: the model's probe_layers)")
+    settings.add_argument("--probe-size", type=int, metavar="N", help="inputs in the probe set (default 1000)")
+    settings.add_argument("--representation", choices=("flatten", "pool", "tokens"),
+                          help="how a layer's output becomes one point per input (default flatten)")
+    settings.add_argument("--project-dim", type=int, metavar="D",
+                          help="points wider than D are randomly projected to D (default 1024)")
+    settings.add_argument("--id-methods", nargs="+", metavar="NAME",
+                          help="intrinsic-dimension estimators: twonn, mle or a scikit-dimension name "
+                               "(default twonn mle)")
+    settings.add_argument("--topology", action=argparse.BooleanOptionalAction,
+                          help="persistence diagrams and diagram distances (stability_h*, next_h*, drift_prev_h*, "
+                               "h*_bars)")
+    settings.add_argument("--capture-inputs", action=argparse.BooleanOptionalAction,
+                          help="capture each layer's input too (needed for stability_* and lipschitz_*)")
+    settings.add_argument("--max-points", type=int, metavar="N", help="points per persistence diagram (default 500)")
+    settings.add_argument("--max-dim", type=int, metavar="D", help="highest homology dimension (default 1)")
+    settings.add_argument("--seed", type=int, help="seed of the probe set, projections and stochastic probes")
+    settings.add_argument("--snapshot-dtype", choices=("float16", "bfloat16", "float32"),
+                          help="points are rounded to this dtype before probing, as snapshots are (default float16)")
+    settings.add_argument("--batch-size", type=int, metavar="B", help="probe-set batch size of the capture")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", metavar="SPEC",
+                      help="probe on other data: SPLIT (train, val or test of the run's dataset), NAME (another "
+                           "dataset: digits, cifar10, cifar100, flowers102; the run's probe split) or NAME:SPLIT. "
+                           "Default: the run's own dataset and probe split. Never downloads.")
+    data.add_argument("--data-dir", metavar="DIR", help="folder holding the dataset's files (default: the run's)")
+    other = parser.add_argument_group("runs and execution")
+    other.add_argument("--run-name", action="append", metavar="NAME",
+                       help="label of a run in the report, once per run in the order given "
+                            "(default <experiment>/<run_id>, or the file name outside a run directory)")
+    other.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
+    other.add_argument("--wandb", action="store_true",
+                       help="also log the report to W&B (offline unless logged in; `wandb sync` the printed folder)")
+    return parser
+
+
+def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The probe settings given on the command line, as ``FeatureDynamics`` arguments."""
+    return {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
+
+
+def run_labels(runs: list[RunCheckpoints], names: Optional[list[str]]) -> list[str]:
+    """One distinct label per run: ``--run-name`` values, else the run names (``#2``... on clashes)."""
+    if names is not None:
+        if len(names) != len(runs):
+            raise ProbeInputError(
+                f"--run-name was given {len(names)} time(s) for {len(runs)} run(s) "
+                f"({', '.join(run.name for run in runs)}); give it once per run, in order")
+        if len(set(names)) != len(names):
+            raise ProbeInputError(f"--run-name values must differ, got {names}")
+        return list(names)
+    labels: list[str] = []
+    for run in runs:
+        label = run.name
+        labels.append(label if label not in labels else f"{label}#{labels.count(label) + 1}")
+    return labels
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    completed: list = []
+    try:
+        runs = collect_runs(args.paths)
+        labels = run_labels(runs, args.run_name)
+        probe_and_report(args, runs, labels, completed, command=shlex.join(["python", "probe.py", *argv]))
+    except ProbeInputError as error:
+        print(f"probe.py: error: {error}", file=sys.stderr)
+        if completed:
+            print(f"probe.py: {args.out}/dynamics.csv and summary.json hold the runs completed before: "
+                  f"{', '.join(run.label for run in completed)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], labels: list[str], completed: list,
+                     command: str) -> None:
+    """Probe every run, rewrite the tables after each, then write the report (and log it).
+
+    ``completed`` receives each :class:`~attnconv_pl.reports.records.ProbedRun` as it is done.
+    """
+    from tqdm import tqdm
+
+    from attnconv_pl.checkpoint_probe import DataChoice, RunProber, resolve_device
+    from attnconv_pl.reports.report import write_report, write_tables
+
+    choice = DataChoice.parse(args.data, args.data_dir)
+    device = resolve_device(args.device)
+    overrides = setting_overrides(args)
+    context = {"command": command, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(device)}
+    probe_sets: dict = {}
+    records, keys = [], []
+    with tqdm(total=sum(len(run.checkpoints) for run in runs), unit="ckpt", desc="probing",
+              disable=None) as bar:  # None: shown on a terminal, not in logs
+        for run, label in zip(runs, labels):
+            bar.set_postfix_str(f"{label}: loading data and model")
+            prober = RunProber.open(run, overrides=overrides, choice=choice, device=device, probe_sets=probe_sets)
+            run_outcomes = []
+            for path in run.checkpoints:
+                bar.set_postfix_str(f"{label}: {path.name} ({len(prober.layers)} layers)")
+                run_outcomes.append(prober.probe(path))
+                bar.update()
+            records.append(probed_run(prober, run_outcomes, label))
+            keys.append(group_key(prober))
+            del prober, run_outcomes  # the model and the snapshots drift was measured against
+            completed[:] = [dataclasses.replace(record, group=group)
+                            for record, group in zip(records, group_labels(keys))]
+            write_tables(args.out, completed, context)
+    figures = write_report(args.out, completed, context)
+    print(f"report:  {args.out / 'report.html'} ({len(figures)} figures in {args.out / 'figures'}; "
+          f"also report.md)\nnumbers: {args.out / 'dynamics.csv'}, {args.out / 'summary.json'}")
+    if args.wandb:
+        from attnconv_pl.reports.wandb_report import log_report
+
+        wandb_dir = log_report(args.out, completed, figures, name=f"probe/{args.out.name}")
+        print(f"W&B:     {wandb_dir}" + (f"\n  upload with: wandb sync {wandb_dir}"
+                                         if wandb_dir.name.startswith("offline-") else ""))
+
+
+def probed_run(prober, outcomes: list, label: str):
+    """The report record of a probed run (its comparison group is set once all runs are known)."""
+    from attnconv_pl.reports.records import ProbedRun
+
+    with_diagrams = [o for o in outcomes if o.result.diagrams]
+    return ProbedRun(
+        label=label, group="", layers=prober.layers,
+        rows=[row for o in outcomes for row in o.result.rows()],
+        diagrams={o.epoch: o.result.diagrams for o in with_diagrams[:1] + with_diagrams[-1:]},
+        accuracy={o.epoch: o.accuracy for o in outcomes if o.accuracy is not None},
+        description=run_description(prober, outcomes),
+    )
+
+
+def group_key(prober) -> tuple[str, str, str]:
+    """What makes runs seeds of one configuration: (arch, model options, training data module)."""
+    return str(prober.hparams.get("arch")), options_text(prober.hparams.get("arch_kwargs")), prober.data_class_path
+
+
+def options_text(options: Optional[dict[str, Any]]) -> str:
+    """Model options as ``key=value`` words in key order ("" for none)."""
+    return " ".join(f"{key}={value}" for key, value in sorted((options or {}).items()))
+
+
+def group_labels(keys: list[tuple[str, str, str]]) -> list[str]:
+    """Comparison-group labels of runs keyed by (arch, model options, data class path): the
+    arch, then the dataset, then the options, each added only where needed to tell a group
+    from the others (runs with equal keys, e.g. seeds, share their label)."""
+    def label(key: tuple[str, str, str], depth: int) -> str:
+        arch, options, data = key
+        parts = [arch, data.rsplit(".", 1)[-1].removesuffix("DataModule").lower(), options]
+        return " ".join(part for part in parts[:depth] if part)
+
+    distinct = list(dict.fromkeys(keys))
+    chosen = {}
+    for key in distinct:
+        depth = next((d for d in (1, 2) if all(label(other, d) != label(key, d) for other in distinct
+                                                if other != key)), 3)
+        chosen[key] = label(key, depth)
+    return [chosen[key] for key in keys]
+
+
+def run_description(prober, run_outcomes: list) -> dict[str, Any]:
+    """The JSON-ready facts of a probed run for ``summary.json`` and the report's run table."""
+    dynamics, hparams, probe_set = prober.dynamics, prober.hparams, prober.probe_set
+    return {
+        "run_dir": str(prober.run.run_dir) if prober.run.run_dir else None,
+        "checkpoints": [str(o.path) for o in run_outcomes],
+        "seed": prober.run_config.get("seed_everything"),
+        "model": {key: hparams.get(key) for key in ("arch", "arch_kwargs", "num_classes", "in_chans", "image_size")},
+        "dataset": {"name": probe_set.dataset, "split": probe_set.split, "probe_inputs": len(probe_set.indices),
+                    "trained_on": prober.data_class_path},
+        "settings": {"layers": dynamics.layer_patterns or "model's probe_layers",
+                     "representation": dynamics.representation, "project_dim": dynamics.projector.project_dim,
+                     "capture_inputs": dynamics.capture_inputs,
+                     "snapshot_dtype": str(dynamics.snapshot_dtype).removeprefix("torch."),
+                     **dataclasses.asdict(dynamics.settings)},
+        "timings": {"data_seconds": prober.data_seconds,
+                    "checkpoints": [{"epoch": o.epoch, **o.seconds} for o in run_outcomes]},
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

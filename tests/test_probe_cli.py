@@ -1,0 +1,165 @@
+"""End-to-end: ``python probe.py`` on short digits runs: parity with the training callback,
+a two-run comparison report, and every bad input of issue 5 (one clear message, exit 2)."""
+
+import base64
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from train_helpers import REPO, check_ok, run_train
+
+pytestmark = pytest.mark.slow
+
+TRAIN_ARGS = ("--trainer.max_epochs", "2", "--dynamics.probe_size", "100", "--trainer.logger", "false")
+
+
+def run_probe(*args, timeout=600):
+    """``python probe.py ARGS...`` from the repository root, W&B offline; output captured."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(REPO / "probe.py"), *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read_numbers(path, run=None):
+    """``{(epoch, layer, metric): value}`` of a dynamics CSV (of one ``run`` when it has that column)."""
+    with open(path, newline="") as handle:
+        return {(int(r["epoch"]), r["layer"], r["metric"]): float(r["value"]) for r in csv.DictReader(handle)
+                if run is None or r["run"] == run}
+
+
+def assert_same_numbers(probed, logged):
+    """Every number equal to float round-off (NaN where NaN), the cost column excepted."""
+    assert set(probed) == set(logged)
+    for key, value in logged.items():
+        if key[2] != "overhead_seconds":
+            assert probed[key] == pytest.approx(value, rel=1e-5, abs=1e-9, nan_ok=True), key
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+@pytest.fixture(scope="module")
+def attention_run(runs_dir):
+    check_ok(run_train("--run_id", "attn", *TRAIN_ARGS, runs_dir=runs_dir))
+    return runs_dir / "default" / "attn"
+
+
+@pytest.fixture(scope="module")
+def conv_run(runs_dir):
+    check_ok(run_train("--run_id", "conv", "--model.init_args.arch", "conv_net", *TRAIN_ARGS, runs_dir=runs_dir))
+    return runs_dir / "default" / "conv"
+
+
+def test_probing_a_run_reproduces_every_number_its_callback_logged(attention_run, tmp_path):
+    check_ok(run_probe(attention_run, "--out", tmp_path))
+    logged = read_numbers(attention_run / "dynamics.csv")
+    assert {epoch for epoch, _, _ in logged} == {0, 1, 2}
+    metrics = {metric for _, _, metric in logged}
+    assert {"drift_prev_w2", "drift_init_displacement", "drift_prev_h1_bottleneck", "stability_h1_w1",
+            "next_h0_w2", "lipschitz_p99", "id_twonn", "h1_total_persistence"} <= metrics
+    assert_same_numbers(read_numbers(tmp_path / "dynamics.csv", run="default/attn"), logged)
+
+
+def test_one_checkpoint_alone_gives_the_callbacks_numbers_of_its_epoch_drift_included(attention_run, tmp_path):
+    check_ok(run_probe(attention_run / "checkpoints" / "epoch=002.ckpt", "--out", tmp_path))
+    logged = {key: value for key, value in read_numbers(attention_run / "dynamics.csv").items() if key[0] == 2}
+    assert_same_numbers(read_numbers(tmp_path / "dynamics.csv", run="default/attn"), logged)
+
+
+def test_options_override_the_runs_settings(attention_run, tmp_path):
+    check_ok(run_probe(attention_run / "checkpoints" / "epoch=001.ckpt", "--out", tmp_path, "--data", "digits:test",
+                       "--layers", "mixer", "head", "--no-topology", "--id-methods", "mle", "--probe-size", "50"))
+    numbers = read_numbers(tmp_path / "dynamics.csv", run="default/attn")
+    assert {layer for _, layer, _ in numbers} == {"mixer", "head", ""}
+    metrics = {metric for _, _, metric in numbers}
+    assert "id_mle" in metrics and "id_twonn" not in metrics and not any(m.startswith("h0_") for m in metrics)
+    (run,) = json.loads((tmp_path / "summary.json").read_text())["runs"]
+    assert run["dataset"] == {"name": "digits", "split": "test", "probe_inputs": 50,
+                              "trained_on": "attnconv_pl.data.DigitsDataModule"}
+    assert run["layers"] == ["mixer", "head"] and run["settings"]["topology"] is False
+
+
+def test_two_runs_are_compared_in_one_report_with_every_figure(attention_run, conv_run, tmp_path):
+    output = check_ok(run_probe(attention_run, conv_run, "--out", tmp_path, "--wandb"))
+    numbers = {run: read_numbers(tmp_path / "dynamics.csv", run=run) for run in ("default/attn", "default/conv")}
+    metrics = {metric for run in numbers.values() for _, layer, metric in run if layer}
+    figures = {path.name for path in (tmp_path / "figures").glob("*.png")}
+    assert figures == {"comparison.png", "persistence_default_attn.png", "persistence_default_conv.png",
+                       *(f"{kind}_{metric}.png" for kind in ("depth", "epochs") for metric in metrics)}
+    page = (tmp_path / "report.html").read_text()
+    positions = {name: page.find(base64.b64encode((tmp_path / "figures" / name).read_bytes()).decode())
+                 for name in figures}
+    assert min(positions.values()) >= 0, "a figure is missing from report.html"
+    assert min(positions, key=positions.get) == "comparison.png"
+    assert "attention_net" in page and "conv_net" in page
+    markdown = (tmp_path / "report.md").read_text()
+    assert all(f"figures/{name}" in markdown for name in figures)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [(r["label"], r["group"], r["model"]["arch"]) for r in summary["runs"]] == [
+        ("default/attn", "attention_net", "attention_net"), ("default/conv", "conv_net", "conv_net")]
+    for run in summary["runs"]:
+        assert 0.0 <= run["final_accuracy"] <= 1.0 and run["dataset"]["name"] == "digits"
+        assert run["last_epoch"] == 2 and set(run["last_epoch_metrics"]) == {"stem", "mixer", "norm", "head"}
+        assert run["last_epoch_metrics"]["mixer"]["variance"] == numbers[run["label"]][(2, "mixer", "variance")]
+    assert list((tmp_path / "wandb").glob("offline-run-*")) and "wandb sync" in output
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(attention_run, tmp_path_factory):
+    """``{case: (probe.py arguments, text the message must contain)}`` for each bad input."""
+    folder = tmp_path_factory.mktemp("bad")
+    checkpoint = attention_run / "checkpoints" / "epoch=001.ckpt"
+    content = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    (folder / "notes.ckpt").write_text("these are notes, not a checkpoint")
+    (folder / "truncated.ckpt").write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    torch.save({**content, "hyper_parameters": {**content["hyper_parameters"], "arch": "transformer_9000"}},
+               folder / "future_model.ckpt")
+    torch.save({**content, "datamodule_hyper_parameters": {
+        "_class_path": "attnconv_pl.data.CIFAR10DataModule", "data_dir": str(folder / "no_data")}},
+        folder / "cifar_run.ckpt")
+    (folder / "empty_run").mkdir()
+    return {
+        "missing path": ([folder / "nope"], str(folder / "nope")),
+        "not a checkpoint": ([folder / "notes.ckpt"], "is not a PyTorch checkpoint"),
+        "truncated checkpoint": ([folder / "truncated.ckpt"], "truncated or corrupted"),
+        "model this version cannot build": ([folder / "future_model.ckpt"], "transformer_9000"),
+        "run directory without checkpoints": ([folder / "empty_run"], "holds no checkpoints"),
+        "layer pattern matching nothing": ([attention_run, "--layers", "blocks.9*"], "no layer matches 'blocks.9*'"),
+        "dataset not available offline": ([folder / "cifar_run.ckpt"], str(folder / "no_data")),
+        "unknown dataset": ([attention_run, "--data", "imagenet"], "unknown dataset 'imagenet'"),
+        "dataset of another image shape": ([attention_run, "--data", "cifar10"], "the model takes 1x16x16"),
+    }
+
+
+@pytest.mark.parametrize("case", [
+    "missing path", "not a checkpoint", "truncated checkpoint", "model this version cannot build",
+    "run directory without checkpoints", "layer pattern matching nothing", "dataset not available offline",
+    "unknown dataset", "dataset of another image shape"])
+def test_bad_input_gives_one_clear_message(bad_inputs, case, tmp_path):
+    args, expected = bad_inputs[case]
+    result = run_probe(*args, "--out", tmp_path / "report")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("probe.py: error: ")]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_failing_run_keeps_the_runs_before_it(attention_run, bad_inputs, tmp_path):
+    truncated = bad_inputs["truncated checkpoint"][0][0]
+    result = run_probe(attention_run, truncated, "--out", tmp_path)
+    assert result.returncode == 2 and "truncated or corrupted" in result.stderr
+    assert "completed before: default/attn" in result.stderr
+    numbers = read_numbers(tmp_path / "dynamics.csv", run="default/attn")
+    assert {epoch for epoch, _, _ in numbers} == {0, 1, 2}
+    with open(tmp_path / "dynamics.csv", newline="") as handle:
+        assert {row["run"] for row in csv.DictReader(handle)} == {"default/attn"}
+    assert [run["label"] for run in json.loads((tmp_path / "summary.json").read_text())["runs"]] == ["default/attn"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dynamics.csv", "summary.json"]
