@@ -11,6 +11,7 @@ import torch
 import torchvision.datasets.cifar as tv_cifar
 
 from attnconv_pl.data import CIFAR10DataModule, CIFAR100DataModule, create_datamodule
+from folder_state import folder_state
 
 IMAGES_PER_FILE = 20
 """CIFAR-10 has 5 train batch files, CIFAR-100 one train file of 5 x 20 images here."""
@@ -226,7 +227,9 @@ def test_loaders_batch_and_keep_val_order(variant):
 
 def test_prepare_data_does_not_download_when_the_files_are_present(variant):
     module_class, data_dir, _ = variant
+    before = folder_state(data_dir)
     make(module_class, data_dir, download=True).prepare_data()
+    assert before and folder_state(data_dir) == before
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])

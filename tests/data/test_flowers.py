@@ -11,6 +11,7 @@ import torchvision.datasets.flowers102 as tv_flowers
 from PIL import Image
 
 from attnconv_pl.data import Flowers102DataModule, create_datamodule
+from folder_state import folder_state
 
 IMAGE_SIZE = 32
 N_IMAGES = 12
@@ -129,7 +130,9 @@ def test_loaders_batch_and_keep_val_order(data_dir):
 
 
 def test_prepare_data_does_not_download_when_the_files_are_present(data_dir):
+    before = folder_state(data_dir)
     make(data_dir, download=True).prepare_data()
+    assert before and folder_state(data_dir) == before
 
 
 def test_missing_files_without_download_name_the_folder_and_the_url(tmp_path, monkeypatch):
