@@ -49,7 +49,7 @@ class ProbeSettings:
     topology: bool = True
     max_dim: int = 1
     max_points: int = 500
-    subsample: str = "farthest"
+    subsample: str = "random"
     lipschitz_pairs: int = 2000
     exact_w2_max_n: int = 2000
     sliced_projections: int = 128
