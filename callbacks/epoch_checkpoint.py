@@ -70,8 +70,6 @@ class EpochCheckpoint(Callback):
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
         epoch = trainer.current_epoch + 1
         if is_scheduled_epoch(epoch, self.every_n_epochs, trainer.max_epochs):
             saved = self._save(trainer, checkpoint_name(epoch))

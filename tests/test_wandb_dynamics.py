@@ -1,0 +1,39 @@
+"""What one probed epoch sends to a W&B run."""
+
+import math
+
+import numpy as np
+import wandb
+
+from attnconv_pl.probe_runner import ProbeResult
+from attnconv_pl.wandb_dynamics import log_to_wandb
+
+
+class RecordingRun:
+    """Stands in for a ``wandb`` run: records ``define_metric`` and ``log`` calls."""
+
+    def __init__(self):
+        self.step_metrics, self.logged = {}, []
+
+    def define_metric(self, name, step_metric=None):
+        self.step_metrics[name] = step_metric
+
+    def log(self, payload):
+        self.logged.append(payload)
+
+
+def test_numbers_are_logged_against_epoch_with_table_and_figure():
+    result = ProbeResult(3)
+    result.values = {("mixer", "variance"): 2.5, ("mixer", "id_twonn"): math.nan, ("", "overhead_seconds"): 0.7}
+    result.diagrams = {"mixer": [np.array([[0.0, 1.0]]), np.array([[0.5, 0.9]])]}
+    run = RecordingRun()
+    log_to_wandb(run, result, ["mixer"])
+    assert run.step_metrics["dynamics/*"] == "epoch"
+    (payload,) = run.logged
+    assert payload["epoch"] == 3
+    assert payload["dynamics/mixer/variance"] == 2.5 and payload["dynamics/overhead_seconds"] == 0.7
+    assert "dynamics/mixer/id_twonn" not in payload  # NaN stays out of the charts, it is in the table
+    table = payload["dynamics/table"]
+    assert isinstance(table, wandb.Table) and len(table.data) == 3
+    assert [3, "mixer", "variance", 2.5] in table.data
+    assert isinstance(payload["dynamics/persistence"], wandb.Image)
