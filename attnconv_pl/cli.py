@@ -16,7 +16,7 @@ from attnconv_pl.atomic import atomic_write_text
 from attnconv_pl.checkpoints import run_dir_of
 from attnconv_pl.data import ClassificationDataModule
 from attnconv_pl.module import ClassifierModule
-from callbacks import EpochCheckpoint, FeatureDynamics
+from callbacks import EpochCheckpoint, EpochMetrics, FeatureDynamics
 
 RUN_ID_ENV = "ATTNCONV_RUN_ID"
 """Environment variable through which the run id reaches DDP worker processes (same run dir)."""
@@ -64,7 +64,8 @@ class TrainCLI(LightningCLI):
 
     Adds to LightningCLI: ``--experiment`` / ``--run_id`` / ``--runs_dir`` naming the run directory
     ``<runs_dir>/<experiment>/<run_id>/``, ``--ckpt_path`` to resume (in the checkpoint's own run
-    directory), the ``checkpoint`` section (:class:`callbacks.EpochCheckpoint`), and links the data
+    directory), the ``checkpoint`` section (:class:`callbacks.EpochCheckpoint`), ``metrics.csv`` in every
+    run (:class:`callbacks.EpochMetrics`, no options), and links the data
     module's ``num_classes``, ``in_chans`` and ``image_size`` into the model. The ``dynamics``
     section configures :class:`callbacks.FeatureDynamics`.
     """
@@ -94,6 +95,8 @@ class TrainCLI(LightningCLI):
         parser.add_argument("--runs_dir", type=str, default="runs", help="Root of all run directories.")
         parser.add_argument("--ckpt_path", type=Optional[str], default=None,
                             help="Resume from this checkpoint (e.g. runs/EXP/RUN/checkpoints/last.ckpt).")
+        # metrics before checkpoint: an epoch's row is written before its checkpoints (resume-safe)
+        parser.add_lightning_class_args(EpochMetrics, "metrics")
         parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
         parser.add_lightning_class_args(FeatureDynamics, "dynamics")
         parser.set_defaults({"trainer.logger": DEFAULT_LOGGER})

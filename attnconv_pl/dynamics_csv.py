@@ -1,8 +1,10 @@
-"""``dynamics.csv``: the long-format table of every probed number (one row per number).
+"""Tables keyed by epoch, merged epoch by epoch: ``dynamics.csv`` and ``metrics.csv``.
 
-Columns ``epoch,layer,metric,value`` (``probe.py`` adds a leading ``run`` column). Writing an
-epoch replaces any rows of that epoch already in the file, so re-probing after a resume never
-duplicates rows; the file is rewritten atomically.
+``dynamics.csv`` is the long-format table of every probed number (one row per number), columns
+``epoch,layer,metric,value`` (``probe.py`` adds a leading ``run`` column); ``metrics.csv``
+(``callbacks.EpochMetrics``) has one row per epoch. Writing an epoch replaces any rows of that
+epoch already in the file, so re-writing after a resume never duplicates rows; the file is
+rewritten atomically.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import numbers
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -32,19 +35,45 @@ def format_value(value: float) -> str:
     return "nan" if math.isnan(value) else repr(float(value))
 
 
+def format_cell(cell: object) -> object:
+    """A cell as written to the CSV: non-integer numbers through :func:`format_value`, the rest
+    (epochs, names) as they are."""
+    if isinstance(cell, numbers.Real) and not isinstance(cell, numbers.Integral):
+        return format_value(cell)
+    return cell
+
+
+def _write(path: Path, columns: Sequence[str], kept: list[dict[str, str]], rows: list[tuple]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([r[c] for c in columns] for r in kept)
+    writer.writerows([format_cell(cell) for cell in row] for row in rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _existing(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    header, existing = read_rows(path)
+    if existing and header != list(columns):
+        raise ValueError(f"{path} has columns {header}, expected {list(columns)}; write to another file")
+    return existing
+
+
 def write_epochs(path: Path, rows: Iterable[Sequence], columns: Sequence[str] = COLUMNS) -> None:
     """Merge ``rows`` (tuples in ``columns`` order) into ``path``, replacing earlier rows of the
     same epochs (and run, when there is a ``run`` column); atomic."""
     rows = [tuple(row) for row in rows]
     key_columns = [c for c in ("run", "epoch") if c in columns]
     replaced = {tuple(str(row[columns.index(c)]) for c in key_columns) for row in rows}
-    header, existing = read_rows(path)
-    if existing and header != list(columns):
-        raise ValueError(f"{path} has columns {header}, expected {list(columns)}; write to another file")
-    kept = [r for r in existing if tuple(r[c] for c in key_columns) not in replaced]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows([r[c] for c in columns] for r in kept)
-    writer.writerows([*row[:-1], format_value(row[-1])] for row in rows)
-    atomic_write_text(path, buffer.getvalue())
+    kept = [r for r in _existing(path, columns) if tuple(r[c] for c in key_columns) not in replaced]
+    _write(path, columns, kept, rows)
+
+
+def drop_epochs_after(path: Path, epoch: int, columns: Sequence[str] = COLUMNS) -> None:
+    """Remove the rows of epochs later than ``epoch`` from ``path`` (atomic; nothing to do when
+    there are none). A run resumed from an earlier checkpoint drops what the abandoned
+    continuation wrote."""
+    existing = _existing(path, columns)
+    kept = [r for r in existing if int(r["epoch"]) <= epoch]
+    if len(kept) < len(existing):
+        _write(path, columns, kept, [])

@@ -1,6 +1,7 @@
 """Lightning callbacks of attnconv-pl."""
 
 from callbacks.epoch_checkpoint import EpochCheckpoint
+from callbacks.epoch_metrics import EpochMetrics
 from callbacks.feature_dynamics import FeatureDynamics
 
-__all__ = ["EpochCheckpoint", "FeatureDynamics"]
+__all__ = ["EpochCheckpoint", "EpochMetrics", "FeatureDynamics"]

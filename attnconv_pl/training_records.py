@@ -1,0 +1,157 @@
+"""``metrics.csv`` (one row per training epoch) and the records of a run taken from it.
+
+``callbacks.EpochMetrics`` writes ``<run_dir>/metrics.csv`` after every epoch, columns
+:data:`COLUMNS`; epochs count completed training epochs (1, 2, ...), as the checkpoints do.
+The records compare how fast and how well runs train (SEEDS.md section 2):
+
+- best validation accuracy and the first epoch that reached it;
+- epochs to a target training loss: the first epoch whose mean training loss is at or below
+  the target (:data:`DEFAULT_TARGET_LOSS`, **our choice**), None when no epoch reached it;
+- the training seconds up to that epoch (sum of ``epoch_seconds``).
+
+Functions here are pure: rows in, numbers out; a missing value is NaN and never wins.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+METRICS_FILE = "metrics.csv"
+
+LOGGED_NAMES = {
+    "train_loss": "train/loss",
+    "train_acc": "train/acc",
+    "val_loss": "val/loss",
+    "val_acc": "val/acc",
+    "val_acc_top5": "val/acc_top5",
+}
+"""Column of ``metrics.csv`` -> name ``ClassifierModule`` logs it under (epoch means)."""
+
+COLUMNS = ("epoch", *LOGGED_NAMES, "epoch_seconds")
+"""``epoch``, the epoch means of :data:`LOGGED_NAMES` (losses: mean cross-entropy in nats;
+accuracies: fractions in [0, 1]; ``val_*`` NaN in an epoch without validation) and
+``epoch_seconds``, wall-clock seconds from the epoch's start to the end of its validation."""
+
+DEFAULT_TARGET_LOSS = 1.0
+"""Target mean training loss (cross-entropy, nats) of "epochs to target loss" (**our choice**):
+reachable by every config here, label smoothing included (see :func:`loss_floor`)."""
+
+MetricsRow = Mapping[str, float]
+"""One epoch of ``metrics.csv``: ``{column: value}`` with ``epoch`` an int, NaN when missing."""
+
+
+def read_metrics(path: Path) -> list[dict[str, float]]:
+    """The rows of a ``metrics.csv`` in epoch order (numbers parsed, ``nan`` as NaN).
+
+    Raises:
+        ValueError: the file lacks the ``epoch`` column, or a cell is not a number.
+    """
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        if "epoch" not in header:
+            raise ValueError(f"{path} has columns {header}, not those of metrics.csv ({', '.join(COLUMNS)})")
+        try:
+            rows = [{column: int(row["epoch"]) if column == "epoch" else float(row[column] or "nan")
+                     for column in header} for row in reader]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path} holds a cell that is not a number ({error})") from error
+    return sorted(rows, key=lambda row: row["epoch"])
+
+
+def _value(row: MetricsRow, column: str) -> float:
+    value = row.get(column, math.nan)
+    return math.nan if value is None else float(value)
+
+
+def best_val_accuracy(rows: Sequence[MetricsRow]) -> Optional[tuple[int, float]]:
+    """``(epoch, val_acc)`` of the highest validation accuracy (the earliest epoch on ties),
+    None when no row has one."""
+    scored = [(row["epoch"], _value(row, "val_acc")) for row in rows]
+    scored = [(epoch, value) for epoch, value in scored if not math.isnan(value)]
+    if not scored:
+        return None
+    best = max(value for _, value in scored)
+    return min(epoch for epoch, value in scored if value == best), best
+
+
+def epochs_to_target_loss(rows: Sequence[MetricsRow], target: float) -> Optional[int]:
+    """The first epoch whose mean training loss is <= ``target``; None when none is."""
+    reached = [row["epoch"] for row in rows if _value(row, "train_loss") <= target]
+    return min(reached) if reached else None
+
+
+def seconds_to_epoch(rows: Sequence[MetricsRow], epoch: int) -> Optional[float]:
+    """Training seconds of epochs 1..``epoch`` (sum of ``epoch_seconds``); None when a row of
+    those epochs is missing or has no time."""
+    seconds = {row["epoch"]: _value(row, "epoch_seconds") for row in rows}
+    wanted = [seconds.get(e, math.nan) for e in range(1, epoch + 1)]
+    return None if any(math.isnan(s) for s in wanted) else float(sum(wanted))
+
+
+def loss_floor(label_smoothing: float, num_classes: int) -> float:
+    """The smallest mean cross-entropy a classifier can reach with label smoothing ``eps``:
+    the entropy of the smoothed target (1 - eps + eps/K on the label, eps/K elsewhere), 0 without
+    smoothing. A target loss at or below it is never reached."""
+    if label_smoothing <= 0:
+        return 0.0
+    on, off = 1 - label_smoothing + label_smoothing / num_classes, label_smoothing / num_classes
+    return float(-(on * math.log(on) + (num_classes - 1) * off * math.log(off)))
+
+
+@dataclass(frozen=True)
+class TrainingRecords:
+    """The records of one run (see the module docstring). Epochs count completed epochs.
+
+    Attributes:
+        epochs: the last epoch in ``metrics.csv``.
+        target_loss: the target mean training loss.
+        epochs_to_target_loss: first epoch with training loss <= target (None: not reached).
+        seconds_to_target_loss: training seconds up to that epoch (None: not reached or unknown).
+        best_val_acc, best_val_acc_epoch: highest validation accuracy and its first epoch.
+        final_val_acc, final_train_loss: the last epoch's values.
+    """
+
+    epochs: int
+    target_loss: float
+    epochs_to_target_loss: Optional[int]
+    seconds_to_target_loss: Optional[float]
+    best_val_acc: Optional[float]
+    best_val_acc_epoch: Optional[int]
+    final_val_acc: Optional[float]
+    final_train_loss: Optional[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def training_records(rows: Sequence[MetricsRow], target_loss: float = DEFAULT_TARGET_LOSS) -> TrainingRecords:
+    """The records of a run from its ``metrics.csv`` rows (in any order; at least one).
+
+    Raises:
+        ValueError: no rows.
+    """
+    if not rows:
+        raise ValueError("metrics.csv has no rows yet: the run has not completed an epoch")
+    rows = sorted(rows, key=lambda row: row["epoch"])
+    last = rows[-1]
+    best = best_val_accuracy(rows)
+    reached = epochs_to_target_loss(rows, target_loss)
+
+    def known(value: float) -> Optional[float]:
+        return None if math.isnan(value) else value
+
+    return TrainingRecords(
+        epochs=int(last["epoch"]),
+        target_loss=float(target_loss),
+        epochs_to_target_loss=reached,
+        seconds_to_target_loss=seconds_to_epoch(rows, reached) if reached is not None else None,
+        best_val_acc=best[1] if best else None,
+        best_val_acc_epoch=best[0] if best else None,
+        final_val_acc=known(_value(last, "val_acc")),
+        final_train_loss=known(_value(last, "train_loss")),
+    )
