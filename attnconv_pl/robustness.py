@@ -1,0 +1,97 @@
+"""Robustness: a classifier's accuracy under additive Gaussian noise on its inputs (SEEDS.md section 2).
+
+For each noise level sigma the model classifies ``x + sigma * eps`` with ``eps ~ N(0, I)`` of the
+input's shape; inputs are the data module's *normalised* tensors, so sigma is in units of the
+normalised input (one per-channel standard deviation of the dataset). The same seeded draw
+``eps`` serves every sigma (and every model given the same inputs and seed): differences between
+levels and between models are not differences between noise draws, and sigma = 0 is exactly the
+clean accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+DEFAULT_NOISE_LEVELS = (0.0, 0.1, 0.25, 0.5, 1.0)
+"""Noise standard deviations, in units of the normalised input (**our choice**)."""
+
+
+def check_noise_levels(sigmas: Sequence[float]) -> tuple[float, ...]:
+    """The noise levels as sorted distinct floats.
+
+    Raises:
+        ValueError: none given, or one is negative or not finite.
+    """
+    levels = [float(sigma) for sigma in sigmas]
+    if not levels:
+        raise ValueError("give at least one noise level (a standard deviation >= 0, e.g. 0 0.1 0.5)")
+    bad = [sigma for sigma in levels if not math.isfinite(sigma) or sigma < 0]
+    if bad:
+        raise ValueError(f"noise levels are standard deviations: finite and >= 0, got {bad[0]}")
+    return tuple(sorted(set(levels)))
+
+
+@torch.no_grad()
+def noise_accuracy(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    sigmas: Sequence[float],
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: Optional[torch.device] = None,
+    autocast: Optional[Callable[[], AbstractContextManager]] = None,
+) -> list[float]:
+    """Top-1 accuracy of ``model`` on ``images + sigma * eps`` for each sigma in ``sigmas``.
+
+    Args:
+        model: maps a batch (B, ...) to logits (B, num_classes); evaluated in eval mode (its
+            mode is restored afterwards), without gradients.
+        images: inputs (N, ...), float, on any device.
+        labels: class indices (N,).
+        sigmas: noise standard deviations (>= 0), in units of ``images``.
+        seed: seed of ``eps``; drawn on the CPU batch by batch, so the draw depends on
+            ``seed`` and ``batch_size`` only, not on ``device``.
+        batch_size: inputs per forward pass.
+        device: where the model runs (default: the device of its first parameter).
+        autocast: a context manager factory (e.g. the run's mixed precision) to run the
+            forward passes under; None for plain float32.
+
+    Returns:
+        The fraction of inputs classified correctly (argmax of the logits equals the label),
+        one per sigma, in the order given.
+
+    Raises:
+        ValueError: a sigma is negative or not finite, no inputs, or images and labels differ
+            in length.
+    """
+    check_noise_levels(sigmas)
+    if len(images) == 0 or len(images) != len(labels):
+        raise ValueError(f"need as many labels as images (at least one), got {len(images)} images "
+                         f"and {len(labels)} labels")
+    device = device or next(model.parameters()).device
+    context = autocast or nullcontext
+    generator = torch.Generator().manual_seed(seed)
+    correct = torch.zeros(len(sigmas), dtype=torch.int64, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            noise = torch.randn(batch.shape, generator=generator, dtype=batch.dtype).to(device, non_blocking=True)
+            batch = batch.to(device, non_blocking=True)
+            targets = labels[start:start + batch_size].to(device, non_blocking=True)
+            for index, sigma in enumerate(sigmas):
+                with context():
+                    logits = model(batch + sigma * noise)
+                correct[index] += (logits.argmax(dim=1) == targets).sum()
+    finally:
+        model.train(was_training)
+    return (correct.double() / len(images)).tolist()
