@@ -1,10 +1,13 @@
-"""What the feature-dynamics callback costs: the default run with the callback on versus off.
+"""What the feature-dynamics callback costs: the default run with the callback off, on with its
+probes in the background (the default) and on with its probes inline.
 
     python bench/dynamics.py [--config configs/default.yaml] [--epochs 8] [-- extra train.py flags]
 
-Trains the same run twice in this process (callback on, then off; W&B off in both), prints the
-mean epoch time and total fit time of each and their ratio, the callback's time split by stage
-(capture, snapshot file, probes, CSV/W&B), and each probe group timed on the run's last snapshot.
+Trains the same run three times in this process (W&B off in all), prints the median epoch time
+and the whole fit time of each (the background run's fit includes waiting for its last probes),
+their ratio to the run without the callback, the callback's time per probe split by stage
+(capture, snapshot file, probes, CSV, loggers; which of them training waits for), and each
+probe group timed on the run's last snapshot. Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from attnconv_pl.cli import TrainCLI  # noqa: E402
-from attnconv_pl.probe_runner import (compactness_metrics, diagrams_of, drift_metrics,  # noqa: E402
-                                      stability_metrics)
+from attnconv_pl.probe_runner import (compactness_metrics, diagram_distance_metrics, diagrams_of,  # noqa: E402
+                                      drift_metrics, stability_metrics)
 from attnconv_pl.snapshots import load_snapshot, snapshot_path  # noqa: E402
 from callbacks import FeatureDynamics  # noqa: E402
 
@@ -43,11 +46,10 @@ class EpochTimer(pl.Callback):
         self.seconds.append(time.perf_counter() - self.started)
 
 
-def train(config: str, epochs: int, dynamics: bool, runs_dir: str, extra: list[str]):
+def train(config: str, epochs: int, run_id: str, runs_dir: str, extra: list[str]):
     """Fit one run; returns (epoch seconds, fit seconds, the FeatureDynamics callback, run dir)."""
     cli = TrainCLI(["--config", config, "--trainer.max_epochs", str(epochs), "--runs_dir", runs_dir,
-                    "--run_id", "on" if dynamics else "off", "--trainer.logger", "false",
-                    "--trainer.enable_progress_bar", "false", "--dynamics.enabled", str(dynamics).lower(),
+                    "--run_id", run_id, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
                     *extra])
     timer = EpochTimer()
     cli.trainer.callbacks.append(timer)
@@ -74,7 +76,8 @@ def probe_group_seconds(callback: FeatureDynamics, run_dir: Path, last_epoch: in
     initial = load_snapshot(snapshot_path(run_dir, 0))[0]
     settings = callback.settings
     totals = {"compactness (variance, PR, ID)": 0.0, "drift (displacement, W2)": 0.0,
-              "stability (Lipschitz, W2)": 0.0, "persistence diagrams (in+out)": 0.0}
+              "stability (Lipschitz, W2)": 0.0, "persistence diagrams (in+out)": 0.0,
+              "diagram distances (input vs output)": 0.0}
     for layer, sides in snapshot.items():
         output, layer_input = sides["output"], sides.get("input")
         totals["compactness (variance, PR, ID)"] += time_call(lambda: compactness_metrics(layer, output, settings))
@@ -85,7 +88,18 @@ def probe_group_seconds(callback: FeatureDynamics, run_dir: Path, last_epoch: in
                 lambda: stability_metrics(layer, layer_input, output, settings))
             totals["persistence diagrams (in+out)"] += time_call(
                 lambda: (diagrams_of(layer, output, settings), diagrams_of(layer, layer_input, settings)))
+            first, second = diagrams_of(layer, layer_input, settings), diagrams_of(layer, output, settings)
+            totals["diagram distances (input vs output)"] += time_call(
+                lambda: diagram_distance_metrics(layer, "stability", first, second, settings.max_dim))
     return totals
+
+
+MODES = {"off": ("--dynamics.enabled", "false"), "background": ("--dynamics.background", "true"),
+         "inline": ("--dynamics.background", "false")}
+"""The runs compared: no callback, probes in the worker thread (default), probes inline."""
+
+TRAINING_PATH = ("capture", "snapshot", "log")
+"""Stages training waits for; ``probes`` and ``write`` run in the worker thread in background mode."""
 
 
 def main() -> None:
@@ -94,23 +108,31 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("extra", nargs="*", help="more train.py flags, after --")
     args = parser.parse_args()
+    runs = {}
     with tempfile.TemporaryDirectory() as runs_dir:
-        on_epochs, on_fit, callback, run_dir = train(args.config, args.epochs, True, runs_dir, args.extra)
-        off_epochs, off_fit, _, _ = train(args.config, args.epochs, False, runs_dir, args.extra)
+        for mode, flags in MODES.items():
+            runs[mode] = train(args.config, args.epochs, mode, runs_dir, [*flags, *args.extra])
+        callback, run_dir = runs["background"][2], runs["background"][3]
         groups = probe_group_seconds(callback, run_dir, args.epochs)
     print(f"\nconfig {args.config}, {args.epochs} epochs, {len(callback.layers)} layers, "
-          f"{len(callback.probe_indices)} probe inputs")
-    print(f"{'':28s}{'callback on':>14s}{'callback off':>14s}{'ratio':>8s}")
-    on_epoch, off_epoch = statistics.median(on_epochs), statistics.median(off_epochs)
-    print(f"{'median epoch (s)':28s}{on_epoch:14.2f}{off_epoch:14.2f}{on_epoch / off_epoch:8.2f}")
-    print(f"{'whole fit (s)':28s}{on_fit:14.2f}{off_fit:14.2f}{on_fit / off_fit:8.2f}")
-    print("\ncallback time per probe (s, median over probed epochs; epoch 0 included)")
-    for stage in ("capture", "snapshot", "probes", "write_and_log"):
-        values = [timing[stage] for timing in callback.timings]
-        print(f"  {stage:26s}{statistics.median(values):8.3f}   (total {sum(values):.2f})")
+          f"{len(callback.probe_indices)} probe inputs, {len(callback.timings)} probes")
+    print(f"{'':24s}" + "".join(f"{mode:>12s}" for mode in MODES))
+    epochs = {mode: statistics.median(run[0]) for mode, run in runs.items()}
+    fits = {mode: run[1] for mode, run in runs.items()}
+    print(f"{'median epoch (s)':24s}" + "".join(f"{epochs[mode]:12.2f}" for mode in MODES))
+    print(f"{'whole fit (s)':24s}" + "".join(f"{fits[mode]:12.2f}" for mode in MODES))
+    print(f"{'fit / fit off':24s}" + "".join(f"{fits[mode] / fits['off']:12.2f}" for mode in MODES))
+    print(f"{'added to training':24s}" + "".join(f"{fits[mode] / fits['off'] - 1:12.0%}" for mode in MODES))
+    for mode in ("background", "inline"):
+        timings = runs[mode][2].timings
+        print(f"\n{mode}: callback time per probe (s, median over probed epochs; epoch 0 included)")
+        for stage in ("capture", "snapshot", "probes", "write", "log"):
+            values = [timing[stage] for timing in timings]
+            where = "training waits" if stage in TRAINING_PATH or mode == "inline" else "worker thread"
+            print(f"  {stage:12s}{statistics.median(values):8.3f}   (total {sum(values):5.2f}, {where})")
     print(f"\nprobe groups on the epoch-{args.epochs} snapshot (s, all layers)")
     for name, seconds in groups.items():
-        print(f"  {name:34s}{seconds:8.3f}")
+        print(f"  {name:40s}{seconds:8.3f}")
 
 
 if __name__ == "__main__":

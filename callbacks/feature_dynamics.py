@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -16,8 +17,9 @@ from typing_extensions import override
 
 from attnconv_pl.capture import (Activations, Projector, flatten_activations, gather_in_probe_order, resolve_layers,
                                  shard_indices, unflatten_activations)
-from attnconv_pl.dynamics_csv import write_epochs
+from attnconv_pl.dynamics_csv import read_rows, write_epochs
 from attnconv_pl.memory import SnapshotBudget
+from attnconv_pl.ordered_jobs import OrderedJobs
 from attnconv_pl.probe_runner import DynamicsTracker, ProbeResult, ProbeSettings
 from attnconv_pl.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
 from attnconv_pl.snapshots import load_snapshot, save_snapshot, snapshot_path
@@ -25,6 +27,15 @@ from attnconv_pl.wandb_dynamics import log_to_wandb, metric_key
 from callbacks.epoch_checkpoint import is_scheduled_epoch
 
 SNAPSHOT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+@dataclass
+class ProbedEpoch:
+    """What one probe job hands back: the numbers and the seconds of each stage
+    (``capture``, ``snapshot``, ``probes``, ``write`` and, once logged, ``log``)."""
+
+    result: ProbeResult
+    timing: dict[str, float]
 
 
 class FeatureDynamics(Callback):
@@ -38,6 +49,12 @@ class FeatureDynamics(Callback):
     topology). Numbers go to ``dynamics.csv``, W&B (``dynamics/<layer>/<metric>`` against
     ``epoch``) and any other logger. Under DDP each rank captures its shard, the shards are
     gathered in probe-set order, and rank zero probes and writes.
+
+    Training waits only for the capture and the snapshot file: with ``background`` (default)
+    the probes run in a worker thread, one epoch after another, while training goes on; their
+    rows reach ``dynamics.csv`` as soon as they are computed and the loggers at the next
+    training batch (all of them by the end of ``fit``). A run stopped while a probe was
+    computing re-probes that epoch from its snapshot when resumed.
 
     Args:
         enabled: ``False`` turns the callback into a no-op (``--dynamics.enabled false``).
@@ -57,6 +74,8 @@ class FeatureDynamics(Callback):
         snapshot_dtype: dtype of stored snapshots; probes run on the stored values.
         max_snapshot_bytes: refuse to start when the run's snapshots would exceed this.
         batch_size: probe-set batch size of the capture.
+        background: compute the probes in a worker thread while training goes on (``False``:
+            training waits for them, simplest to debug).
     """
 
     def __init__(
@@ -80,6 +99,7 @@ class FeatureDynamics(Callback):
         snapshot_dtype: Literal["float16", "bfloat16", "float32"] = "float16",
         max_snapshot_bytes: int = 4 * 1024**3,
         batch_size: int = 256,
+        background: bool = True,
     ) -> None:
         if every_n_epochs < 1 or topology_every_n_epochs < 1:
             raise ValueError("every_n_epochs and topology_every_n_epochs must be >= 1")
@@ -107,6 +127,8 @@ class FeatureDynamics(Callback):
         self._labels: Optional[torch.Tensor] = None
         self._positions: Optional[torch.Tensor] = None
         self.tracker: Optional[DynamicsTracker] = None
+        self.max_epochs: Optional[int] = None
+        self.jobs = OrderedJobs(background=background, name="feature-dynamics")
 
     # ------------------------------------------------------------------ setup and state
     @override
@@ -116,6 +138,7 @@ class FeatureDynamics(Callback):
         network = pl_module.model
         self.layers = resolve_layers(network, self.layer_patterns or network.probe_layers)
         self.tracker = DynamicsTracker(self.settings, self.layers)
+        self.max_epochs = trainer.max_epochs
         dataset = trainer.datamodule.eval_dataset(self.probe_split)
         if self.probe_indices is None:
             self.probe_indices = select_probe_indices(len(dataset), self.probe_size, self.seed)
@@ -139,7 +162,11 @@ class FeatureDynamics(Callback):
     # ------------------------------------------------------------------ schedule
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.enabled and 0 not in self.probed_epochs and trainer.global_step == 0:
+        if not self.enabled:
+            return
+        if self.probed_epochs and trainer.is_global_zero:  # resumed: drift continues from the stored snapshots
+            self.jobs.submit(self._recover, Path(trainer.default_root_dir), sorted(self.probed_epochs))
+        if 0 not in self.probed_epochs and trainer.global_step == 0:
             self._probe(trainer, pl_module, epoch=0)
 
     @override
@@ -148,12 +175,30 @@ class FeatureDynamics(Callback):
         if self.enabled and is_scheduled_epoch(epoch, self.every_n_epochs, trainer.max_epochs):
             self._probe(trainer, pl_module, epoch)
 
+    @override
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._publish(trainer)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._publish(trainer, wait=True)
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.jobs.close()  # the rows of probes already queued still reach dynamics.csv
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.jobs.close()
+
     def with_topology(self, epoch: int, max_epochs: Optional[int]) -> bool:
         """Whether topology is computed at ``epoch`` (``topology`` and its own schedule)."""
         return self.settings.topology and is_scheduled_epoch(epoch, self.topology_every_n_epochs, max_epochs)
 
     # ------------------------------------------------------------------ one probe
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
+        """Capture and store ``epoch``'s snapshot, then queue its probes (rank zero)."""
+        self._publish(trainer)
         started = time.perf_counter()
         snapshot, labels = self._capture(trainer, pl_module)  # collective: every rank
         captured = time.perf_counter()
@@ -165,21 +210,59 @@ class FeatureDynamics(Callback):
             save_snapshot(snapshot_path(run_dir, epoch), snapshot, self.probe_indices, labels,
                           dtype=self.snapshot_dtype,
                           metadata={"epoch": str(epoch), "representation": self.representation})
-            saved = time.perf_counter()
-            if self.tracker.previous is None and self.probed_epochs:  # resumed: read what drift needs
-                self.tracker.restore(self._load(run_dir, self.probed_epochs[-1]),
-                                     self._load(run_dir, 0) if 0 in self.probed_epochs else None)
-            result = self.tracker.probe(epoch, snapshot, topology=self.with_topology(epoch, trainer.max_epochs))
-            probed = time.perf_counter()
-            overhead = probed - started
-            result.values[("", "overhead_seconds")] = overhead
-            write_epochs(run_dir / "dynamics.csv", result.rows())
-            self._log(trainer, result)
-            self.timings.append({"epoch": epoch, "capture": captured - started, "snapshot": saved - captured,
-                                 "probes": probed - saved, "write_and_log": time.perf_counter() - probed})
-            rank_zero_info(f"dynamics: epoch {epoch} probed in {overhead:.1f} s "
-                           f"({len(self.layers)} layers, {len(self.probe_indices)} inputs)")
+            timing = {"epoch": epoch, "capture": captured - started, "snapshot": time.perf_counter() - captured}
+            self.jobs.submit(self._compute, run_dir, epoch, snapshot, timing)
         self.probed_epochs.append(epoch)
+        self._publish(trainer)
+
+    def _compute(self, run_dir: Path, epoch: int, snapshot: Activations,
+                 timing: dict[str, float]) -> list[ProbedEpoch]:
+        """Every number of ``epoch``, written to ``dynamics.csv`` (in the background thread when
+        ``background``; jobs run one at a time, in epoch order)."""
+        started = time.perf_counter()
+        result = self.tracker.probe(epoch, snapshot, topology=self.with_topology(epoch, self.max_epochs))
+        timing["probes"] = time.perf_counter() - started
+        stalled = timing["capture"] + timing["snapshot"] + (0.0 if self.jobs.background else timing["probes"])
+        result.values[("", "overhead_seconds")] = stalled
+        result.values[("", "probe_seconds")] = timing["probes"]
+        write_epochs(run_dir / "dynamics.csv", result.rows())
+        timing["write"] = time.perf_counter() - started - timing["probes"]
+        return [ProbedEpoch(result, timing)]
+
+    def _recover(self, run_dir: Path, earlier: list[int]) -> list[ProbedEpoch]:
+        """On resume: point drift at the last ``earlier`` probed epoch and at initialisation,
+        after probing again, from their snapshots, the earlier epochs whose rows never reached
+        ``dynamics.csv`` (the run stopped while they were being computed)."""
+        written = {int(row["epoch"]) for row in read_rows(run_dir / "dynamics.csv")[1]}
+        initial = self._load(run_dir, 0) if 0 in earlier else None
+        recovered = []
+        for index, epoch in enumerate(earlier):
+            snapshot = None if epoch in written else self._load(run_dir, epoch)
+            if snapshot is None:
+                continue
+            rank_zero_warn(f"dynamics: epoch {epoch} has no rows in dynamics.csv; probing its snapshot again")
+            started = time.perf_counter()
+            self.tracker.restore(self._load(run_dir, earlier[index - 1]) if index else None, initial)
+            result = self.tracker.probe(epoch, snapshot, topology=self.with_topology(epoch, self.max_epochs))
+            seconds = time.perf_counter() - started
+            result.values[("", "overhead_seconds")] = 0.0 if self.jobs.background else seconds
+            result.values[("", "probe_seconds")] = seconds
+            write_epochs(run_dir / "dynamics.csv", result.rows())
+            recovered.append(ProbedEpoch(result, {"epoch": epoch, "probes": seconds}))
+        self.tracker.restore(self._load(run_dir, earlier[-1]), initial)
+        return recovered
+
+    def _publish(self, trainer: pl.Trainer, wait: bool = False) -> None:
+        """Log the numbers of the probes finished so far (all of them with ``wait``), in order."""
+        for probed in [probed for job in self.jobs.finished(wait=wait) for probed in job]:
+            logged = time.perf_counter()
+            self._log(trainer, probed.result)
+            probed.timing["log"] = time.perf_counter() - logged
+            self.timings.append(probed.timing)
+            values = probed.result.values
+            rank_zero_info(f"dynamics: epoch {probed.result.epoch} probed: training waited "
+                           f"{values[('', 'overhead_seconds')]:.2f} s, probes took {values[('', 'probe_seconds')]:.2f} s "
+                           f"({len(self.layers)} layers, {len(self.probe_indices)} inputs)")
 
     def _capture(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Activations, torch.Tensor]:
         """This epoch's points of the whole probe set and its labels, on every rank."""

@@ -10,8 +10,9 @@ from torch import nn
 
 from attnconv_pl.data import DigitsDataModule
 from attnconv_pl.module import ClassifierModule
+from attnconv_pl.probes import paired_displacement
 from attnconv_pl.snapshots import load_snapshot
-from callbacks import FeatureDynamics
+from callbacks import EpochCheckpoint, FeatureDynamics
 from train_helpers import check_ok, run_train
 
 TOPOLOGY_METRICS = {f"{kind}_h{d}_{dist}" for kind in ("stability", "drift_prev") for d in (0, 1)
@@ -36,7 +37,7 @@ def test_ddp_epoch0_numbers_equal_single_process(tmp_path):
     ddp_rows = {(r["layer"], r["metric"]): float(r["value"]) for r in dynamics_rows(ddp) if r["epoch"] == "0"}
     assert set(single_rows) == set(ddp_rows)
     for key, value in single_rows.items():
-        if key[1] != "overhead_seconds":
+        if key[1] not in ("overhead_seconds", "probe_seconds"):  # seconds differ
             assert ddp_rows[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     single_snapshot, single_indices, single_labels, _ = load_snapshot(single / "snapshots" / "epoch=000.safetensors")
     ddp_snapshot, ddp_indices, ddp_labels, _ = load_snapshot(ddp / "snapshots" / "epoch=000.safetensors")
@@ -125,3 +126,45 @@ def test_degenerate_layer_gives_documented_values_and_training_continues(tmp_pat
     assert math.isnan(values[("1", "dead", "id_twonn")])
     assert values[("1", "dead", "drift_prev_displacement")] == 0.0
     assert values[("1", "hidden", "variance")] == pytest.approx(0.0, abs=1e-12)
+
+
+def fit_digits(run_dir, max_epochs, ckpt_path=None, **options):
+    torch.manual_seed(0)
+    module = ClassifierModule(arch="conv_net", num_classes=10, in_chans=1, image_size=16)
+    callback = FeatureDynamics(probe_size=100, max_points=60, **options)
+    trainer = pl.Trainer(max_epochs=max_epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         default_root_dir=run_dir, callbacks=[callback, EpochCheckpoint()])
+    trainer.fit(module, datamodule=DigitsDataModule(data_dir=str(run_dir)), ckpt_path=ckpt_path)
+    return callback
+
+
+def numbers(run_dir):
+    return {(r["epoch"], r["layer"], r["metric"]): float(r["value"]) for r in dynamics_rows(run_dir)
+            if not r["metric"].endswith("_seconds")}
+
+
+def test_background_and_inline_probes_write_the_same_numbers(tmp_path):
+    fit_digits(tmp_path / "background", 1, background=True)
+    fit_digits(tmp_path / "inline", 1, background=False)
+    assert numbers(tmp_path / "background") == pytest.approx(numbers(tmp_path / "inline"), nan_ok=True)
+
+
+def test_resume_reprobes_an_epoch_whose_rows_were_lost_and_drift_continues(tmp_path):
+    fit_digits(tmp_path, 2)
+    before = numbers(tmp_path)
+    # the run stopped while epoch 2 was being probed in the background: no rows reached the CSV
+    rows = dynamics_rows(tmp_path)
+    with open(tmp_path / "dynamics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["epoch"] != "2")
+    with pytest.warns(UserWarning, match="epoch 2 has no rows"):
+        callback = fit_digits(tmp_path, 3, ckpt_path=tmp_path / "checkpoints" / "last.ckpt")
+    assert callback.probed_epochs == [0, 1, 2, 3]
+    keys = [(r["epoch"], r["layer"], r["metric"]) for r in dynamics_rows(tmp_path)]
+    assert len(keys) == len(set(keys))
+    after = numbers(tmp_path)
+    assert {key: value for key, value in after.items() if key[0] != "3"} == pytest.approx(before, nan_ok=True)
+    snapshots = {e: load_snapshot(tmp_path / "snapshots" / f"epoch={e:03d}.safetensors")[0] for e in (2, 3)}
+    assert after[("3", "head", "drift_prev_displacement")] == pytest.approx(
+        paired_displacement(snapshots[3]["head"]["output"], snapshots[2]["head"]["output"]), rel=1e-6)
