@@ -3,6 +3,7 @@
     python probe.py runs/default/RUN --out reports/RUN               # a run's checkpoints, its own settings
     python probe.py runs/attn/s0 runs/attn/s1 runs/conv/s0 runs/conv/s1 --out reports/attn-vs-conv
     python probe.py runs/default/RUN/checkpoints/epoch=003.ckpt --out R --data test --layers "mixer*"
+    python probe.py runs/metric_attention_digits/* --out R --robustness        # + accuracy under input noise
 
 Each PATH is a checkpoint file or a run directory (all its ``checkpoints/epoch=NNN.ckpt``). The
 probe settings default to the run's own (its ``config.yaml``), so with no options the numbers
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import shlex
 import sys
 import time
@@ -20,11 +22,49 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from attnconv_pl.checkpoints import ProbeInputError, RunCheckpoints, collect_runs
+from attnconv_pl.robustness import DEFAULT_NOISE_LEVELS, check_noise_levels
+from attnconv_pl.training_records import DEFAULT_TARGET_LOSS, METRICS_FILE
 
 EXIT_BAD_INPUT = 2
 SETTING_OPTIONS = ("layers", "probe_size", "representation", "project_dim", "id_methods", "topology",
                    "capture_inputs", "max_points", "max_dim", "seed", "snapshot_dtype", "batch_size")
 """Options passed on to ``callbacks.FeatureDynamics`` when given (they override the run's config)."""
+DEFAULT_ROBUSTNESS_SIZE = 1000
+
+
+def noise_level(text: str) -> float:
+    """``--robustness`` values: noise standard deviations, finite and >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a noise level (a number >= 0, e.g. 0.1); give the PATHs before --robustness") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a noise level: levels are standard deviations, finite and >= 0 (e.g. 0 0.1 0.5)")
+    return value
+
+
+def input_count(text: str) -> int:
+    """``--robustness-size``: a count of inputs, at least 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count of inputs (an integer >= 2)") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{value} inputs: give at least 2 (default {DEFAULT_ROBUSTNESS_SIZE})")
+    return value
+
+
+def target_loss(text: str) -> float:
+    """``--target-loss``: a mean training loss, finite and > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a loss (a number > 0, e.g. 1.0)") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: a target mean training loss is a finite number > 0 (e.g. 1.0)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +81,10 @@ the same model and dataset (e.g. several seeds) form one group of the comparison
 and error bars).
 
 Outputs in DIR: dynamics.csv (run,epoch,layer,metric,value), summary.json, figures/*.png,
-report.html (self-contained) and report.md. Tables are rewritten after each run, the figures
-and pages at the end; every file is written atomically.
+report.html (self-contained) and report.md. A run directory with a metrics.csv (every run of
+train.py has one) adds its training records (best validation accuracy, epochs to the target
+loss) to the summary and the report; --robustness adds accuracy under input noise. Tables are
+rewritten after each run, the figures and pages at the end; every file is written atomically.
 
 Exit status: 0 on success; 2 for bad input, with one message naming the path or value and
 what to do (runs completed before a failing one stay in DIR).""")
@@ -81,6 +123,21 @@ what to do (runs completed before a failing one stay in DIR).""")
                            "dataset: digits, cifar10, cifar100, flowers102; the run's probe split) or NAME:SPLIT. "
                            "Default: the run's own dataset and probe split. Never downloads.")
     data.add_argument("--data-dir", metavar="DIR", help="folder holding the dataset's files (default: the run's)")
+    records = parser.add_argument_group(
+        "training records and robustness",
+        "Training records come from each run directory's metrics.csv; robustness is measured on\n"
+        "the run's own data (the val split, or the SPLIT of --data SPLIT), inputs and noise drawn\n"
+        "by the probe seed (--seed).")
+    records.add_argument("--target-loss", type=target_loss, default=DEFAULT_TARGET_LOSS, metavar="T",
+                         help="records: the first epoch whose mean training loss is <= T "
+                              f"(default {DEFAULT_TARGET_LOSS:g}, cross-entropy in nats)")
+    records.add_argument("--robustness", type=noise_level, nargs="*", metavar="SIGMA",
+                         help="also measure each checkpoint's accuracy with Gaussian noise of standard deviation "
+                              "SIGMA added to its normalised inputs (default levels: "
+                              f"{' '.join(f'{level:g}' for level in DEFAULT_NOISE_LEVELS)})")
+    records.add_argument("--robustness-size", type=input_count, default=DEFAULT_ROBUSTNESS_SIZE, metavar="N",
+                         help=f"inputs of the robustness evaluation (default {DEFAULT_ROBUSTNESS_SIZE}; "
+                              "all of the split when smaller)")
     other = parser.add_argument_group("runs and execution")
     other.add_argument("--run-name", action="append", metavar="NAME",
                        help="label of a run in the report, once per run in the order given "
@@ -142,6 +199,7 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
     from attnconv_pl.reports.report import write_report, write_tables
 
     choice = DataChoice.parse(args.data, args.data_dir)
+    robustness = robustness_request(args, choice)
     device = resolve_device(args.device)
     overrides = setting_overrides(args)
     context = {"command": command, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(device)}
@@ -151,13 +209,18 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
               disable=None) as bar:  # None: shown on a terminal, not in logs
         for run, label in zip(runs, labels):
             bar.set_postfix_str(f"{label}: loading data and model")
-            prober = RunProber.open(run, overrides=overrides, choice=choice, device=device, probe_sets=probe_sets)
+            prober = RunProber.open(run, overrides=overrides, choice=choice, device=device, probe_sets=probe_sets,
+                                    robustness=robustness)
             run_outcomes = []
             for path in run.checkpoints:
                 bar.set_postfix_str(f"{label}: {path.name} ({len(prober.layers)} layers)")
                 run_outcomes.append(prober.probe(path))
                 bar.update()
-            records.append(probed_run(prober, run_outcomes, label))
+            record = probed_run(prober, run_outcomes, label, args.target_loss)
+            unreachable = unreachable_target(record)
+            if unreachable:
+                bar.write(f"probe.py: warning: {unreachable}", file=sys.stderr)
+            records.append(record)
             keys.append(group_key(prober))
             del prober, run_outcomes  # the model and the snapshots drift was measured against
             completed[:] = [dataclasses.replace(record, group=group)
@@ -174,17 +237,77 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
                                          if wandb_dir.name.startswith("offline-") else ""))
 
 
-def probed_run(prober, outcomes: list, label: str):
+def robustness_request(args: argparse.Namespace, choice):
+    """The ``RobustnessRequest`` of ``--robustness`` (None when not given).
+
+    Raises:
+        ProbeInputError: ``--data`` names another dataset (accuracy needs the run's own labels).
+    """
+    from attnconv_pl.checkpoint_probe import RobustnessRequest
+
+    if args.robustness is None:
+        return None
+    if choice.dataset is not None:
+        raise ProbeInputError(
+            f"--robustness measures accuracy, which needs the run's own dataset, but --data {args.data} names "
+            "a dataset; give only a split (--data val, --data test) or leave --data out")
+    return RobustnessRequest(noise_levels=check_noise_levels(args.robustness or DEFAULT_NOISE_LEVELS),
+                             size=args.robustness_size, split=choice.split or "val")
+
+
+def training_records_of(prober, target: float):
+    """The training records of the run's ``metrics.csv`` (None without a run directory, without
+    the file, or before its first epoch) and the facts the summary adds to them.
+
+    Raises:
+        ProbeInputError: the file is not a metrics.csv.
+    """
+    from attnconv_pl.training_records import loss_floor, read_metrics, training_records
+
+    path = prober.run.run_dir / METRICS_FILE if prober.run.run_dir is not None else None
+    if path is None or not path.is_file():
+        return None, {}
+    try:
+        rows = read_metrics(path)
+    except ValueError as error:
+        raise ProbeInputError(f"{error}; metrics.csv is written by train.py, restore it or move it away") from error
+    if not rows:
+        return None, {}
+    floor = loss_floor(float(prober.hparams.get("label_smoothing") or 0.0), int(prober.hparams["num_classes"]))
+    return training_records(rows, target), {"metrics_csv": str(path), "loss_floor": floor}
+
+
+def unreachable_target(record) -> Optional[str]:
+    """A warning when a run's target loss is at or below the smallest loss it can reach."""
+    floor = record.description.get("training", {}).get("loss_floor")
+    if record.training is None or floor is None or record.training.target_loss > floor:
+        return None
+    return (f"--target-loss {record.training.target_loss:g} is at or below the smallest mean training loss run "
+            f"{record.label} can reach ({floor:.4f}, its label smoothing's floor): its epochs to target are never "
+            "reached; give a larger --target-loss")
+
+
+def probed_run(prober, outcomes: list, label: str, target: float = DEFAULT_TARGET_LOSS):
     """The report record of a probed run (its comparison group is set once all runs are known)."""
-    from attnconv_pl.reports.records import ProbedRun
+    from attnconv_pl.reports.records import ProbedRun, RobustnessRecord
 
     with_diagrams = [o for o in outcomes if o.result.diagrams]
+    training, training_facts = training_records_of(prober, target)
+    robustness = None
+    if prober.robustness is not None:
+        inputs = prober.robustness_set
+        robustness = RobustnessRecord(
+            noise_levels=prober.robustness.noise_levels, accuracy={o.epoch: o.robustness for o in outcomes},
+            dataset=inputs.dataset, split=inputs.split, inputs=len(inputs.indices), seed=prober.dynamics.seed)
+    description = run_description(prober, outcomes)
+    if training is not None:
+        description["training"] = training_facts
     return ProbedRun(
         label=label, group="", layers=prober.layers,
         rows=[row for o in outcomes for row in o.result.rows()],
         diagrams={o.epoch: o.result.diagrams for o in with_diagrams[:1] + with_diagrams[-1:]},
         accuracy={o.epoch: o.accuracy for o in outcomes if o.accuracy is not None},
-        description=run_description(prober, outcomes),
+        description=description, training=training, robustness=robustness,
     )
 
 

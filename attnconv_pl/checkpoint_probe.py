@@ -32,6 +32,7 @@ from attnconv_pl.checkpoints import (ProbeInputError, RunCheckpoints, build_modu
 from attnconv_pl.data import DATAMODULES, SPLITS, ClassificationDataModule, create_datamodule
 from attnconv_pl.probe_runner import DynamicsTracker, ProbeResult
 from attnconv_pl.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
+from attnconv_pl.robustness import DEFAULT_NOISE_LEVELS, noise_accuracy
 from callbacks import FeatureDynamics
 
 MIXED_PRECISIONS = ("16-mixed", "bf16-mixed")
@@ -87,16 +88,28 @@ class ProbeSet:
     own_data: bool
 
 
+@dataclass(frozen=True)
+class RobustnessRequest:
+    """What ``probe.py --robustness`` asks for: accuracy under Gaussian input noise at
+    ``noise_levels`` (sorted, distinct, >= 0) on ``size`` inputs of the run's ``split``."""
+
+    noise_levels: tuple[float, ...] = DEFAULT_NOISE_LEVELS
+    size: int = 1000
+    split: str = "val"
+
+
 @dataclass
 class CheckpointOutcome:
     """What probing one checkpoint gave: its numbers, probe-set accuracy (None when the probe
-    set is not from the run's own data) and seconds spent per stage
-    (``load``, ``references``, ``capture``, ``probes``)."""
+    set is not from the run's own data), accuracy under noise per noise level (None when not
+    asked for) and seconds spent per stage (``load``, ``references``, ``capture``, ``probes``,
+    ``robustness``)."""
 
     path: Path
     epoch: int
     result: ProbeResult
     accuracy: Optional[float]
+    robustness: Optional[list[float]] = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -252,6 +265,8 @@ class RunProber:
         dynamics: the callback instance holding the probe settings.
         layers: probed layers in depth order.
         probe_set: the probe set.
+        robustness: what ``--robustness`` asked for (None: no robustness evaluation).
+        robustness_set: the inputs of the robustness evaluation (None without one).
         hparams: the model's hyper-parameters.
         data_class_path: the data module the run was trained on ("" when unknown).
         run_config: the run's ``config.yaml`` ({} without a run directory).
@@ -260,13 +275,16 @@ class RunProber:
 
     def __init__(self, run: RunCheckpoints, module, first: tuple[Path, dict[str, Any]], layers: list[str],
                  dynamics: FeatureDynamics, probe_set: ProbeSet, run_config: dict[str, Any],
-                 data_class_path: str, device: torch.device, model_seconds: float, data_seconds: float) -> None:
+                 data_class_path: str, device: torch.device, model_seconds: float, data_seconds: float,
+                 robustness: Optional[RobustnessRequest] = None, robustness_set: Optional[ProbeSet] = None) -> None:
         self.run = run
         self.module = module.to(device).eval()
         self.hparams = dict(module.hparams)
         self.layers = layers
         self.dynamics = dynamics
         self.probe_set = probe_set
+        self.robustness = robustness
+        self.robustness_set = robustness_set
         self.run_config = run_config
         self.data_class_path = data_class_path
         self.device = device
@@ -281,7 +299,8 @@ class RunProber:
 
     @classmethod
     def open(cls, run: RunCheckpoints, *, overrides: dict[str, Any], choice: DataChoice, device: torch.device,
-             probe_sets: Optional[dict[str, ProbeSet]] = None) -> RunProber:
+             probe_sets: Optional[dict[str, ProbeSet]] = None,
+             robustness: Optional[RobustnessRequest] = None) -> RunProber:
         """Read the run's first checkpoint and prepare everything its probes need.
 
         Args:
@@ -289,8 +308,10 @@ class RunProber:
             overrides: ``FeatureDynamics`` arguments replacing the run's (``layers``, ...).
             choice: the data to probe on (``--data``).
             device: where the model runs.
-            probe_sets: probe sets already loaded for earlier runs, by data settings; the
-                one this run needs is taken from it or added to it.
+            probe_sets: probe sets (and robustness inputs) already loaded for earlier runs, by
+                data settings; those this run needs are taken from it or added to it.
+            robustness: also measure accuracy under input noise (on the run's own data,
+                ``robustness.size`` inputs of ``robustness.split`` drawn by the probe seed).
 
         Raises:
             ProbeInputError: any input problem (checkpoint, settings, layers, data).
@@ -312,17 +333,21 @@ class RunProber:
                 raise
             class_path, init_args = "", {}
         hparams = dict(module.hparams)
-        key = json.dumps([class_path, init_args, choice, dynamics.probe_split, dynamics.probe_size,
-                          dynamics.seed, hparams.get("image_size"), hparams.get("in_chans")],
-                         sort_keys=True, default=str)
         started = time.perf_counter()
         cache = {} if probe_sets is None else probe_sets
-        if key not in cache:
-            datamodule = build_datamodule(class_path, init_args, choice, hparams)
-            cache[key] = load_probe_set(datamodule, dynamics.probe_split, dynamics.probe_size, dynamics.seed,
-                                        own_data=choice.dataset is None)
-        return cls(run, module, (path, checkpoint), layers, dynamics, cache[key], run_config, class_path, device,
-                   model_seconds, time.perf_counter() - started)
+
+        def input_set(split: str, size: int) -> ProbeSet:
+            key = json.dumps([class_path, init_args, choice, split, size, dynamics.seed, hparams.get("image_size"),
+                              hparams.get("in_chans")], sort_keys=True, default=str)
+            if key not in cache:
+                datamodule = build_datamodule(class_path, init_args, choice, hparams)
+                cache[key] = load_probe_set(datamodule, split, size, dynamics.seed, own_data=choice.dataset is None)
+            return cache[key]
+
+        probe_set = input_set(dynamics.probe_split, dynamics.probe_size)
+        robustness_set = input_set(robustness.split, robustness.size) if robustness is not None else None
+        return cls(run, module, (path, checkpoint), layers, dynamics, probe_set, run_config, class_path, device,
+                   model_seconds, time.perf_counter() - started, robustness, robustness_set)
 
     def _read(self, path: Path) -> tuple[dict[str, Any], float]:
         """A checkpoint's content and the seconds already spent on it (:meth:`open` read the
@@ -387,9 +412,21 @@ class RunProber:
         probed = time.perf_counter()
         result.values[("", "overhead_seconds")] = probed - started
         self._last_epoch = epoch
+        robustness = self._robustness()
         seconds = {"load": (read - started) + (loaded - referenced), "references": referenced - read,
-                   "capture": captured - loaded, "probes": probed - captured}
-        return CheckpointOutcome(path, epoch, result, self._accuracy(logits), seconds)
+                   "capture": captured - loaded, "probes": probed - captured,
+                   "robustness": time.perf_counter() - probed}
+        return CheckpointOutcome(path, epoch, result, self._accuracy(logits), robustness, seconds)
+
+    def _robustness(self) -> Optional[list[float]]:
+        """Accuracy of the loaded weights under input noise, per noise level (None when not asked
+        for); noise drawn by the probe seed, forward passes under the run's precision."""
+        if self.robustness is None:
+            return None
+        inputs = self.robustness_set
+        return noise_accuracy(self.module.model, inputs.images, inputs.labels, self.robustness.noise_levels,
+                              seed=self.dynamics.seed, batch_size=self.dynamics.batch_size, device=self.device,
+                              autocast=self.autocast)
 
     def _accuracy(self, logits: list[Tensor]) -> Optional[float]:
         """Top-1 accuracy of the recorded logits on the probe set's labels (own data only)."""

@@ -1,5 +1,6 @@
 """End-to-end: ``python probe.py`` on short digits runs: parity with the training callback,
-a two-run comparison report, and every bad input of issue 5 (one clear message, exit 2)."""
+a two-run comparison report, training records and robustness, and every bad input (one clear
+message, exit 2)."""
 
 import base64
 import csv
@@ -11,6 +12,7 @@ import sys
 import pytest
 import torch
 
+from attnconv_pl.training_records import read_metrics, training_records
 from train_helpers import REPO, check_ok, run_train
 
 pytestmark = pytest.mark.slow
@@ -111,6 +113,42 @@ def test_two_runs_are_compared_in_one_report_with_every_figure(attention_run, co
     assert list((tmp_path / "wandb").glob("offline-run-*")) and "wandb sync" in output
 
 
+def test_training_records_and_robustness_of_each_run(attention_run, conv_run, tmp_path):
+    check_ok(run_probe(attention_run, conv_run, "--out", tmp_path, "--no-topology", "--probe-size", "50",
+                       "--robustness", "2", "0", "0.5", "--robustness-size", "100", "--target-loss", "2.2"))
+    summary = {run["label"]: run for run in json.loads((tmp_path / "summary.json").read_text())["runs"]}
+    for run_dir in (attention_run, conv_run):
+        run = summary[f"default/{run_dir.name}"]
+        rows = read_metrics(run_dir / "metrics.csv")
+        assert [row["epoch"] for row in rows] == [1, 2]
+        assert run["training"] == {**training_records(rows, 2.2).as_dict(), "loss_floor": 0.0,
+                                   "metrics_csv": str(run_dir / "metrics.csv")}
+        robustness = run["robustness"]
+        assert {key: robustness[key] for key in ("noise_levels", "dataset", "split", "inputs", "seed")} == {
+            "noise_levels": [0.0, 0.5, 2.0], "dataset": "digits", "split": "val", "inputs": 100, "seed": 0}
+        assert set(robustness["accuracy"]) == {"0", "1", "2"}
+        assert robustness["final_accuracy"] == robustness["accuracy"]["2"]
+        assert robustness["final_accuracy"][0] == pytest.approx(clean_accuracy(run_dir, 2, 100), abs=1e-9)
+    assert (tmp_path / "figures" / "robustness.png").is_file()
+    page = (tmp_path / "report.html").read_text()
+    assert "Training records and robustness" in page and "epochs to train loss ≤ 2.2" in page
+
+
+def clean_accuracy(run_dir, epoch, size):
+    """Top-1 accuracy of a run's checkpoint on ``size`` inputs of its val split drawn by seed 0,
+    computed here with a plain forward pass."""
+    from attnconv_pl.checkpoints import build_module, read_checkpoint
+    from attnconv_pl.data import DigitsDataModule
+    from attnconv_pl.probe_set import load_probe_images, select_probe_indices
+
+    path = run_dir / "checkpoints" / f"epoch={epoch:03d}.ckpt"
+    module = build_module(read_checkpoint(path), path).eval()
+    split = DigitsDataModule().eval_dataset("val")
+    images, labels = load_probe_images(split, select_probe_indices(len(split), size, seed=0))
+    with torch.no_grad():
+        return (module(images).argmax(dim=1) == labels).double().mean().item()
+
+
 @pytest.fixture(scope="module")
 def bad_inputs(attention_run, tmp_path_factory):
     """``{case: (probe.py arguments, text the message must contain)}`` for each bad input."""
@@ -135,13 +173,19 @@ def bad_inputs(attention_run, tmp_path_factory):
         "dataset not available offline": ([folder / "cifar_run.ckpt"], str(folder / "no_data")),
         "unknown dataset": ([attention_run, "--data", "imagenet"], "unknown dataset 'imagenet'"),
         "dataset of another image shape": ([attention_run, "--data", "cifar10"], "the model takes 1x16x16"),
+        "negative noise level": ([attention_run, "--robustness", "0.1", "-0.5"], "-0.5 is not a noise level"),
+        "robustness on another dataset": ([attention_run, "--robustness", "--data", "digits:test"],
+                                          "needs the run's own dataset"),
+        "robustness on one input": ([attention_run, "--robustness-size", "1"], "give at least 2"),
+        "target loss not positive": ([attention_run, "--target-loss", "0"], "a finite number > 0"),
     }
 
 
 @pytest.mark.parametrize("case", [
     "missing path", "not a checkpoint", "truncated checkpoint", "model this version cannot build",
     "run directory without checkpoints", "layer pattern matching nothing", "dataset not available offline",
-    "unknown dataset", "dataset of another image shape"])
+    "unknown dataset", "dataset of another image shape", "negative noise level", "robustness on another dataset",
+    "robustness on one input", "target loss not positive"])
 def test_bad_input_gives_one_clear_message(bad_inputs, case, tmp_path):
     args, expected = bad_inputs[case]
     result = run_probe(*args, "--out", tmp_path / "report")

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from attnconv_pl.reports.layout import set_margins
-from attnconv_pl.reports.records import ProbedRun, layer_positions, metric_title, shared_layers
+from attnconv_pl.reports.records import ProbedRun, layer_positions, metric_title, runs_by_group, shared_layers
 
 STABILITY_DISTANCES = ("w1", "w2", "bottleneck")
 
@@ -60,21 +60,25 @@ class GroupStatistics:
 def seed_statistics(runs: list[ProbedRun], metric: str) -> list[GroupStatistics]:
     """Mean and spread over seeds of ``metric`` at each run's last epoch, per group, in the
     order the groups first appear."""
-    groups: dict[str, list[ProbedRun]] = {}
-    for run in runs:
-        groups.setdefault(run.group, []).append(run)
     statistics = []
-    for group, members in groups.items():
+    for group, members in runs_by_group(runs).items():
         layers = members[0].layers
         values = np.array([[run.value(run.last_epoch, layer, metric) for layer in layers] for run in members])
-        finite = np.isfinite(values)
-        counts = finite.sum(axis=0)
-        sums = np.where(finite, values, 0.0).sum(axis=0)
-        mean = np.divide(sums, counts, out=np.full(len(layers), math.nan), where=counts > 0)
-        squares = np.where(finite, (values - mean) ** 2, 0.0).sum(axis=0)
-        std = np.divide(squares, counts - 1, out=np.zeros(len(layers)), where=counts > 1) ** 0.5
+        mean, std = mean_and_std(values)
         statistics.append(GroupStatistics(group, list(layers), mean, std, len(members)))
     return statistics
+
+
+def mean_and_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and sample standard deviations (ddof=1) of ``values`` (R runs, K) over the
+    finite entries: mean NaN where a column has none, std 0 where it has fewer than two."""
+    finite = np.isfinite(values)
+    counts = finite.sum(axis=0)
+    sums = np.where(finite, values, 0.0).sum(axis=0)
+    mean = np.divide(sums, counts, out=np.full(values.shape[1], math.nan), where=counts > 0)
+    squares = np.where(finite, (values - mean) ** 2, 0.0).sum(axis=0)
+    std = np.divide(squares, counts - 1, out=np.zeros(values.shape[1]), where=counts > 1) ** 0.5
+    return mean, std
 
 
 def use_log_scale(values: np.ndarray) -> bool:

@@ -1,5 +1,5 @@
 """The figures of a probe report: per metric against depth and against epoch, persistence
-diagrams per run, and the comparison figure; each saved as a PNG."""
+diagrams per run, the comparison figure and the robustness figure; each saved as a PNG."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from attnconv_pl.reports.diagrams import persistence_epochs_figure
 from attnconv_pl.reports.layout import legend_below, set_margins
 from attnconv_pl.reports.records import (SECTIONS, ProbedRun, layer_positions, metric_section, metric_title,
                                          report_metrics, shared_layers)
+from attnconv_pl.reports.robustness import robustness_figure
 
 DPI = 80
 """Resolution of the saved PNGs: enough to read on screen, small enough to embed dozens."""
@@ -31,9 +32,10 @@ class ReportFigure:
 
     Attributes:
         name: file name without ``.png`` (in the report's ``figures/`` folder).
-        section: ``comparison``, ``persistence`` or a metric section key (see ``SECTIONS``).
+        section: ``comparison``, ``robustness``, ``persistence`` or a metric section key (see
+            ``SECTIONS``).
         caption: what the figure shows.
-        metric: the metric it plots ("" for the comparison and persistence figures).
+        metric: the metric it plots ("" for the comparison, robustness and persistence figures).
     """
 
     name: str
@@ -104,11 +106,17 @@ def epoch_figure(runs: list[ProbedRun], metric: str) -> Figure:
 
 
 def report_figures(runs: list[ProbedRun]) -> Iterator[tuple[ReportFigure, Figure]]:
-    """Every figure of the report, comparison first, built one at a time."""
+    """Every figure of the report, comparison first (then robustness when evaluated), built one at
+    a time."""
     yield ReportFigure("comparison", "comparison",
                        "Compactness (variance, intrinsic dimension) and stability (input-to-output diagram "
                        "distances W1, W2, W∞) against depth at the last epoch, per model; error bars: one "
                        "standard deviation over seeds."), comparison_figure(runs)
+    if any(run.final_robustness() is not None for run in runs):
+        yield ReportFigure("robustness", "robustness",
+                           "Accuracy under additive Gaussian noise on the normalised inputs against its standard "
+                           "deviation σ, at each run's last probed epoch, per model; error bars: one standard "
+                           "deviation over seeds."), robustness_figure(runs)
     for metric in report_metrics(runs):
         section, title = metric_section(metric), metric_title(metric)
         yield (ReportFigure(f"depth_{metric}", section, f"{title} ({metric}) against depth at the last epoch.",
@@ -137,8 +145,9 @@ class ReportSection:
 
 
 def report_sections(figures: list[ReportFigure]) -> list[ReportSection]:
-    """The figure sections in report order: comparison, the metric sections, persistence."""
-    titles = [("comparison", "Comparison"), *[(key, title) for key, title, _ in SECTIONS],
+    """The figure sections in report order: comparison, robustness, the metric sections, persistence."""
+    titles = [("comparison", "Comparison"), ("robustness", "Robustness: accuracy under Gaussian input noise"),
+              *[(key, title) for key, title, _ in SECTIONS],
               ("other", "Other metrics"), ("persistence", "Persistence diagrams")]
     sections = []
     for key, title in titles:

@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page (figures embedded as base64 PNGs).
 
-Order: what was probed, the comparison figure, one section per metric family (each metric
-against depth and against epoch), persistence diagrams, then the last-epoch table.
+Order: what was probed (with the training records and robustness of each run), the comparison
+figure, the robustness figure, one section per metric family (each metric against depth and
+against epoch), persistence diagrams, then the last-epoch table.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from attnconv_pl.reports.comparison import comparison_metrics
 from attnconv_pl.reports.figures import ReportFigure, report_sections
 from attnconv_pl.reports.records import ProbedRun
-from attnconv_pl.reports.tables import last_epoch_table, probed_table
+from attnconv_pl.reports.tables import RECORDS_NOTE, has_records, last_epoch_table, probed_table, records_table
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d2330;
@@ -79,8 +80,13 @@ def render_html(runs: list[ProbedRun], figures: list[ReportFigure], figure_dir: 
         '<section id="probed"><h2>What was probed</h2>', _table(*probed_table(runs), numeric=range(6, 7)),
         "<p>Each run's checkpoints were probed in epoch order through the training callback's pipeline "
         "(<code>callbacks.FeatureDynamics</code>): the same probe set, projections and probes, so with default "
-        "options the numbers equal the ones the run logged.</p></section>",
+        "options the numbers equal the ones the run logged.</p>",
     ]
+    if has_records(runs):
+        header, rows = records_table(runs)
+        parts += ["<h3>Training records and robustness</h3>", _table(header, rows, numeric=range(2, len(header))),
+                  f"<p>{escape(RECORDS_NOTE)}</p>"]
+    parts.append("</section>")
     for section in sections:
         parts.append(f'<section id="{section.key}"><h2>{escape(section.title)}</h2>')
         for metric, metric_figures in section.figures_by_metric.items():

@@ -7,7 +7,7 @@ from typing import Any
 from attnconv_pl.reports.comparison import comparison_metrics
 from attnconv_pl.reports.figures import ReportFigure, report_sections
 from attnconv_pl.reports.records import ProbedRun
-from attnconv_pl.reports.tables import last_epoch_table, probed_table
+from attnconv_pl.reports.tables import RECORDS_NOTE, has_records, last_epoch_table, probed_table, records_table
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -22,6 +22,8 @@ def render_markdown(runs: list[ProbedRun], figures: list[ReportFigure], context:
     figures are linked as ``figures/<name>.png``)."""
     lines = ["# Probe report", "", f"{context.get('created', '')} · `{context.get('command', '')}`", "",
              "## What was probed", "", *_table(*probed_table(runs))]
+    if has_records(runs):
+        lines += ["### Training records and robustness", "", *_table(*records_table(runs)), RECORDS_NOTE, ""]
     for section in report_sections(figures):
         lines += [f"## {section.title}", ""]
         for metric, metric_figures in section.figures_by_metric.items():

@@ -9,6 +9,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from attnconv_pl.training_records import TrainingRecords
+
 Row = tuple[int, str, str, float]
 """``(epoch, layer, metric, value)``: one number of ``dynamics.csv``."""
 
@@ -30,6 +32,32 @@ def metric_section(metric: str) -> str:
     return next((key for key, _, pattern in SECTIONS if pattern.match(metric)), "other")
 
 
+@dataclass(frozen=True)
+class RobustnessRecord:
+    """A run's accuracy under Gaussian input noise (``probe.py --robustness``).
+
+    Attributes:
+        noise_levels: (K,) noise standard deviations, in units of the normalised input.
+        accuracy: ``{epoch: [K accuracies]}``, fraction of inputs classified correctly.
+        dataset, split, inputs, seed: the evaluated inputs (``inputs`` of ``split``, drawn by
+            ``seed``, which also draws the noise).
+    """
+
+    noise_levels: tuple[float, ...]
+    accuracy: dict[int, list[float]]
+    dataset: str
+    split: str
+    inputs: int
+    seed: int
+
+    def summary(self, last_epoch: int) -> dict[str, Any]:
+        """The JSON-ready entry of ``summary.json`` (``final_accuracy``: at ``last_epoch``)."""
+        return {"noise_levels": list(self.noise_levels), "dataset": self.dataset, "split": self.split,
+                "inputs": self.inputs, "seed": self.seed,
+                "accuracy": {str(epoch): values for epoch, values in sorted(self.accuracy.items())},
+                "final_accuracy": self.accuracy.get(last_epoch)}
+
+
 @dataclass
 class ProbedRun:
     """One run's probed numbers, as a report needs them.
@@ -45,7 +73,9 @@ class ProbedRun:
             the first and last probed epochs with topology.
         accuracy: probe-set top-1 accuracy by epoch (empty when not known).
         description: JSON-ready facts for the summary (model, dataset, settings, checkpoints,
-            timings).
+            timings; ``training``: where the records come from and the run's loss floor).
+        training: the records of the run's ``metrics.csv`` (None when it has none).
+        robustness: accuracy under input noise (None when not evaluated).
     """
 
     label: str
@@ -55,6 +85,8 @@ class ProbedRun:
     diagrams: dict[int, dict[str, list[np.ndarray]]] = field(default_factory=dict)
     accuracy: dict[int, float] = field(default_factory=dict)
     description: dict[str, Any] = field(default_factory=dict)
+    training: Optional[TrainingRecords] = None
+    robustness: Optional[RobustnessRecord] = None
 
     def __post_init__(self) -> None:
         self._values = {(epoch, layer, metric): value for epoch, layer, metric, value in self.rows}
@@ -84,6 +116,18 @@ class ProbedRun:
     def final_accuracy(self) -> Optional[float]:
         """Probe-set accuracy at the last probed epoch, if known."""
         return self.accuracy.get(self.last_epoch)
+
+    def final_robustness(self) -> Optional[list[float]]:
+        """Accuracy under noise per noise level at the last probed epoch, if evaluated."""
+        return self.robustness.accuracy.get(self.last_epoch) if self.robustness is not None else None
+
+
+def runs_by_group(runs: list[ProbedRun]) -> dict[str, list[ProbedRun]]:
+    """The runs of each comparison group, groups in the order they first appear."""
+    groups: dict[str, list[ProbedRun]] = {}
+    for run in runs:
+        groups.setdefault(run.group, []).append(run)
+    return groups
 
 
 def report_metrics(runs: list[ProbedRun]) -> list[str]:

@@ -1,4 +1,5 @@
-"""The report's tables: ``dynamics.csv`` of all runs, the runs probed and the last-epoch numbers."""
+"""The report's tables: ``dynamics.csv`` of all runs, the runs probed, their training records and
+robustness, and the last-epoch numbers."""
 
 from __future__ import annotations
 
@@ -50,6 +51,43 @@ def probed_table(runs: list[ProbedRun]) -> tuple[list[str], list[list[str]]]:
             format_number(run.final_accuracy()),
             settings_text(settings),
         ])
+    return header, rows
+
+
+RECORDS_NOTE = ("Training records from each run's metrics.csv: best validation accuracy (val/acc as logged) and "
+                "the first epoch it was reached; the first epoch whose mean training loss was at or below the "
+                "target, of the epochs trained, and the training seconds up to it. Accuracy under noise: "
+                "fraction of inputs classified correctly when Gaussian noise of standard deviation σ is added "
+                "to the normalised inputs, at the last probed epoch.")
+
+
+def has_records(runs: list[ProbedRun]) -> bool:
+    """Whether any run has training records or robustness numbers (else no records table)."""
+    return any(run.training is not None or run.robustness is not None for run in runs)
+
+
+def records_table(runs: list[ProbedRun]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (one per run) of the training records (from each run's ``metrics.csv``)
+    and the accuracy under input noise at the last probed epoch, one column per noise level."""
+    targets = sorted({run.training.target_loss for run in runs if run.training is not None})
+    target = f" ≤ {targets[0]:g}" if len(targets) == 1 else " ≤ target"
+    levels = sorted({level for run in runs if run.robustness is not None for level in run.robustness.noise_levels})
+    header = ["run", "model (group)", "best val acc (epoch)", f"epochs to train loss{target}", "seconds to it",
+              "final val acc", *(f"acc σ={level:g}" for level in levels)]
+    rows = []
+    for run in runs:
+        records = run.training
+        if records is None:
+            training = ["-"] * 4
+        else:
+            best = ("-" if records.best_val_acc is None
+                    else f"{format_number(records.best_val_acc)} ({records.best_val_acc_epoch})")
+            reached = ("not reached" if records.epochs_to_target_loss is None
+                       else f"{records.epochs_to_target_loss} of {records.epochs}")
+            training = [best, reached, format_number(records.seconds_to_target_loss),
+                        format_number(records.final_val_acc)]
+        noisy = dict(zip(run.robustness.noise_levels, run.final_robustness() or [])) if run.robustness else {}
+        rows.append([run.label, run.group, *training, *(format_number(noisy.get(level)) for level in levels)])
     return header, rows
 
 
