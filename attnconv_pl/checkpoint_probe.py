@@ -32,7 +32,7 @@ from attnconv_pl.checkpoints import (ProbeInputError, RunCheckpoints, build_modu
 from attnconv_pl.data import DATAMODULES, SPLITS, ClassificationDataModule, create_datamodule
 from attnconv_pl.probe_runner import DynamicsTracker, ProbeResult
 from attnconv_pl.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
-from attnconv_pl.robustness import DEFAULT_NOISE_LEVELS, noise_accuracy
+from attnconv_pl.robustness import noise_accuracy
 from callbacks import FeatureDynamics
 
 MIXED_PRECISIONS = ("16-mixed", "bf16-mixed")
@@ -93,9 +93,9 @@ class RobustnessRequest:
     """What ``probe.py --robustness`` asks for: accuracy under Gaussian input noise at
     ``noise_levels`` (sorted, distinct, >= 0) on ``size`` inputs of the run's ``split``."""
 
-    noise_levels: tuple[float, ...] = DEFAULT_NOISE_LEVELS
-    size: int = 1000
-    split: str = "val"
+    noise_levels: tuple[float, ...]
+    size: int
+    split: str
 
 
 @dataclass

@@ -5,7 +5,7 @@ input's shape; inputs are the data module's *normalised* tensors, so sigma is in
 normalised input (one per-channel standard deviation of the dataset). The same seeded draw
 ``eps`` serves every sigma (and every model given the same inputs and seed): differences between
 levels and between models are not differences between noise draws, and sigma = 0 is exactly the
-clean accuracy.
+clean accuracy. torch is imported when first needed, so ``probe.py`` checks its options without it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import torch
-from torch import Tensor, nn
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
 
 DEFAULT_NOISE_LEVELS = (0.0, 0.1, 0.25, 0.5, 1.0)
 """Noise standard deviations, in units of the normalised input (**our choice**)."""
@@ -37,7 +38,6 @@ def check_noise_levels(sigmas: Sequence[float]) -> tuple[float, ...]:
     return tuple(sorted(set(levels)))
 
 
-@torch.no_grad()
 def noise_accuracy(
     model: nn.Module,
     images: Tensor,
@@ -72,6 +72,8 @@ def noise_accuracy(
         ValueError: a sigma is negative or not finite, no inputs, or images and labels differ
             in length.
     """
+    import torch
+
     check_noise_levels(sigmas)
     if len(images) == 0 or len(images) != len(labels):
         raise ValueError(f"need as many labels as images (at least one), got {len(images)} images "
@@ -83,15 +85,16 @@ def noise_accuracy(
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(images), batch_size):
-            batch = images[start:start + batch_size]
-            noise = torch.randn(batch.shape, generator=generator, dtype=batch.dtype).to(device, non_blocking=True)
-            batch = batch.to(device, non_blocking=True)
-            targets = labels[start:start + batch_size].to(device, non_blocking=True)
-            for index, sigma in enumerate(sigmas):
-                with context():
-                    logits = model(batch + sigma * noise)
-                correct[index] += (logits.argmax(dim=1) == targets).sum()
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                batch = images[start:start + batch_size]
+                noise = torch.randn(batch.shape, generator=generator, dtype=batch.dtype).to(device, non_blocking=True)
+                batch = batch.to(device, non_blocking=True)
+                targets = labels[start:start + batch_size].to(device, non_blocking=True)
+                for index, sigma in enumerate(sigmas):
+                    with context():
+                        logits = model(batch + sigma * noise)
+                    correct[index] += (logits.argmax(dim=1) == targets).sum()
     finally:
         model.train(was_training)
     return (correct.double() / len(images)).tolist()
