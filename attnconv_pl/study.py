@@ -1,0 +1,387 @@
+"""Run a study: every variant of a config for every seed through ``train.py``, then one report.
+
+    python -m attnconv_pl.study --config configs/studies/attention_vs_conv_digits.yaml --seeds 0 1 2
+    python -m attnconv_pl.study --config configs/attention_vs_conv_digits.yaml    # the study naming it
+    python -m attnconv_pl.study --config configs/studies/NAME.yaml --out reports/NAME -- --trainer.max_epochs 3
+
+A study file (``configs/studies/<name>.yaml``) names a ``train.py`` config and its variants, each a
+list of ``train.py`` flags added to that config; ``probe`` optionally lists flags of the report's
+``probe.py`` call::
+
+    config: ../attention_vs_conv_digits.yaml       # relative to the study file
+    variants:
+      attention_net: [--model.init_args.arch, attention_net]
+      conv_net: [--model.init_args.arch, conv_net]
+    probe: [--no-topology]
+
+Variant ``V`` with seed ``N`` is the run ``<runs_dir>/<name>/V-seedN/``, trained by
+
+    python train.py --config CONFIG VARIANT_FLAGS EXTRA_FLAGS --seed_everything N \\
+        --experiment <name> --run_id V-seedN --runs_dir RUNS_DIR
+
+one run at a time (every variant with the first seed, then with the next one, ...), its output
+in ``train.log`` of the run directory. A run whose checkpoints
+reach its ``trainer.max_epochs`` is finished and skipped (``--force`` trains it again from
+scratch); one with ``last.ckpt`` short of it resumes from there; a failed run is reported with its
+log and the others still run. Then one ``probe.py`` call over the finished runs writes the
+comparison report (``--out``, default ``reports/<name>``), where the seeds of a variant form one
+group.
+
+Exit status: 0 when every run finished and the report was written; 1 when a run or the report
+failed (the report then holds the runs that finished); 2 for a bad study file or command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import yaml
+
+from attnconv_pl.checkpoints import ProbeInputError, epoch_checkpoints, read_run_config
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = REPO / "train.py"
+PROBE_SCRIPT = REPO / "probe.py"
+STUDIES_FOLDER = "studies"
+"""Study files of the configs in a folder live in its ``studies/`` subfolder."""
+STUDY_KEYS = ("config", "variants", "probe")
+RUNNER_FLAGS = ("--experiment", "--run_id", "--runs_dir", "--seed_everything", "--ckpt_path")
+"""``train.py`` flags the runner sets itself for every run (not allowed after ``--``)."""
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+LOG_NAME = "train.log"
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class StudyError(Exception):
+    """A study file or command line the runner cannot use; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study file: a ``train.py`` config and its variants.
+
+    Attributes:
+        name: the study file's stem; the experiment name of its runs and the report's folder name.
+        path: the study file.
+        config: the ``train.py`` config every variant starts from.
+        variants: ``{variant name: train.py flags}`` in file order.
+        probe_flags: extra flags of the ``probe.py`` call.
+    """
+
+    name: str
+    path: Path
+    config: Path
+    variants: dict[str, tuple[str, ...]]
+    probe_flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One variant trained with one seed, in ``<runs_dir>/<study>/<variant>-seed<seed>/``."""
+
+    variant: str
+    seed: int
+    run_dir: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.run_dir.name
+
+
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The YAML mapping in ``path``.
+
+    Raises:
+        StudyError: the file is missing, not YAML, or not a mapping.
+    """
+    if not path.is_file():
+        raise StudyError(f"{path} does not exist; give a study file such as "
+                         "configs/studies/attention_vs_conv_digits.yaml")
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise StudyError(f"{path} is not valid YAML: {error}") from error
+    if not isinstance(content, dict):
+        raise StudyError(f"{path} is not a YAML mapping; a study file has the keys {', '.join(STUDY_KEYS)}")
+    return content
+
+
+def flag_list(value: Any, where: str) -> tuple[str, ...]:
+    """Command-line tokens from a YAML list of scalars (numbers and booleans written as on a command line).
+
+    Raises:
+        StudyError: ``value`` is not a list of scalars.
+    """
+    if not isinstance(value, list) or not all(isinstance(item, (str, int, float, bool)) for item in value):
+        raise StudyError(f"{where} must be a list of command-line flags and values, e.g. "
+                         f"[--model.init_args.arch, conv_net]; got {value!r}")
+    return tuple(str(item).lower() if isinstance(item, bool) else str(item) for item in value)
+
+
+def load_study(path: Path) -> Study:
+    """Read and check a study file (see the module docstring for its keys).
+
+    Raises:
+        StudyError: a key is missing or unknown, the config does not exist, a variant name is not
+            usable in a run id, or flags are not a list.
+    """
+    content = read_yaml_mapping(path)
+    unknown = sorted(set(content) - set(STUDY_KEYS))
+    missing = [key for key in ("config", "variants") if key not in content]
+    if unknown or missing:
+        problem = f"unknown key(s) {', '.join(unknown)}" if unknown else f"no {' and no '.join(missing)}"
+        hint = " (it looks like a train.py config: give its study file instead)" if "trainer" in content else ""
+        raise StudyError(f"{path} has {problem}{hint}; a study file has `config:` (a train.py config), "
+                         "`variants:` ({name: [train.py flags]}) and optionally `probe:` ([probe.py flags])")
+    config = Path(os.path.normpath(path.parent / str(content["config"])))
+    if not config.is_file():
+        raise StudyError(f"{path}: config {content['config']} does not exist ({config.resolve()}); "
+                         "paths in a study file are relative to the study file")
+    variants = content["variants"]
+    if not isinstance(variants, dict) or not variants:
+        raise StudyError(f"{path}: variants must be a mapping {{name: [train.py flags]}} with at least one entry")
+    for name in variants:
+        if not VARIANT_NAME.match(str(name)):
+            raise StudyError(f"{path}: variant name {name!r} cannot be part of a run id; use letters, digits, "
+                             "'_', '.' and '-'")
+    return Study(
+        name=path.stem, path=path, config=config,
+        variants={str(name): flag_list(flags or [], f"{path}: variant {name}") for name, flags in variants.items()},
+        probe_flags=flag_list(content.get("probe") or [], f"{path}: probe"),
+    )
+
+
+def resolve_study(path: Path) -> Study:
+    """The study of ``path``: a study file, or a ``train.py`` config named by exactly one study
+    file in the ``studies/`` folder beside it.
+
+    Raises:
+        StudyError: the file is neither, or several study files name the config.
+    """
+    content = read_yaml_mapping(path)
+    is_train_config = "trainer" in content and "variants" not in content
+    if not is_train_config:
+        return load_study(path)
+    config = path.resolve()
+    folder = path.parent / STUDIES_FOLDER
+    naming = [candidate for candidate in sorted(folder.glob("*.yaml"))
+              if (candidate.parent / str(read_yaml_mapping(candidate).get("config", ""))).resolve() == config]
+    if len(naming) != 1:
+        found = f"several study files name it: {', '.join(map(str, naming))}" if naming else \
+            f"no study file in {folder}/ names it"
+        raise StudyError(f"{path} is a train.py config and {found}; give a study file with --config, or write one "
+                         f"({folder}/<name>.yaml with `config: ../{path.name}` and `variants:`)")
+    return load_study(naming[0])
+
+
+def plan_runs(study: Study, seeds: Sequence[int], runs_dir: Path) -> list[StudyRun]:
+    """Every variant with every seed, seed by seed (every variant with the first seed, then with
+    the second, ...), so a study stopped early already compares all its variants."""
+    return [StudyRun(variant, seed, runs_dir / study.name / f"{variant}-seed{seed}")
+            for seed in seeds for variant in study.variants]
+
+
+def run_state(run_dir: Path) -> str:
+    """``"finished"``: ``epoch=<max_epochs>.ckpt`` exists, ``max_epochs`` read from the run's
+    ``config.yaml``; ``"resume"``: not finished but ``config.yaml`` and ``checkpoints/last.ckpt``
+    exist; ``"new"``: otherwise (nothing to continue from)."""
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return "new"
+    try:
+        max_epochs = (read_run_config(run_dir).get("trainer") or {}).get("max_epochs")
+    except ProbeInputError:
+        max_epochs = None
+    return "finished" if isinstance(max_epochs, int) and max_epochs in epoch_checkpoints(run_dir) else "resume"
+
+
+def check_extra_flags(extra: Sequence[str]) -> None:
+    """Refuse ``train.py`` flags that the runner sets for every run.
+
+    Raises:
+        StudyError: naming the flag and what to use instead.
+    """
+    for token in extra:
+        flag = token.split("=", 1)[0]
+        if flag in RUNNER_FLAGS:
+            raise StudyError(f"{flag} after -- is set by the study runner for every run (experiment = study "
+                             "name, run id = <variant>-seed<N>); use the runner's --runs_dir and --seeds, and "
+                             "rerun the same command to resume")
+
+
+def train_args(study: Study, run: StudyRun, extra: Sequence[str], resume: bool) -> list[str]:
+    """The ``train.py`` arguments of a run: config, variant flags, extra flags, then the run's own."""
+    resume_from = ["--ckpt_path", str(run.run_dir / "checkpoints" / "last.ckpt")] if resume else []
+    return ["--config", str(study.config), *study.variants[run.variant], *extra,
+            "--seed_everything", str(run.seed), "--experiment", study.name, "--run_id", run.run_id,
+            "--runs_dir", str(run.run_dir.parent.parent), *resume_from]
+
+
+def probe_args(study: Study, run_dirs: Sequence[Path], out: Path) -> list[str]:
+    """The ``probe.py`` arguments of the report over ``run_dirs``."""
+    return [*map(str, run_dirs), "--out", str(out), *study.probe_flags]
+
+
+def shown(script: Path, args: Sequence[str]) -> str:
+    """A command as a user would type it: ``python train.py ...`` (script relative to the working folder)."""
+    try:
+        name = str(script.relative_to(Path.cwd()))
+    except ValueError:
+        name = str(script)
+    return shlex.join(["python", name, *args])
+
+
+def run_script(script: Path, args: Sequence[str], log: Optional[Path] = None) -> int:
+    """Run ``python SCRIPT ARGS`` and return its exit status; output appended to ``log`` (after a
+    line with the command), or to this process's output when ``log`` is None."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("ATTNCONV_RUN_ID", None)  # train.py passes the run id to its DDP workers through it
+    command = [sys.executable, str(script), *args]
+    if log is None:
+        return subprocess.run(command, env=env, check=False).returncode
+    with log.open("a") as handle:
+        handle.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shown(script, args)}\n")
+        handle.flush()
+        return subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def log_tail(log: Path, lines: int = 8) -> list[str]:
+    """The last non-empty lines of a log, progress-bar redraws removed."""
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    kept = [line.split("\r")[-1].rstrip() for line in text.splitlines()]
+    return [line for line in kept if line][-lines:]
+
+
+def final_line(log: Path) -> str:
+    """The ``final: val/...`` line ``train.py`` prints at the end of a run, or ""."""
+    return next((line.split(":", 1)[1].strip() for line in reversed(log_tail(log, 20))
+                 if line.startswith("final:")), "")
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def train_runs(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool) -> dict[str, list[StudyRun]]:
+    """Train the runs one after the other; returns them by outcome: trained, resumed, skipped, failed."""
+    outcomes: dict[str, list[StudyRun]] = {"trained": [], "resumed": [], "skipped": [], "failed": []}
+    for index, run in enumerate(runs, start=1):
+        prefix = f"[{index}/{len(runs)}] {run.run_id}:"
+        state = "new" if force else run_state(run.run_dir)
+        if state == "finished":
+            print(f"{prefix} finished before, skipped ({run.run_dir}; --force trains it again)", flush=True)
+            outcomes["skipped"].append(run)
+            continue
+        if state == "new" and run.run_dir.exists():
+            shutil.rmtree(run.run_dir)  # a forced run, or one that stopped before its first checkpoint
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+        log = run.run_dir / LOG_NAME
+        print(f"{prefix} {'resuming from last.ckpt' if state == 'resume' else 'training'} "
+              f"in {run.run_dir} (log: {log})", flush=True)
+        started = time.perf_counter()
+        status = run_script(TRAIN_SCRIPT, train_args(study, run, extra, resume=state == "resume"), log)
+        seconds = time.perf_counter() - started
+        if status == 0:
+            final = final_line(log)
+            print(f"{prefix} done in {duration(seconds)}" + (f"; {final}" if final else ""), flush=True)
+            outcomes["resumed" if state == "resume" else "trained"].append(run)
+        else:
+            tail = "\n".join(f"    {line}" for line in log_tail(log))
+            print(f"{prefix} FAILED (exit status {status}) after {duration(seconds)}; log: {log}\n{tail}", flush=True)
+            outcomes["failed"].append(run)
+    return outcomes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m attnconv_pl.study", formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s --config STUDY [--seeds N ...] [--out DIR] [--runs_dir DIR] [--force] [--dry-run] "
+              "[-- train.py flags ...]",
+        description="Train every variant of a study for every seed with train.py (one run at a time), then\n"
+                    "compare them in one probe.py report.",
+        epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--config", required=True, type=Path, metavar="STUDY",
+                        help="a study file (configs/studies/NAME.yaml), or a train.py config that one study "
+                             "file in the studies/ folder beside it names")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N",
+                        help="seeds of each variant (--seed_everything); default 0 1 2")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="folder of the report (default reports/<study>)")
+    parser.add_argument("--runs_dir", type=Path, default=Path("runs"), metavar="DIR",
+                        help="root of the run directories (default runs)")
+    parser.add_argument("--force", action="store_true", help="train every run again from scratch, finished ones too (deletes their run directories)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print each run's state and the commands, run nothing")
+    return parser
+
+
+def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The runner's own arguments and the ``train.py`` flags after the first ``--``."""
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
+def print_plan(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool, out: Path) -> None:
+    for run in runs:
+        state = "new" if force else run_state(run.run_dir)
+        action = {"finished": "skip (finished)", "resume": "resume from last.ckpt", "new": "train"}[state]
+        print(f"{run.run_id}: {action}")
+        if state != "finished":
+            print(f"  {shown(TRAIN_SCRIPT, train_args(study, run, extra, resume=state == 'resume'))}")
+    print(f"report: {shown(PROBE_SCRIPT, probe_args(study, [run.run_dir for run in runs], out))}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    own, extra = split_extra(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(own)
+    try:
+        study = resolve_study(args.config)
+        check_extra_flags(extra)
+    except StudyError as error:
+        print(f"study: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    seeds = list(dict.fromkeys(args.seeds))
+    out = args.out or Path("reports") / study.name
+    runs = plan_runs(study, seeds, args.runs_dir)
+    print(f"study {study.name} ({study.path}): {len(study.variants)} variant(s) x {len(seeds)} seed(s) "
+          f"of {study.config}", flush=True)
+    if args.dry_run:
+        print_plan(study, runs, extra, args.force, out)
+        return 0
+    try:
+        outcomes = train_runs(study, runs, extra, args.force)
+    except KeyboardInterrupt:
+        print("study: interrupted; rerun the same command to continue (finished runs are skipped, "
+              "interrupted ones resume from last.ckpt)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"study {study.name}: " + ", ".join(f"{len(v)} {k}" for k, v in outcomes.items() if v), flush=True)
+    for run in outcomes["failed"]:
+        print(f"  failed: {run.run_id}: {run.run_dir / LOG_NAME}")
+    finished = [run.run_dir for run in runs if run not in outcomes["failed"]]
+    if not finished:
+        print("study: no run finished, so no report", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"report of {len(finished)} run(s): {shown(PROBE_SCRIPT, probe_args(study, finished, out))}", flush=True)
+    status = run_script(PROBE_SCRIPT, probe_args(study, finished, out))
+    if status != 0:
+        print(f"study: probe.py failed (exit status {status}); see its message above", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"report: {out / 'report.html'}")
+    return EXIT_FAILED if outcomes["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""``python -m attnconv_pl.study``: study files, run states, and short end-to-end studies
+(every digits study trained briefly and compared in one report; failures, skips and resume)."""
+
+import contextlib
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import yaml
+
+from attnconv_pl.cli import TrainCLI
+from attnconv_pl.models import create_model
+from attnconv_pl.study import Study, StudyError, load_study, main, resolve_study, run_state
+from train_helpers import REPO
+
+STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
+DIGITS_STUDIES = [path for path in STUDIES if path.stem.endswith("_digits")]
+BRIEF = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+         "--dynamics.probe_size", "32", "--dynamics.topology", "false", "--trainer.logger", "false")
+"""train.py flags of a brief run: one epoch of two batches, a small probe set, no W&B."""
+
+
+def resolved_config(study: Study, variant: str) -> dict:
+    """The config train.py resolves for a variant (``--print_config``, in this process)."""
+    printed = io.StringIO()
+    with mock.patch.object(sys, "argv", ["train.py"]), contextlib.redirect_stdout(printed), \
+            pytest.raises(SystemExit) as stopped:
+        TrainCLI(args=["--config", str(study.config), *study.variants[variant], "--print_config"])
+    assert stopped.value.code == 0, printed.getvalue()
+    return yaml.safe_load(printed.getvalue())
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda path: path.stem)
+def test_every_study_variant_is_a_valid_train_config_whose_model_builds(path):
+    study = load_study(path)
+    models = []
+    for variant in study.variants:
+        model = resolved_config(study, variant)["model"]["init_args"]
+        create_model(model["arch"], num_classes=10, in_chans=3, img_size=32, **(model["arch_kwargs"] or {}))
+        models.append((model["arch"], json.dumps(model["arch_kwargs"], sort_keys=True)))
+    assert len(set(models)) == len(models) >= 2, f"variants of {path.name} train the same model: {models}"
+
+
+def test_a_train_config_leads_to_the_study_file_naming_it():
+    for path in STUDIES:
+        config = load_study(path).config
+        assert resolve_study(config).path.resolve() == path.resolve()
+    with pytest.raises(StudyError, match="no study file in .*studies/ names it"):
+        resolve_study(REPO / "configs" / "default.yaml")
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"variants": {"a": []}}, "no config"),
+    ({"config": "../c.yaml"}, "no variants"),
+    ({"config": "../c.yaml", "variants": {"a": []}, "seeds": [0]}, "unknown key.*seeds"),
+    ({"config": "../nope.yaml", "variants": {"a": []}}, "nope.yaml does not exist"),
+    ({"config": "../c.yaml", "variants": {}}, "at least one entry"),
+    ({"config": "../c.yaml", "variants": {"a b": []}}, "cannot be part of a run id"),
+    ({"config": "../c.yaml", "variants": {"a": "--model.init_args.arch conv_net"}}, "must be a list"),
+    ({"config": "../c.yaml", "variants": {"a": []}, "probe": {"no": "list"}}, "probe must be a list"),
+])
+def test_bad_study_files_are_refused_with_what_to_do(tmp_path, content, message):
+    (tmp_path / "c.yaml").write_text("trainer: {max_epochs: 1}\n")
+    study = tmp_path / "studies" / "s.yaml"
+    study.parent.mkdir()
+    study.write_text(yaml.safe_dump(content))
+    with pytest.raises(StudyError, match=message):
+        load_study(study)
+
+
+def test_flags_in_a_study_file_become_command_line_tokens(tmp_path):
+    (tmp_path / "c.yaml").write_text("trainer: {max_epochs: 1}\n")
+    study = tmp_path / "s.yaml"
+    study.write_text("config: c.yaml\nvariants:\n  a: [--trainer.max_epochs, 3, --dynamics.topology, false]\n"
+                     "  b:\nprobe: [--no-topology]\n")
+    loaded = load_study(study)
+    assert loaded.variants == {"a": ("--trainer.max_epochs", "3", "--dynamics.topology", "false"), "b": ()}
+    assert loaded.probe_flags == ("--no-topology",) and loaded.name == "s"
+
+
+def make_run_dir(run_dir: Path, max_epochs: int, epochs: list, last: bool = True) -> Path:
+    """A run directory with train.py's file names (empty checkpoint files)."""
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"trainer": {"max_epochs": max_epochs}}))
+    for epoch in epochs:
+        (run_dir / "checkpoints" / f"epoch={epoch:03d}.ckpt").touch()
+    if last:
+        (run_dir / "checkpoints" / "last.ckpt").touch()
+    return run_dir
+
+
+def test_run_state_tells_finished_from_interrupted_and_new(tmp_path):
+    assert run_state(tmp_path / "absent") == "new"
+    assert run_state(make_run_dir(tmp_path / "init_only", 3, [0], last=False)) == "new"
+    assert run_state(make_run_dir(tmp_path / "interrupted", 3, [0, 1, 2])) == "resume"
+    assert run_state(make_run_dir(tmp_path / "sparse", 10, [0, 5])) == "resume"
+    assert run_state(make_run_dir(tmp_path / "finished", 3, [0, 1, 2, 3])) == "finished"
+    assert run_state(make_run_dir(tmp_path / "finished_sparse", 10, [0, 5, 10])) == "finished"
+
+
+def test_dry_run_prints_every_run_and_trains_nothing(tmp_path, capsys):
+    study = REPO / "configs" / "studies" / "attention_vs_conv_digits.yaml"
+    make_run_dir(tmp_path / "attention_vs_conv_digits" / "conv_net-seed1", 1, [0, 1])
+    assert main(["--config", str(study), "--seeds", "0", "1", "--runs_dir", str(tmp_path), "--dry-run",
+                 "--", "--trainer.max_epochs", "1"]) == 0
+    output = capsys.readouterr().out
+    for run_id in ("attention_net-seed0", "attention_net-seed1", "conv_net-seed0"):
+        assert f"{run_id}: train\n" in output
+        assert f"--run_id {run_id} " in output
+    assert "conv_net-seed1: skip (finished)" in output
+    assert "--model.init_args.arch conv_net --trainer.max_epochs 1 --seed_everything 0" in output
+    assert not (tmp_path / "attention_vs_conv_digits" / "attention_net-seed0").exists()
+
+
+@pytest.mark.parametrize("flag", ["--run_id", "--seed_everything=3", "--runs_dir", "--experiment", "--ckpt_path"])
+def test_flags_the_runner_sets_are_refused_after_the_separator(flag, tmp_path, capsys):
+    study = REPO / "configs" / "studies" / "attention_vs_conv_digits.yaml"
+    assert main(["--config", str(study), "--runs_dir", str(tmp_path), "--", flag, "x"]) == 2
+    assert f"{flag.split('=')[0]} after -- is set by the study runner" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def run_study(study: Path, runs_dir: Path, out: Path, *extra: str, seeds=("0",)) -> int:
+    return main(["--config", str(study), "--seeds", *seeds, "--runs_dir", str(runs_dir), "--out", str(out),
+                 "--", *BRIEF, *extra])
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", DIGITS_STUDIES, ids=lambda path: path.stem)
+def test_each_digits_study_trains_every_variant_and_writes_the_report(path, tmp_path, capfd, one_thread):
+    study = load_study(path)
+    out = tmp_path / "report"
+    assert run_study(path, tmp_path / "runs", out) == 0, capfd.readouterr()
+    output = capfd.readouterr().out
+    assert output.rstrip().endswith(f"report: {out / 'report.html'}")
+    assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    labels = [run["label"] for run in summary["runs"]]
+    assert labels == [f"{study.name}/{variant}-seed0" for variant in study.variants]
+    assert len({run["group"] for run in summary["runs"]}) == len(study.variants)
+    for run in summary["runs"]:
+        assert [Path(p).name for p in run["checkpoints"]] == ["epoch=000.ckpt", "epoch=001.ckpt"]
+        assert (Path(run["run_dir"]) / "train.log").is_file()
+    # a second call finds every run finished
+    assert main(["--config", str(path), "--seeds", "0", "--runs_dir", str(tmp_path / "runs"), "--dry-run"]) == 0
+    assert capfd.readouterr().out.count("skip (finished)") == len(study.variants)
+
+
+@pytest.mark.slow
+def test_a_failed_run_is_reported_and_the_others_still_train_skip_and_resume(tmp_path, capfd, one_thread):
+    """Variant ``broken`` fails (unknown model); ``conv`` trains. Then ``conv`` is put in the state of a
+    two-epoch run stopped after its first epoch (its config.yaml says max_epochs 2): the rerun resumes
+    it from last.ckpt, while ``broken`` fails again; each report holds the runs that finished."""
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "config": str(REPO / "configs" / "attention_vs_conv_digits.yaml"),
+        "variants": {"broken": ["--model.init_args.arch", "resnet_9000"],
+                     "conv": ["--model.init_args.arch", "conv_net"]},
+    }))
+    runs, out = tmp_path / "runs", tmp_path / "report"
+    broken, conv = runs / "study" / "broken-seed0", runs / "study" / "conv-seed0"
+
+    assert run_study(tmp_path / "study.yaml", runs, out) == 1
+    output = capfd.readouterr().out
+    assert "[1/2] broken-seed0: FAILED (exit status 2)" in output and f"log: {broken / 'train.log'}" in output
+    assert "resnet_9000" in output  # the log's last lines name the cause
+    assert "[2/2] conv-seed0: done" in output and f"failed: broken-seed0: {broken / 'train.log'}" in output
+    assert [run["label"] for run in json.loads((out / "summary.json").read_text())["runs"]] == ["study/conv-seed0"]
+
+    config = yaml.safe_load((conv / "config.yaml").read_text())
+    config["trainer"]["max_epochs"] = 2
+    (conv / "config.yaml").write_text(yaml.safe_dump(config))
+    assert run_study(tmp_path / "study.yaml", runs, out, "--trainer.max_epochs", "2") == 1
+    output = capfd.readouterr().out
+    assert "conv-seed0: resuming from last.ckpt" in output and "conv-seed0: done" in output
+    assert (conv / "checkpoints" / "epoch=002.ckpt").is_file()
+    with open(conv / "dynamics.csv", newline="") as handle:
+        rows = [(r["epoch"], r["layer"], r["metric"]) for r in csv.DictReader(handle)]
+    assert sorted({int(epoch) for epoch, _, _ in rows}) == [0, 1, 2] and len(rows) == len(set(rows))
+    summary = json.loads((out / "summary.json").read_text())
+    assert [Path(p).name for p in summary["runs"][0]["checkpoints"]][-1] == "epoch=002.ckpt"
+    assert "broken-seed0: FAILED" in output
