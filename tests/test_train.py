@@ -5,6 +5,9 @@ import csv
 import pytest
 import torch
 
+from attnconv_pl.checkpoints import build_module, read_checkpoint
+from attnconv_pl.models.metric_attention import MetricAttention
+from rank_parameters import rank_file
 from train_helpers import check_ok, run_train
 
 pytestmark = pytest.mark.slow
@@ -71,3 +74,32 @@ def test_bad_input_stops_with_a_clear_message(tmp_path):
     unknown_model = run_train("--model.init_args.arch", "resnet_9000", runs_dir=tmp_path)
     assert unknown_model.returncode != 0 and "resnet18" in unknown_model.stderr
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_metric_attention_vit_trains_under_ddp_on_cpu(tmp_path):
+    """Two gloo processes train vit_mini with the shared-metric score on different shards; both
+    finish, and every parameter of both replicas (the metric projections included) ends equal,
+    and equal to the checkpoint, so each update was the same on both ranks."""
+    check_ok(run_train("--config", "configs/metric_attention_digits.yaml", "--run_id", "ddp",
+                       "--model.init_args.arch_kwargs.score", "shared_metric",
+                       "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                       "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3",
+                       "--trainer.limit_val_batches", "1", "--trainer.logger", "false",
+                       "--dynamics.probe_size", "64", "--dynamics.topology", "false",
+                       "--trainer.callbacks", "tests.rank_parameters.SaveRankParameters", runs_dir=tmp_path))
+    run_dir = tmp_path / "metric_attention_digits" / "ddp"
+    ranks = [torch.load(rank_file(run_dir, rank), weights_only=True) for rank in (0, 1)]
+    assert not torch.equal(ranks[0]["first_batch"], ranks[1]["first_batch"]), "both ranks saw the same data"
+
+    trained = build_module(read_checkpoint(run_dir / "checkpoints" / "epoch=001.ckpt"), run_dir)
+    initial = build_module(read_checkpoint(run_dir / "checkpoints" / "epoch=000.ckpt"), run_dir)
+    attentions = [block.attn for block in trained.model.blocks]
+    assert attentions and all(isinstance(a, MetricAttention) and a.score == "shared_metric" for a in attentions)
+    metric_names = [name for name, _ in trained.named_parameters() if ".attn.metric." in name]
+    assert len(metric_names) == len(attentions)
+    initial_parameters = dict(initial.named_parameters())
+    for name, parameter in trained.named_parameters():
+        assert torch.equal(ranks[0]["parameters"][name], ranks[1]["parameters"][name]), name
+        assert torch.equal(ranks[0]["parameters"][name], parameter.detach()), name
+    for name in metric_names:
+        assert not torch.equal(initial_parameters[name], ranks[0]["parameters"][name]), f"{name} did not train"
