@@ -65,9 +65,13 @@ class ClassifierModule(pl.LightningModule):
         )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         top5 = min(5, num_classes)
-        self.accuracy = nn.ModuleDict(  # keys "<stage>_acc": nn.Module reserves the name "train"
-            {f"{stage}_acc": MulticlassAccuracy(num_classes, top_k=1) for stage in ("train", "val", "test")}
-            | {f"{stage}_acc_top5": MulticlassAccuracy(num_classes, top_k=top5) for stage in ("val", "test")}
+        # keys "<stage>_acc": nn.Module reserves the name "train"; "micro": the fraction of inputs
+        # classified correctly (torchmetrics' default, "macro", would average per-class accuracies)
+        self.accuracy = nn.ModuleDict(
+            {f"{stage}_acc": MulticlassAccuracy(num_classes, top_k=1, average="micro")
+             for stage in ("train", "val", "test")}
+            | {f"{stage}_acc_top5": MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+               for stage in ("val", "test")}
         )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

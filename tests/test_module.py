@@ -31,3 +31,12 @@ def test_module_builds_registered_model_and_loads_from_checkpoint_alone(tmp_path
 def test_unknown_arch_names_known_ones():
     with pytest.raises(ValueError, match="conv_net"):
         ClassifierModule(arch="no_such_net")
+
+
+def test_logged_accuracy_is_the_fraction_of_inputs_classified_correctly():
+    # 9 inputs of class 0 all right, 1 input of class 1 wrong: 90% of inputs, 50% per class (macro)
+    module = ClassifierModule(arch="conv_net", num_classes=3, in_chans=1, image_size=16)
+    logits = torch.tensor([[5.0, 0.0, 0.0]] * 10)
+    labels = torch.tensor([0] * 9 + [1])
+    assert module.accuracy["val_acc"](logits, labels).item() == pytest.approx(0.9)
+    assert module.accuracy["val_acc_top5"](logits, labels).item() == pytest.approx(1.0)
