@@ -1,11 +1,12 @@
 """What the feature-dynamics callback costs: the default run with the callback off, on with its
 probes in the background (the default) and on with its probes inline.
 
-    python bench/dynamics.py [--config configs/default.yaml] [--epochs 8] [-- extra train.py flags]
+    python bench/dynamics.py [--config configs/default.yaml] [--epochs N] [--repeats 3] [-- train.py flags]
 
-Trains the same run three times in this process (W&B off in all), prints the median epoch time
-and the whole fit time of each (the background run's fit includes waiting for its last probes),
-their ratio to the run without the callback, the callback's time per probe split by stage
+Trains the same run in each mode ``repeats`` times, modes interleaved, in this process (W&B off),
+prints the median epoch time and the median whole fit time of each mode (the background run's
+fit includes waiting for its last probes), their ratio to the run without the callback, the
+callback's time per probe split by stage
 (capture, snapshot file, probes, CSV, loggers; which of them training waits for), and each
 probe group timed on the run's last snapshot. Run it on an otherwise idle machine.
 """
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import lightning.pytorch as pl
 
@@ -46,11 +48,11 @@ class EpochTimer(pl.Callback):
         self.seconds.append(time.perf_counter() - self.started)
 
 
-def train(config: str, epochs: int, run_id: str, runs_dir: str, extra: list[str]):
+def train(config: str, epochs: Optional[int], run_id: str, runs_dir: str, extra: list[str]):
     """Fit one run; returns (epoch seconds, fit seconds, the FeatureDynamics callback, run dir)."""
-    cli = TrainCLI(["--config", config, "--trainer.max_epochs", str(epochs), "--runs_dir", runs_dir,
-                    "--run_id", run_id, "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-                    *extra])
+    epochs_flags = [] if epochs is None else ["--trainer.max_epochs", str(epochs)]
+    cli = TrainCLI(["--config", config, *epochs_flags, "--runs_dir", runs_dir, "--run_id", run_id,
+                    "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", *extra])
     timer = EpochTimer()
     cli.trainer.callbacks.append(timer)
     started = time.perf_counter()
@@ -105,32 +107,35 @@ TRAINING_PATH = ("capture", "snapshot", "log")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=None, help="max_epochs (default: the config's)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per mode (medians are reported)")
     parser.add_argument("extra", nargs="*", help="more train.py flags, after --")
     args = parser.parse_args()
-    runs = {}
+    runs = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as runs_dir:
-        for mode, flags in MODES.items():
-            runs[mode] = train(args.config, args.epochs, mode, runs_dir, [*flags, *args.extra])
-        callback, run_dir = runs["background"][2], runs["background"][3]
-        groups = probe_group_seconds(callback, run_dir, args.epochs)
-    print(f"\nconfig {args.config}, {args.epochs} epochs, {len(callback.layers)} layers, "
-          f"{len(callback.probe_indices)} probe inputs, {len(callback.timings)} probes")
+        for repeat in range(args.repeats):
+            for mode, flags in MODES.items():
+                runs[mode].append(train(args.config, args.epochs, f"{mode}-{repeat}", runs_dir, [*flags, *args.extra]))
+        callback, run_dir = runs["background"][0][2], runs["background"][0][3]
+        groups = probe_group_seconds(callback, run_dir, callback.probed_epochs[-1])
+    print(f"\nconfig {args.config}, {len(runs['off'][0][0])} epochs, {len(callback.layers)} layers, "
+          f"{len(callback.probe_indices)} probe inputs, {len(callback.timings)} probes, "
+          f"{args.repeats} runs per mode (medians)")
     print(f"{'':24s}" + "".join(f"{mode:>12s}" for mode in MODES))
-    epochs = {mode: statistics.median(run[0]) for mode, run in runs.items()}
-    fits = {mode: run[1] for mode, run in runs.items()}
+    epochs = {mode: statistics.median(s for run in mode_runs for s in run[0]) for mode, mode_runs in runs.items()}
+    fits = {mode: statistics.median(run[1] for run in mode_runs) for mode, mode_runs in runs.items()}
     print(f"{'median epoch (s)':24s}" + "".join(f"{epochs[mode]:12.2f}" for mode in MODES))
     print(f"{'whole fit (s)':24s}" + "".join(f"{fits[mode]:12.2f}" for mode in MODES))
     print(f"{'fit / fit off':24s}" + "".join(f"{fits[mode] / fits['off']:12.2f}" for mode in MODES))
     print(f"{'added to training':24s}" + "".join(f"{fits[mode] / fits['off'] - 1:12.0%}" for mode in MODES))
     for mode in ("background", "inline"):
-        timings = runs[mode][2].timings
+        timings = [timing for run in runs[mode] for timing in run[2].timings]
         print(f"\n{mode}: callback time per probe (s, median over probed epochs; epoch 0 included)")
         for stage in ("capture", "snapshot", "probes", "write", "log"):
             values = [timing[stage] for timing in timings]
             where = "training waits" if stage in TRAINING_PATH or mode == "inline" else "worker thread"
             print(f"  {stage:12s}{statistics.median(values):8.3f}   (total {sum(values):5.2f}, {where})")
-    print(f"\nprobe groups on the epoch-{args.epochs} snapshot (s, all layers)")
+    print(f"\nprobe groups on the epoch-{callback.probed_epochs[-1]} snapshot (s, all layers)")
     for name, seconds in groups.items():
         print(f"  {name:40s}{seconds:8.3f}")
 

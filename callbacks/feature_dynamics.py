@@ -50,7 +50,7 @@ class FeatureDynamics(Callback):
     ``epoch``) and any other logger. Under DDP each rank captures its shard, the shards are
     gathered in probe-set order, and rank zero probes and writes.
 
-    Training waits only for the capture and the snapshot file: with ``background`` (default)
+    With ``background`` (default) training waits only for the capture and the snapshot file:
     the probes run in a worker thread, one epoch after another, while training goes on; their
     rows reach ``dynamics.csv`` as soon as they are computed and the loggers at the next
     training batch (all of them by the end of ``fit``). A run stopped while a probe was
@@ -259,10 +259,9 @@ class FeatureDynamics(Callback):
             self._log(trainer, probed.result)
             probed.timing["log"] = time.perf_counter() - logged
             self.timings.append(probed.timing)
-            values = probed.result.values
-            rank_zero_info(f"dynamics: epoch {probed.result.epoch} probed: training waited "
-                           f"{values[('', 'overhead_seconds')]:.2f} s, probes took {values[('', 'probe_seconds')]:.2f} s "
-                           f"({len(self.layers)} layers, {len(self.probe_indices)} inputs)")
+            waited, took = (probed.result.values[("", name)] for name in ("overhead_seconds", "probe_seconds"))
+            rank_zero_info(f"dynamics: epoch {probed.result.epoch} probed: training waited {waited:.2f} s, "
+                           f"probes took {took:.2f} s ({len(self.layers)} layers, {len(self.probe_indices)} inputs)")
 
     def _capture(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Activations, torch.Tensor]:
         """This epoch's points of the whole probe set and its labels, on every rank."""

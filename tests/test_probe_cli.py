@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from attnconv_pl.training_records import read_metrics, training_records
-from train_helpers import REPO, check_ok, run_train
+from train_helpers import EVERY_EPOCH, REPO, check_ok, run_train
 
 pytestmark = pytest.mark.slow
 
-TRAIN_ARGS = ("--trainer.max_epochs", "2", "--dynamics.probe_size", "100", "--trainer.logger", "false")
+TRAIN_ARGS = ("--trainer.max_epochs", "2", "--dynamics.probe_size", "100", "--trainer.logger", "false",
+              *EVERY_EPOCH)
 
 
 def run_probe(*args, timeout=600):

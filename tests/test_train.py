@@ -8,7 +8,7 @@ import torch
 from attnconv_pl.checkpoints import build_module, read_checkpoint
 from attnconv_pl.models.metric_attention import MetricAttention
 from rank_parameters import rank_file
-from train_helpers import check_ok, run_train
+from train_helpers import EVERY_EPOCH, check_ok, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def read_dynamics(path):
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    output = check_ok(run_train("--run_id", "first", "--trainer.max_epochs", "2", runs_dir=runs))
+    output = check_ok(run_train("--run_id", "first", "--trainer.max_epochs", "2", *EVERY_EPOCH, runs_dir=runs))
     return runs / "default" / "first", output
 
 

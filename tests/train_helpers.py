@@ -9,6 +9,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
+EVERY_EPOCH = ("--dynamics.every_n_epochs", "1", "--dynamics.topology_every_n_epochs", "1",
+               "--checkpoint.every_n_epochs", "1")
+"""Flags that probe and checkpoint every epoch (the default config does every third)."""
+
 
 def run_train(*args: str, runs_dir: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     """``python train.py --runs_dir RUNS_DIR ARGS...`` with W&B offline; output captured."""

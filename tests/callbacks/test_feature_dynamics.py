@@ -13,7 +13,7 @@ from attnconv_pl.module import ClassifierModule
 from attnconv_pl.probes import paired_displacement
 from attnconv_pl.snapshots import load_snapshot
 from callbacks import EpochCheckpoint, FeatureDynamics
-from train_helpers import check_ok, run_train
+from train_helpers import EVERY_EPOCH, check_ok, run_train
 
 TOPOLOGY_METRICS = {f"{kind}_h{d}_{dist}" for kind in ("stability", "drift_prev") for d in (0, 1)
                     for dist in ("w1", "w2", "bottleneck")} | {"h0_bars", "h1_bars"}
@@ -49,7 +49,7 @@ def test_ddp_epoch0_numbers_equal_single_process(tmp_path):
 
 @pytest.mark.slow
 def test_every_layer_every_epoch_has_every_metric(tmp_path):
-    check_ok(run_train("--run_id", "r", "--trainer.max_epochs", "2", "--dynamics.probe_size", "120",
+    check_ok(run_train("--run_id", "r", "--trainer.max_epochs", "2", "--dynamics.probe_size", "120", *EVERY_EPOCH,
                        "--model.init_args.arch", "conv_net", runs_dir=tmp_path))
     run_dir = tmp_path / "default" / "r"
     rows = dynamics_rows(run_dir)
