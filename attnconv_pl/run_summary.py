@@ -24,9 +24,9 @@ def summary_lines(trainer: pl.Trainer, run_dir: Path) -> list[str]:
     checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
     if checkpoints:
         lines.append(f"checkpoints:   {run_dir / 'checkpoints'} ({', '.join(p.name for p in checkpoints)})")
-    dynamics = run_dir / "dynamics.csv"
-    if dynamics.is_file():
-        lines.append(f"dynamics:      {dynamics}")
+    for label, name in (("dynamics:", "dynamics.csv"), ("metrics:", "metrics.csv")):
+        if (run_dir / name).is_file():
+            lines.append(f"{label:<15}{run_dir / name}")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if metrics:
         lines.append("final:         " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))

@@ -32,6 +32,7 @@ def test_default_run_writes_the_run_directory(default_run):
     assert names == ["epoch=000.ckpt", "epoch=001.ckpt", "epoch=002.ckpt", "last.ckpt"]
     assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run"
     assert "wandb sync" in output and str(run_dir) in output
+    assert f"metrics:       {run_dir / 'metrics.csv'}" in output
     rows = read_dynamics(run_dir / "dynamics.csv")
     assert sorted({int(r["epoch"]) for r in rows}) == [0, 1, 2]
     snapshots = sorted(p.name for p in (run_dir / "snapshots").iterdir())
