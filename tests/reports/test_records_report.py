@@ -88,3 +88,16 @@ def test_report_without_records_has_neither_table_nor_figure(tmp_path, make_run)
     figures = write_report(tmp_path, [make_run("a/s0", "attention_net")], {})
     assert "robustness.png" not in [figure.file_name for figure in figures]
     assert "Training records" not in (tmp_path / "report.html").read_text()
+
+
+def test_wandb_run_summary_holds_each_runs_records_and_noise_accuracy(make_run):
+    from attnconv_pl.reports.wandb_report import run_summary_values
+
+    runs = [with_records(make_run("attn/s0", "attention_net")),
+            with_records(make_run("conv/s0", "conv_net"), reached=None), make_run("old/s0", "conv_net")]
+    values = run_summary_values(runs)
+    assert values["best_val_acc/attn/s0"] == 0.875 and values["epochs_to_target_loss/attn/s0"] == 3.0
+    assert "epochs_to_target_loss/conv/s0" not in values  # not reached: left out, not logged as 0
+    assert [values[f"noise_accuracy/conv/s0/sigma={level}"] for level in ("0", "0.5", "1")] == [0.9, 0.6, 0.3]
+    assert values["final_accuracy/old/s0"] == 0.5
+    assert not any(key.endswith("old/s0") and not key.startswith("final_accuracy") for key in values)
