@@ -241,14 +241,8 @@ class FeatureDynamics(Callback):
             if snapshot is None:
                 continue
             rank_zero_warn(f"dynamics: epoch {epoch} has no rows in dynamics.csv; probing its snapshot again")
-            started = time.perf_counter()
             self.tracker.restore(self._load(run_dir, earlier[index - 1]) if index else None, initial)
-            result = self.tracker.probe(epoch, snapshot, topology=self.with_topology(epoch, self.max_epochs))
-            seconds = time.perf_counter() - started
-            result.values[("", "overhead_seconds")] = 0.0 if self.jobs.background else seconds
-            result.values[("", "probe_seconds")] = seconds
-            write_epochs(run_dir / "dynamics.csv", result.rows())
-            recovered.append(ProbedEpoch(result, {"epoch": epoch, "probes": seconds}))
+            recovered += self._compute(run_dir, epoch, snapshot, {"epoch": epoch, "capture": 0.0, "snapshot": 0.0})
         self.tracker.restore(self._load(run_dir, earlier[-1]), initial)
         return recovered
 
