@@ -27,20 +27,30 @@ log and the others still run. Then one ``probe.py`` call over the finished runs 
 comparison report (``--out``, default ``reports/<name>``), where the seeds of a variant form one
 group.
 
+A run directory that another live process is writing (its ``.lock`` file, see
+``attnconv_pl/run_lock.py``) is left alone and reported as failed. Stopping the runner (Ctrl-C,
+SIGTERM) stops the running ``train.py`` (SIGTERM, then SIGKILL after 30 s or at a second Ctrl-C);
+on Linux the child also gets SIGTERM when the runner is killed (even by SIGKILL).
+
 Exit status: 0 when every run finished and the report was written; 1 when a run or the report
-failed (the report then holds the runs that finished); 2 for a bad study file or command line.
+failed (the report then holds the runs that finished); 2 for a bad study file or command line;
+130 when interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -48,6 +58,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from attnconv_pl.checkpoints import ProbeInputError, epoch_checkpoints, read_run_config
+from attnconv_pl.run_lock import RunLockedError, check_run_unlocked
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO / "train.py"
@@ -62,6 +73,11 @@ LOG_NAME = "train.log"
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+STOP_GRACE_S = 30.0
+"""Seconds a child (``train.py``, ``probe.py``) has to exit after SIGTERM when the runner is
+interrupted, before it is killed; Lightning stops at the next batch."""
+PR_SET_PDEATHSIG = 1
+"""``prctl`` option of Linux (``<linux/prctl.h>``): the signal a process gets when its parent dies."""
 
 
 class StudyError(Exception):
@@ -242,18 +258,79 @@ def shown(script: Path, args: Sequence[str]) -> str:
     return shlex.join(["python", name, *args])
 
 
+def die_with_this_process() -> Optional[Callable[[], None]]:
+    """A ``preexec_fn`` that makes the child get SIGTERM when this process dies, even by SIGKILL
+    (Linux ``prctl(PR_SET_PDEATHSIG)``); None where ``prctl`` does not exist (macOS): there the
+    child is stopped only when this process is interrupted (``run_child``)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the runner died before prctl took effect
+            os._exit(EXIT_INTERRUPTED)
+
+    return set_death_signal
+
+
+def stop(child: subprocess.Popen) -> None:
+    """SIGTERM to the child, then SIGKILL after ``STOP_GRACE_S`` or at a second interrupt."""
+    if child.poll() is not None:
+        return
+    print(f"study: stopping the running child (pid {child.pid}); it is killed if it has not "
+          f"exited in {STOP_GRACE_S:.0f} s, or at a second Ctrl-C", file=sys.stderr, flush=True)
+    child.terminate()
+    try:
+        child.wait(timeout=STOP_GRACE_S)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        child.kill()
+        child.wait()
+
+
+def run_child(command: Sequence[str], **popen_args: Any) -> int:
+    """Run a command to its end and return its exit status. The child does not outlive this
+    process: it is stopped when this process is interrupted, and gets SIGTERM when this process
+    dies otherwise (on Linux)."""
+    child = subprocess.Popen(command, preexec_fn=die_with_this_process(), **popen_args)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        stop(child)
+        raise
+
+
 def run_script(script: Path, args: Sequence[str], log: Optional[Path] = None) -> int:
-    """Run ``python SCRIPT ARGS`` and return its exit status; output appended to ``log`` (after a
-    line with the command), or to this process's output when ``log`` is None."""
+    """Run ``python SCRIPT ARGS`` (see ``run_child``) and return its exit status; output appended
+    to ``log`` (after a line with the command), or to this process's output when ``log`` is None."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("ATTNCONV_RUN_ID", None)  # train.py passes the run id to its DDP workers through it
     command = [sys.executable, str(script), *args]
     if log is None:
-        return subprocess.run(command, env=env, check=False).returncode
+        return run_child(command, env=env)
     with log.open("a") as handle:
         handle.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shown(script, args)}\n")
         handle.flush()
-        return subprocess.run(command, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False).returncode
+        return run_child(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` like Ctrl-C, so that both stop the
+    running child and end the study with ``EXIT_INTERRUPTED``."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def log_tail(log: Path, lines: int = 8) -> list[str]:
@@ -283,6 +360,12 @@ def train_runs(study: Study, runs: list[StudyRun], extra: Sequence[str], force: 
             print(f"{prefix} finished before, skipped ({run.run_dir}; --force trains it again)", flush=True)
             outcomes["skipped"].append(run)
             continue
+        try:
+            check_run_unlocked(run.run_dir)
+        except RunLockedError as error:
+            print(f"{prefix} FAILED, not started: {error}", flush=True)
+            outcomes["failed"].append(run)
+            continue
         if state == "new" and run.run_dir.exists():
             shutil.rmtree(run.run_dir)  # a forced run, or one that stopped before its first checkpoint
         run.run_dir.mkdir(parents=True, exist_ok=True)
@@ -301,6 +384,25 @@ def train_runs(study: Study, runs: list[StudyRun], extra: Sequence[str], force: 
             print(f"{prefix} FAILED (exit status {status}) after {duration(seconds)}; log: {log}\n{tail}", flush=True)
             outcomes["failed"].append(run)
     return outcomes
+
+
+def train_and_report(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool, out: Path) -> int:
+    """Train the runs, then write the report of those that finished; returns the exit status."""
+    outcomes = train_runs(study, runs, extra, force)
+    print(f"study {study.name}: " + ", ".join(f"{len(v)} {k}" for k, v in outcomes.items() if v), flush=True)
+    for run in outcomes["failed"]:
+        print(f"  failed: {run.run_id}: {run.run_dir / LOG_NAME}")
+    finished = [run.run_dir for run in runs if run not in outcomes["failed"]]
+    if not finished:
+        print("study: no run finished, so no report", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"report of {len(finished)} run(s): {shown(PROBE_SCRIPT, probe_args(study, finished, out))}", flush=True)
+    status = run_script(PROBE_SCRIPT, probe_args(study, finished, out))
+    if status != 0:
+        print(f"study: probe.py failed (exit status {status}); see its message above", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"report: {out / 'report.html'}")
+    return EXIT_FAILED if outcomes["failed"] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -361,26 +463,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.dry_run:
         print_plan(study, runs, extra, args.force, out)
         return 0
-    try:
-        outcomes = train_runs(study, runs, extra, args.force)
-    except KeyboardInterrupt:
-        print("study: interrupted; rerun the same command to continue (finished runs are skipped, "
-              "interrupted ones resume from last.ckpt)", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(f"study {study.name}: " + ", ".join(f"{len(v)} {k}" for k, v in outcomes.items() if v), flush=True)
-    for run in outcomes["failed"]:
-        print(f"  failed: {run.run_id}: {run.run_dir / LOG_NAME}")
-    finished = [run.run_dir for run in runs if run not in outcomes["failed"]]
-    if not finished:
-        print("study: no run finished, so no report", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"report of {len(finished)} run(s): {shown(PROBE_SCRIPT, probe_args(study, finished, out))}", flush=True)
-    status = run_script(PROBE_SCRIPT, probe_args(study, finished, out))
-    if status != 0:
-        print(f"study: probe.py failed (exit status {status}); see its message above", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"report: {out / 'report.html'}")
-    return EXIT_FAILED if outcomes["failed"] else 0
+    with sigterm_as_interrupt():
+        try:
+            return train_and_report(study, runs, extra, args.force, out)
+        except KeyboardInterrupt:
+            print("study: interrupted; rerun the same command to continue (finished runs are skipped, "
+                  "interrupted ones resume from last.ckpt)", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

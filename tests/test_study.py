@@ -1,11 +1,17 @@
 """``python -m attnconv_pl.study``: study files, run states, and short end-to-end studies
-(every digits study trained briefly and compared in one report; failures, skips and resume)."""
+(every digits study trained briefly and compared in one report; failures, skips and resume); the
+runner's child stopped with the runner and locked run directories left alone, with a stand-in
+for train.py."""
 
 import contextlib
 import csv
 import io
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -14,7 +20,9 @@ import yaml
 
 from attnconv_pl.cli import TrainCLI
 from attnconv_pl.models import create_model
+import attnconv_pl.study as study_module
 from attnconv_pl.study import Study, StudyError, load_study, main, resolve_study, run_state
+from test_run_lock import lock_held_by_another_process
 from train_helpers import REPO
 
 STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
@@ -188,3 +196,126 @@ def test_a_failed_run_is_reported_and_the_others_still_train_skip_and_resume(tmp
     summary = json.loads((out / "summary.json").read_text())
     assert [Path(p).name for p in summary["runs"][0]["checkpoints"]][-1] == "epoch=002.ckpt"
     assert "broken-seed0: FAILED" in output
+
+
+STAND_IN_TRAIN = """\
+import os, signal, sys, time
+from pathlib import Path
+folder = Path(__file__).parent
+def stop(signum, frame):
+    (folder / "child.sigterm").touch()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, signal.SIG_IGN if "ignore" in sys.argv[0] else stop)
+(folder / "child.pid.tmp").write_text(str(os.getpid()))
+(folder / "child.pid.tmp").rename(folder / "child.pid")
+time.sleep(300)
+"""
+"""A stand-in for train.py: writes its pid to ``child.pid`` and sleeps; on SIGTERM it touches
+``child.sigterm`` and exits, or, when its file name contains "ignore", ignores SIGTERM."""
+
+RUNNER = """\
+import signal, sys
+from pathlib import Path
+import attnconv_pl.study as study
+study.TRAIN_SCRIPT = Path(sys.argv[1])
+study.STOP_GRACE_S = float(sys.argv[2])
+signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
+sys.exit(study.main(sys.argv[3:]))
+"""
+"""The study runner with ``train.py`` replaced by ``argv[1]`` and a grace of ``argv[2]`` seconds."""
+
+
+def one_variant_study(folder: Path) -> Path:
+    (folder / "c.yaml").write_text("trainer: {max_epochs: 1}\n")
+    (folder / "study.yaml").write_text("config: c.yaml\nvariants:\n  a: []\n")
+    return folder / "study.yaml"
+
+
+def start_runner(tmp_path: Path, stand_in: str, grace_s: float = 30.0) -> subprocess.Popen:
+    """The study runner, in another process, training one run with the stand-in ``stand_in``."""
+    script = tmp_path / stand_in
+    script.write_text(STAND_IN_TRAIN)
+    return subprocess.Popen([sys.executable, "-c", RUNNER, str(script), str(grace_s),
+                             "--config", str(one_variant_study(tmp_path)), "--seeds", "0",
+                             "--runs_dir", str(tmp_path / "runs"), "--out", str(tmp_path / "report")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"{what} not within {timeout_s} s"
+        time.sleep(0.05)
+    return result
+
+
+def gone(pid: int) -> bool:
+    """Whether a process has exited (a zombie waiting for its parent counts as exited)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.is_file() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@contextlib.contextmanager
+def runner_and_child(tmp_path: Path, stand_in: str, grace_s: float = 30.0):
+    """Yield the runner and the pid of its child once the child runs; both are killed afterwards."""
+    runner = start_runner(tmp_path, stand_in, grace_s)
+    pid_file = tmp_path / "child.pid"
+    try:
+        wait_for(lambda: pid_file.is_file() or runner.poll() is not None, 60, "the child's start")
+        assert pid_file.is_file(), runner.communicate()
+        child = int(pid_file.read_text())
+        try:
+            yield runner, child
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+    finally:
+        runner.kill()
+        runner.communicate()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_stopping_the_runner_stops_its_child_with_sigterm(tmp_path, signum):
+    with runner_and_child(tmp_path, "train.py") as (runner, child):
+        runner.send_signal(signum)
+        _, err = runner.communicate(timeout=30)
+        assert runner.returncode == 130, err
+        assert "study: interrupted; rerun the same command to continue" in err
+        wait_for(lambda: gone(child), 10, "the child's exit")
+        assert (tmp_path / "child.sigterm").is_file()
+
+
+def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path):
+    with runner_and_child(tmp_path, "train_ignore.py", grace_s=1.0) as (runner, child):
+        runner.send_signal(signal.SIGTERM)
+        _, err = runner.communicate(timeout=30)
+        assert runner.returncode == 130, err
+        assert f"stopping the running child (pid {child}); it is killed if it has not exited in 1 s" in err
+        wait_for(lambda: gone(child), 10, "the child's exit")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux only")
+def test_a_child_gets_sigterm_when_the_runner_is_killed(tmp_path):
+    with runner_and_child(tmp_path, "train.py") as (runner, child):
+        runner.kill()
+        runner.wait(timeout=30)
+        wait_for(lambda: gone(child), 10, "the child's exit")
+        assert (tmp_path / "child.sigterm").is_file()
+
+
+def test_a_run_another_process_is_writing_is_not_started_and_reported_failed(tmp_path, monkeypatch, capsys):
+    stand_in = tmp_path / "train.py"
+    stand_in.write_text("from pathlib import Path\nPath(__file__).with_name('ran').touch()\n")
+    monkeypatch.setattr(study_module, "TRAIN_SCRIPT", stand_in)
+    run_dir = tmp_path / "runs" / "study" / "a-seed0"
+    with lock_held_by_another_process(run_dir) as pid:
+        (run_dir / "kept").touch()
+        assert main(["--config", str(one_variant_study(tmp_path)), "--seeds", "0", "--runs_dir",
+                     str(tmp_path / "runs"), "--out", str(tmp_path / "report")]) == 1
+    output = capsys.readouterr().out
+    assert f"[1/1] a-seed0: FAILED, not started: {run_dir} is locked by pid {pid} on " in output
+    assert not (tmp_path / "ran").exists() and (run_dir / "kept").is_file()
