@@ -62,7 +62,7 @@ def as_diagram(diagram, name: str) -> np.ndarray:
     if isinstance(diagram, torch.Tensor):
         diagram = diagram.detach().cpu().numpy()
     points = np.asarray(diagram, dtype=np.float64)
-    if points.size == 0:
+    if points.shape == (0,):
         return np.zeros((0, 2))
     if points.ndim != 2 or points.shape[1] != 2:
         raise ValueError(f"{name}: got shape {points.shape}, expected (m, 2) (birth, death) pairs")

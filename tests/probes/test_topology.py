@@ -106,6 +106,8 @@ def test_bad_diagrams_and_orders_are_rejected_with_the_reason():
         diagram_distance([[0.0, math.inf]], [], 1)
     with pytest.raises(ValueError, match=r"d2: got shape \(3,\)"):
         diagram_distance([], [0.0, 1.0, 2.0], 2)
+    with pytest.raises(ValueError, match=r"d1: got shape \(4, 0\)"):  # empty, yet not (m, 2)
+        diagram_distance(np.zeros((4, 0)), [], 1)
     with pytest.raises(ValueError, match="death >= birth"):
         diagram_distance([[2.0, 1.0]], [], 1)
     with pytest.raises(ValueError, match="p: got 3"):
