@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from attnconv_pl.checkpoints import ProbeInputError, RunCheckpoints, collect_runs
+from attnconv_pl.errors import ConfigError, check_creatable_dir
 from attnconv_pl.robustness import DEFAULT_NOISE_LEVELS, check_noise_levels
 from attnconv_pl.training_records import DEFAULT_TARGET_LOSS, METRICS_FILE
 
@@ -175,10 +176,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     completed: list = []
     try:
+        check_creatable_dir(args.out, "--out", "the folder of the report")
         runs = collect_runs(args.paths)
         labels = run_labels(runs, args.run_name)
         probe_and_report(args, runs, labels, completed, command=shlex.join(["python", "probe.py", *argv]))
-    except ProbeInputError as error:
+    except ConfigError as error:
         print(f"probe.py: error: {error}", file=sys.stderr)
         if completed:
             print(f"probe.py: {args.out}/dynamics.csv and summary.json hold the runs completed before: "

@@ -13,7 +13,6 @@ they are captured (not probed) as references.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import time
@@ -28,7 +27,7 @@ from torch import Tensor, nn
 
 from attnconv_pl.capture import Activations, resolve_layers
 from attnconv_pl.checkpoints import (ProbeInputError, RunCheckpoints, build_module, callback_state, checkpoint_epoch,
-                                     data_config, load_weights, read_checkpoint, read_run_config)
+                                     data_config, datamodule_classes, load_weights, read_checkpoint, read_run_config)
 from attnconv_pl.data import DATAMODULES, SPLITS, ClassificationDataModule, create_datamodule
 from attnconv_pl.probe_runner import DynamicsTracker, ProbeResult
 from attnconv_pl.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
@@ -163,21 +162,13 @@ def dynamics_settings(run_config: dict[str, Any], checkpoint: dict[str, Any], ov
             "config.yaml and the options given") from error
 
 
-def _datamodule_class(class_path: str) -> type[ClassificationDataModule]:
-    module_name, _, class_name = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as error:
-        raise ProbeInputError(
-            f"data module {class_path!r} of the run is not in this version; name a dataset with --data NAME "
-            f"({', '.join(sorted(DATAMODULES))})") from error
-
-
 def build_datamodule(class_path: str, init_args: dict[str, Any], choice: DataChoice,
                      model_hparams: dict[str, Any]) -> ClassificationDataModule:
-    """The data module to draw the probe set from: the run's (``class_path``, ``init_args``), or
-    ``choice.dataset`` built for the model's input shape (``image_size`` / ``in_chans`` when
-    the data module takes them) with the run's ``data_dir``; ``choice.data_dir`` overrides it.
+    """The data module to draw the probe set from: the run's (``class_path``, ``init_args`` as
+    :func:`~attnconv_pl.checkpoints.data_config` returns them: a registered data module and
+    plain values), or ``choice.dataset`` built for the model's input shape (``image_size`` /
+    ``in_chans`` when the data module takes them) with the run's ``data_dir``;
+    ``choice.data_dir`` overrides it.
 
     Raises:
         ProbeInputError: the data module cannot be built, or its images do not have the
@@ -186,7 +177,7 @@ def build_datamodule(class_path: str, init_args: dict[str, Any], choice: DataCho
     data_dir = {"data_dir": choice.data_dir} if choice.data_dir else {}
     try:
         if choice.dataset is None:
-            datamodule = _datamodule_class(class_path)(**{**init_args, **data_dir})
+            datamodule = datamodule_classes()[class_path](**{**init_args, **data_dir})
         else:
             parameters = inspect.signature(DATAMODULES[choice.dataset].__init__).parameters
             shape = {"image_size": model_hparams.get("image_size"), "in_chans": model_hparams.get("in_chans")}

@@ -4,6 +4,11 @@ A path names a checkpoint file or a run directory ``runs/<experiment>/<run_id>/`
 ``checkpoints/epoch=NNN.ckpt`` files in epoch order). Checkpoints inside one run directory form
 one run. Finding runs only looks at paths (no torch import), so a mistyped path is reported at
 once; reading a checkpoint imports torch when first needed.
+
+Nothing read from a checkpoint or a run directory is imported or called by name: checkpoints are
+loaded with ``torch.load(weights_only=True)``, the model is always ``ClassifierModule``, the data
+module one of the registered ones (looked up, not imported), and their stored arguments must be
+plain values (:func:`check_plain`).
 """
 
 from __future__ import annotations
@@ -16,14 +21,22 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
+from attnconv_pl.errors import ConfigError
+
 CHECKPOINTS_FOLDER = "checkpoints"
 EPOCH_CHECKPOINT = re.compile(r"^epoch=(\d+)\.ckpt$")
 """Names of the numbered checkpoints of ``callbacks.EpochCheckpoint`` (NNN = completed epochs)."""
 ZIP_MAGIC = b"PK\x03\x04"
 """First bytes of every checkpoint ``torch.save`` writes (a zip archive)."""
+RUN_CONFIG = "config.yaml"
+MODEL_CLASS_PATH = "attnconv_pl.module.ClassifierModule"
+"""The one model class a checkpoint may name (LightningCLI's ``hyper_parameters["_class_path"]``)."""
+DATA_PACKAGE = "attnconv_pl.data"
+PLAIN_SCALARS = (type(None), bool, int, float, str)
+"""Types of the plain values a stored argument may hold (inside lists, tuples and mappings)."""
 
 
-class ProbeInputError(Exception):
+class ProbeInputError(ConfigError):
     """An input ``probe.py`` cannot use (a path, a checkpoint, a layer pattern, a dataset).
 
     The message names the offending path or value, says what was expected and what to do.
@@ -174,21 +187,38 @@ def checkpoint_epoch(path: Path, checkpoint: dict[str, Any]) -> int:
     return int(checkpoint.get("epoch", 0)) + 1 if int(checkpoint.get("global_step", 0)) > 0 else 0
 
 
-def model_hyperparameters(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """The ``ClassifierModule`` arguments saved in a checkpoint (LightningCLI's ``_*`` keys dropped)."""
-    return {key: value for key, value in checkpoint["hyper_parameters"].items() if not key.startswith("_")}
+def model_hyperparameters(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The ``ClassifierModule`` arguments saved in a checkpoint (LightningCLI's ``_*`` keys dropped).
+
+    Raises:
+        ProbeInputError: the checkpoint names another model class (``_class_path``) or holds
+            arguments that are not plain values (:func:`check_plain`).
+    """
+    saved = checkpoint["hyper_parameters"]
+    if not isinstance(saved, dict):
+        raise ProbeInputError(f"{path}: hyper_parameters is a {type(saved).__name__}, not a mapping; "
+                              "give a checkpoint written by train.py")
+    class_path = saved.get("_class_path", MODEL_CLASS_PATH)
+    if class_path != MODEL_CLASS_PATH:
+        raise ProbeInputError(
+            f"{path} names the model class {class_path!r} (hyper_parameters._class_path); probe.py builds only "
+            f"{MODEL_CLASS_PATH}. Probe a checkpoint written by train.py")
+    arguments = {key: value for key, value in saved.items() if not str(key).startswith("_")}
+    check_plain(arguments, "hyper_parameters", path)
+    return arguments
 
 
 def build_module(checkpoint: dict[str, Any], path: Path):
     """A ``ClassifierModule`` built from a checkpoint's hyper-parameters, holding its weights.
 
     Raises:
-        ProbeInputError: this version cannot build the model (unknown architecture or option),
-            or the checkpoint's weights do not fit the model it builds.
+        ProbeInputError: the checkpoint names another model class or holds arguments that are
+            not plain values, this version cannot build the model (unknown architecture or
+            option), or the checkpoint's weights do not fit the model it builds.
     """
     from attnconv_pl.module import ClassifierModule
 
-    hyperparameters = model_hyperparameters(checkpoint)
+    hyperparameters = model_hyperparameters(checkpoint, path)
     try:
         module = ClassifierModule(**hyperparameters)
     except (TypeError, ValueError) as error:
@@ -229,7 +259,7 @@ def read_run_config(run_dir: Optional[Path]) -> dict[str, Any]:
     Raises:
         ProbeInputError: the file exists but is not a YAML mapping.
     """
-    path = run_dir / "config.yaml" if run_dir is not None else None
+    path = run_dir / RUN_CONFIG if run_dir is not None else None
     if path is None or not path.is_file():
         return {}
     try:
@@ -241,19 +271,87 @@ def read_run_config(run_dir: Optional[Path]) -> dict[str, Any]:
     return config
 
 
+def datamodule_classes() -> dict[str, type]:
+    """The data modules a checkpoint or run directory may name, by class path: each registered
+    data module (``attnconv_pl.data.DATAMODULES``) under its public path (``attnconv_pl.data.
+    DigitsDataModule``) and its defining module's path (``attnconv_pl.data.digits.DigitsDataModule``).
+
+    A stored class path is looked up here, never imported: no other class can be built from it.
+    """
+    from attnconv_pl.data import DATAMODULES
+
+    return {path: cls for cls in DATAMODULES.values()
+            for path in (f"{DATA_PACKAGE}.{cls.__name__}", f"{cls.__module__}.{cls.__qualname__}")}
+
+
 def data_config(checkpoint: dict[str, Any], run_config: dict[str, Any], path: Path) -> tuple[str, dict[str, Any]]:
     """``(class_path, init_args)`` of the data module a checkpoint was trained with: from the
     checkpoint's ``datamodule_hyper_parameters``, else the run's ``config.yaml``.
 
+    ``class_path`` is the public path (``attnconv_pl.data.<Name>``) of a registered data module,
+    a key of :func:`datamodule_classes`; ``init_args`` are plain values (:func:`check_plain`).
+
     Raises:
-        ProbeInputError: neither says which data module it was.
+        ProbeInputError: neither says which data module it was, the one named is not a
+            registered data module, or its arguments are not plain values.
     """
+    from attnconv_pl.data import DATAMODULES, ClassificationDataModule
+
     saved = checkpoint.get("datamodule_hyper_parameters") or {}
-    if "_class_path" in saved:
-        return saved["_class_path"], {k: v for k, v in saved.items() if not k.startswith("_")}
     section = run_config.get("data") or {}
-    if isinstance(section, dict) and "class_path" in section:
-        return section["class_path"], dict(section.get("init_args") or {})
-    raise ProbeInputError(
-        f"{path} does not say which data it was trained on (no datamodule hyper-parameters, no config.yaml "
-        "beside it); name a dataset with --data NAME[:SPLIT]")
+    if isinstance(saved, dict) and "_class_path" in saved:
+        class_path, init_args = saved["_class_path"], {k: v for k, v in saved.items() if not str(k).startswith("_")}
+        source, field, arguments = path, "datamodule_hyper_parameters._class_path", "datamodule_hyper_parameters"
+    elif isinstance(section, dict) and "class_path" in section:
+        class_path, init_args = section["class_path"], section.get("init_args") or {}
+        run_dir = run_dir_of(path)
+        source = run_dir / RUN_CONFIG if run_dir is not None else path
+        field, arguments = "data.class_path", "data.init_args"
+    else:
+        raise ProbeInputError(
+            f"{path} does not say which data it was trained on (no datamodule hyper-parameters, no config.yaml "
+            "beside it); name a dataset with --data NAME[:SPLIT]")
+    cls = datamodule_classes().get(class_path) if isinstance(class_path, str) else None
+    if cls is None or not issubclass(cls, ClassificationDataModule):
+        names = sorted(f"{DATA_PACKAGE}.{registered.__name__}" for registered in DATAMODULES.values())
+        raise ProbeInputError(
+            f"{source} names the data module {class_path!r} ({field}), which probe.py does not build: it builds "
+            f"only the registered data modules ({', '.join(names)}). Probe on a registered dataset with "
+            f"--data NAME ({', '.join(sorted(DATAMODULES))})")
+    if not isinstance(init_args, dict):
+        raise ProbeInputError(f"{source}: {arguments} is a {type(init_args).__name__}, not a mapping of arguments; "
+                              "restore what train.py wrote, or probe on a registered dataset with --data NAME")
+    check_plain(init_args, arguments, source)
+    return f"{DATA_PACKAGE}.{cls.__name__}", dict(init_args)
+
+
+def check_plain(value: Any, name: str, source: Path) -> None:
+    """Check that a stored argument is a plain value: None, a bool, number or string, or a list,
+    tuple or string-keyed mapping of plain values, with no mapping naming a class to build
+    (a ``class_path`` key, as jsonargparse writes one).
+
+    Models and data modules are built from such values only, so an argument cannot smuggle in
+    a class: nothing on that path instantiates class paths found inside arguments.
+
+    Raises:
+        ProbeInputError: naming ``source`` and the argument (``name``, e.g.
+            ``hyper_parameters.arch_kwargs.depth``).
+    """
+    if isinstance(value, dict):
+        if "class_path" in value:
+            raise ProbeInputError(
+                f"{source}: {name} names a class to build ({value['class_path']!r}); probe.py builds models and "
+                "data modules from plain values only, never from classes named in their arguments. Probe a "
+                "checkpoint written by train.py")
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ProbeInputError(f"{source}: {name} has a key {key!r} that is not a string; "
+                                      "probe a checkpoint written by train.py")
+            check_plain(item, f"{name}.{key}", source)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_plain(item, f"{name}[{index}]", source)
+    elif not isinstance(value, PLAIN_SCALARS):
+        raise ProbeInputError(
+            f"{source}: {name} is a {type(value).__name__}, not a plain value (None, a bool, number or string, "
+            "or a list or mapping of them); probe a checkpoint written by train.py")

@@ -210,3 +210,29 @@ def test_a_failing_run_keeps_the_runs_before_it(attention_run, bad_inputs, tmp_p
         assert {row["run"] for row in csv.DictReader(handle)} == {"default/attn"}
     assert [run["label"] for run in json.loads((tmp_path / "summary.json").read_text())["runs"]] == ["default/attn"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["dynamics.csv", "summary.json"]
+
+
+@pytest.mark.parametrize("out, expected", [
+    ("notes.txt", "notes.txt is a file, not a folder"),
+    ("notes.txt/report", "notes.txt/report cannot be created: {folder}/notes.txt is a file"),
+])
+def test_an_out_that_cannot_be_a_folder_is_refused_before_probing(attention_run, tmp_path, out, expected):
+    (tmp_path / "notes.txt").write_text("notes")
+    result = run_probe(attention_run, tmp_path / "notes.txt", "--out", tmp_path / out)  # not a checkpoint: read later
+    errors = [line for line in result.stderr.splitlines() if line.startswith("probe.py: error: ")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+    assert f"--out {tmp_path}/{expected.format(folder=tmp_path)}; --out names the folder of the report" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "notes" and sorted(tmp_path.iterdir()) == [tmp_path / "notes.txt"]
+
+
+def test_an_out_in_a_folder_that_cannot_be_written_is_refused(tmp_path, monkeypatch, capsys):
+    import probe
+    from attnconv_pl import errors
+
+    writable = {tmp_path / "other"}
+    monkeypatch.setattr(errors.os, "access", lambda path, mode: path in writable)
+    assert probe.main([str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "report" / "R")]) == 2
+    assert capsys.readouterr().err == (
+        f"probe.py: error: --out {tmp_path}/report/R cannot be written: {tmp_path} is not writable; --out names the "
+        "folder of the report (created when missing): give a path in a folder you can write to\n")
