@@ -26,7 +26,9 @@ def with_default_config(argv: list[str]) -> list[str]:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    from attnconv_pl.cli import TrainCLI, configure_wandb_mode
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from attnconv_pl.cli import TrainCLI, check_resume_checkpoint, configure_wandb_mode
     from attnconv_pl.errors import ConfigError
     from attnconv_pl.run_summary import print_run_summary
 
@@ -34,11 +36,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     configure_wandb_mode()
     try:
         cli = TrainCLI()  # parses and validates the config, builds data, model and trainer
-    except ValueError as error:
+        if cli.config.ckpt_path:
+            check_resume_checkpoint(Path(cli.config.ckpt_path), cli.model)
+    except (ValueError, MisconfigurationException) as error:
         exit_with_error(error)
     try:
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path)
-    except (ConfigError, FileNotFoundError) as error:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config.ckpt_path, weights_only=True)
+    except (ConfigError, FileNotFoundError, MisconfigurationException) as error:
         exit_with_error(error)
     print_run_summary(cli.trainer, cli.run_dir)
 

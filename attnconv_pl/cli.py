@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from typing_extensions import override
 
 from attnconv_pl.atomic import atomic_write_text
-from attnconv_pl.checkpoints import run_dir_of
+from attnconv_pl.checkpoints import read_checkpoint, run_dir_of
 from attnconv_pl.data import ClassificationDataModule
+from attnconv_pl.errors import ConfigError, check_creatable_dir
 from attnconv_pl.module import ClassifierModule
-from callbacks import EpochCheckpoint, EpochMetrics, FeatureDynamics
+from attnconv_pl.run_lock import acquire_run_lock, is_launching_process
+from callbacks import EpochCheckpoint, EpochMetrics, EpochSeeding, FeatureDynamics
 
 RUN_ID_ENV = "ATTNCONV_RUN_ID"
 """Environment variable through which the run id reaches DDP worker processes (same run dir)."""
@@ -50,13 +53,32 @@ def run_dir_to_resume(ckpt_path: Path) -> Optional[Path]:
     return run_dir if run_dir is not None and (run_dir / "config.yaml").is_file() else None
 
 
+class TrainArgumentParser(LightningArgumentParser):
+    """The parser of ``train.py``: a bad option prints one ``error:`` message (no usage block)."""
+
+    @override
+    def error(self, message: str, ex: Optional[Exception] = None) -> NoReturn:
+        print(f"error: {message}\n(`python train.py --help` lists every option)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 class RunConfigSaver(SaveConfigCallback):
-    """Write the resolved config to ``<run_dir>/config.yaml`` (atomically, rank zero only)."""
+    """Write the resolved config to ``<run_dir>/config.yaml`` (atomically, rank zero only).
+
+    Paths that mean "this run directory" (``trainer.default_root_dir`` and a logger's
+    ``save_dir`` pointing into it) are stored as null, so a run directory that was moved or
+    copied is resumed in its new place.
+    """
 
     @override
     def save_config(self, trainer, pl_module, stage) -> None:
-        text = self.parser.dump(self.config, skip_none=False)
-        atomic_write_text(Path(trainer.default_root_dir) / self.config_filename, text)
+        run_dir = str(trainer.default_root_dir)
+        config = self.config.clone()
+        config.trainer.default_root_dir = None
+        for logger in _logger_configs(config.trainer.logger):
+            if logger.init_args.get("save_dir") == run_dir:
+                logger.init_args.save_dir = None
+        atomic_write_text(Path(run_dir) / self.config_filename, self.parser.dump(config, skip_none=False))
 
 
 class TrainCLI(LightningCLI):
@@ -79,6 +101,10 @@ class TrainCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_callback=RunConfigSaver,
+            parser_class=TrainArgumentParser,
+            # EpochSeeding always (the config's trainer.callbacks add to it); Lightning's own
+            # ModelCheckpoint off: EpochCheckpoint names checkpoints by completed epochs
+            trainer_defaults={"callbacks": [EpochSeeding()], "enable_checkpointing": False},
             save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
             parser_kwargs={"description": "Train a classifier and probe its feature dynamics.", "allow_abbrev": False},
             args=args,
@@ -95,10 +121,11 @@ class TrainCLI(LightningCLI):
         parser.add_argument("--runs_dir", type=str, default="runs", help="Root of all run directories.")
         parser.add_argument("--ckpt_path", type=Optional[str], default=None,
                             help="Resume from this checkpoint (e.g. runs/EXP/RUN/checkpoints/last.ckpt).")
-        # metrics before checkpoint: an epoch's row is written before its checkpoints (resume-safe)
+        # metrics and dynamics before checkpoint: the checkpoint of an epoch is written after that
+        # epoch's metrics row and snapshot, and records its probes as done or pending (resume-safe)
         parser.add_lightning_class_args(EpochMetrics, "metrics")
-        parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
         parser.add_lightning_class_args(FeatureDynamics, "dynamics")
+        parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
         parser.set_defaults({"trainer.logger": DEFAULT_LOGGER})
         for attribute in ("num_classes", "in_chans", "image_size"):
             parser.link_arguments(f"data.{attribute}", f"model.init_args.{attribute}", apply_on="instantiate")
@@ -108,11 +135,15 @@ class TrainCLI(LightningCLI):
         config = self.config
         ckpt_path = Path(config.ckpt_path) if config.ckpt_path else None
         if ckpt_path is not None and not ckpt_path.is_file():
-            raise SystemExit(
-                f"error: --ckpt_path {ckpt_path} does not exist. Checkpoints of a run are in "
+            raise ConfigError(
+                f"--ckpt_path {ckpt_path} does not exist. Checkpoints of a run are in "
                 f"<runs_dir>/<experiment>/<run_id>/checkpoints/ (last.ckpt resumes the latest epoch)."
             )
+        check_max_epochs(config.trainer.max_epochs)
         self.run_dir = (run_dir_to_resume(ckpt_path) if ckpt_path else None) or self._new_run_dir(config)
+        check_creatable_dir(self.run_dir, "--runs_dir", "the root of the run directories")
+        if is_launching_process():  # DDP workers write into the run directory of their launcher
+            acquire_run_lock(self.run_dir)
         config.trainer.default_root_dir = str(self.run_dir)
         for logger in _logger_configs(config.trainer.logger):
             _point_logger_at_run(logger, self.run_dir)
@@ -123,6 +154,39 @@ class TrainCLI(LightningCLI):
         run_id = config.run_id or os.environ.get(RUN_ID_ENV) or f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
         os.environ[RUN_ID_ENV] = run_id
         return Path(config.runs_dir) / experiment / run_id
+
+
+def check_resume_checkpoint(path: Path, module: ClassifierModule) -> None:
+    """Check, before training, that ``path`` can resume ``module``: a checkpoint that the safe
+    loader (``torch.load(weights_only=True)``, as probe.py) reads, of the same architecture, whose
+    weights have the module's names and shapes.
+
+    Raises:
+        ProbeInputError: the file is not a readable checkpoint of train.py.
+        ConfigError: it is one, of another architecture or with other weights.
+    """
+    checkpoint = read_checkpoint(path)
+    saved_arch, arch = checkpoint["hyper_parameters"].get("arch"), module.hparams.get("arch")
+    advice = "resume with the run's own config (--config <run_dir>/config.yaml) and its checkpoint"
+    if saved_arch != arch:
+        raise ConfigError(f"--ckpt_path {path} holds a {saved_arch!r} model, but the config trains {arch!r}; {advice}")
+    saved = {name: tuple(tensor.shape) for name, tensor in checkpoint["state_dict"].items()}
+    expected = {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+    differences = [f"missing {name}" for name in expected if name not in saved]
+    differences += [f"unexpected {name}" for name in saved if name not in expected]
+    differences += [f"{name} has shape {saved[name]}, the model {expected[name]}"
+                    for name in expected if name in saved and saved[name] != expected[name]]
+    if differences:
+        shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
+        raise ConfigError(f"--ckpt_path {path}: its weights do not fit the {arch!r} model of the config "
+                          f"({shown}); {advice}")
+
+
+def check_max_epochs(max_epochs: Optional[int]) -> None:
+    """Refuse a ``max_epochs`` that trains nothing or forever (the schedule and the learning-rate
+    decay need an end): it must be a positive number of epochs, or null for Lightning's default."""
+    if max_epochs is not None and max_epochs < 1:
+        raise ConfigError(f"--trainer.max_epochs must be >= 1 (the number of epochs to train), got {max_epochs}")
 
 
 def _config_stem(config: Namespace) -> Optional[str]:

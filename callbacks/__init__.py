@@ -2,6 +2,7 @@
 
 from callbacks.epoch_checkpoint import EpochCheckpoint
 from callbacks.epoch_metrics import EpochMetrics
+from callbacks.epoch_seeding import EpochSeeding
 from callbacks.feature_dynamics import FeatureDynamics
 
-__all__ = ["EpochCheckpoint", "EpochMetrics", "FeatureDynamics"]
+__all__ = ["EpochCheckpoint", "EpochMetrics", "EpochSeeding", "FeatureDynamics"]

@@ -55,7 +55,7 @@ class EpochCheckpoint(Callback):
         """Save on every rank's call (Lightning writes on rank zero), then rename into place."""
         final = self.checkpoint_dir(trainer) / name
         partial = final.with_name(final.name + ".partial")
-        trainer.save_checkpoint(partial)
+        trainer.save_checkpoint(partial, weights_only=False)  # the whole training state, to resume
         if trainer.is_global_zero:
             os.replace(partial, final)
         trainer.strategy.barrier("epoch_checkpoint")

@@ -17,7 +17,7 @@ from typing_extensions import override
 
 from attnconv_pl.capture import (Activations, Projector, flatten_activations, gather_in_probe_order, resolve_layers,
                                  shard_indices, unflatten_activations)
-from attnconv_pl.dynamics_csv import read_rows, write_epochs
+from attnconv_pl.dynamics_csv import drop_epochs_after, read_rows, write_epochs
 from attnconv_pl.memory import SnapshotBudget
 from attnconv_pl.ordered_jobs import OrderedJobs
 from attnconv_pl.probe_runner import DynamicsTracker, ProbeResult, ProbeSettings
@@ -26,6 +26,7 @@ from attnconv_pl.snapshots import load_snapshot, save_snapshot, snapshot_path
 from attnconv_pl.wandb_dynamics import log_to_wandb, metric_key
 from callbacks.epoch_checkpoint import is_scheduled_epoch
 
+DYNAMICS_FILE = "dynamics.csv"
 SNAPSHOT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
@@ -121,7 +122,8 @@ class FeatureDynamics(Callback):
         self.seed = seed
         self.layers: list[str] = []
         self.probe_indices: Optional[torch.Tensor] = None
-        self.probed_epochs: list[int] = []
+        self.probed_epochs: list[int] = []  # captured, snapshot written; rows may still be computing
+        self.resumed = False  # state loaded from a checkpoint
         self.timings: list[dict[str, float]] = []  # per probe on rank zero: epoch and seconds per stage
         self._images: Optional[torch.Tensor] = None
         self._labels: Optional[torch.Tensor] = None
@@ -158,21 +160,41 @@ class FeatureDynamics(Callback):
         if state_dict.get("probe_indices") is not None:
             self.probe_indices = torch.tensor(state_dict["probe_indices"], dtype=torch.int64)
         self.probed_epochs = list(state_dict.get("probed_epochs", []))
+        self.resumed = True
 
     # ------------------------------------------------------------------ schedule
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Probe epoch 0 on a fresh start. On a resume at epoch N (the checkpoint's completed
+        epochs) make every probed epoch <= N complete: rows of later epochs (an abandoned
+        continuation) are dropped, an epoch without rows is probed again from its snapshot, and
+        epoch N itself, when scheduled but without a snapshot (the run stopped before it was
+        written), is captured again from the checkpoint's weights; drift then continues against
+        the last probed epoch <= N."""
         if not self.enabled:
             return
-        if self.probed_epochs and trainer.is_global_zero:  # resumed: drift continues from the stored snapshots
-            self.jobs.submit(self._recover, Path(trainer.default_root_dir), sorted(self.probed_epochs))
-        if 0 not in self.probed_epochs and trainer.global_step == 0:
-            self._probe(trainer, pl_module, epoch=0)
+        epoch = trainer.current_epoch
+        due = sorted(set(self.probed_epochs) | ({epoch} if self._scheduled(epoch, trainer.max_epochs) else set()))
+        due = [e for e in due if e <= epoch]
+        run_dir = Path(trainer.default_root_dir)
+        capture = epoch in due
+        if trainer.is_global_zero:
+            drop_epochs_after(run_dir / DYNAMICS_FILE, epoch if self.resumed else -1)
+            if self.resumed:
+                written = {int(row["epoch"]) for row in read_rows(run_dir / DYNAMICS_FILE)[1]}
+                capture = epoch in due and epoch not in written and not snapshot_path(run_dir, epoch).is_file()
+                recovered = [e for e in due if not (capture and e == epoch)]
+                if recovered:
+                    self.jobs.submit(self._recover, run_dir, recovered, written)
+        if trainer.strategy.broadcast(capture):  # a collective: every rank captures
+            if self.resumed:
+                rank_zero_warn(f"dynamics: epoch {epoch} has no snapshot; capturing it again from the checkpoint")
+            self._probe(trainer, pl_module, epoch)
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch = trainer.current_epoch + 1
-        if self.enabled and is_scheduled_epoch(epoch, self.every_n_epochs, trainer.max_epochs):
+        if self.enabled and self._scheduled(epoch, trainer.max_epochs):
             self._probe(trainer, pl_module, epoch)
 
     @override
@@ -190,6 +212,9 @@ class FeatureDynamics(Callback):
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.jobs.close()
+
+    def _scheduled(self, epoch: int, max_epochs: Optional[int]) -> bool:
+        return is_scheduled_epoch(epoch, self.every_n_epochs, max_epochs)
 
     def with_topology(self, epoch: int, max_epochs: Optional[int]) -> bool:
         """Whether topology is computed at ``epoch`` (``topology`` and its own schedule)."""
@@ -212,7 +237,8 @@ class FeatureDynamics(Callback):
                           metadata={"epoch": str(epoch), "representation": self.representation})
             timing = {"epoch": epoch, "capture": captured - started, "snapshot": time.perf_counter() - captured}
             self.jobs.submit(self._compute, run_dir, epoch, snapshot, timing)
-        self.probed_epochs.append(epoch)
+        if epoch not in self.probed_epochs:
+            self.probed_epochs.append(epoch)
         self._publish(trainer)
 
     def _compute(self, run_dir: Path, epoch: int, snapshot: Activations,
@@ -225,15 +251,14 @@ class FeatureDynamics(Callback):
         stalled = timing["capture"] + timing["snapshot"] + (0.0 if self.jobs.background else timing["probes"])
         result.values[("", "overhead_seconds")] = stalled
         result.values[("", "probe_seconds")] = timing["probes"]
-        write_epochs(run_dir / "dynamics.csv", result.rows())
+        write_epochs(run_dir / DYNAMICS_FILE, result.rows())
         timing["write"] = time.perf_counter() - started - timing["probes"]
         return [ProbedEpoch(result, timing)]
 
-    def _recover(self, run_dir: Path, earlier: list[int]) -> list[ProbedEpoch]:
-        """On resume: point drift at the last ``earlier`` probed epoch and at initialisation,
-        after probing again, from their snapshots, the earlier epochs whose rows never reached
-        ``dynamics.csv`` (the run stopped while they were being computed)."""
-        written = {int(row["epoch"]) for row in read_rows(run_dir / "dynamics.csv")[1]}
+    def _recover(self, run_dir: Path, earlier: list[int], written: set[int]) -> list[ProbedEpoch]:
+        """On resume: probe again, from their snapshots, the ``earlier`` probed epochs whose rows
+        never reached ``dynamics.csv`` (not in ``written``: the run stopped while they were being
+        computed), then point drift at the last of them and at initialisation."""
         initial = self._load(run_dir, 0) if 0 in earlier else None
         recovered = []
         for index, epoch in enumerate(earlier):

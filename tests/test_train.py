@@ -1,8 +1,10 @@
 """End-to-end: ``python train.py`` writes the run directory of DESIGN.md, resumes, runs DDP."""
 
 import csv
+import shutil
 
 import pytest
+import yaml
 import torch
 
 from attnconv_pl.checkpoints import build_module, read_checkpoint
@@ -39,6 +41,33 @@ def test_default_run_writes_the_run_directory(default_run):
     assert snapshots == ["epoch=000.safetensors", "epoch=001.safetensors", "epoch=002.safetensors"]
 
 
+def test_the_run_directory_holds_only_what_the_readme_names(default_run):
+    """No checkpoints of Lightning's own ModelCheckpoint, no logger folder, no lock left, no
+    "`weights_only` was not set" lines, no absolute path to the run in config.yaml."""
+    run_dir, output = default_run
+    assert sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*.ckpt")) == [
+        f"checkpoints/{name}" for name in ("epoch=000.ckpt", "epoch=001.ckpt", "epoch=002.ckpt", "last.ckpt")]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoints", "config.yaml", "dynamics.csv", "metrics.csv", "snapshots", "wandb"]
+    assert "weights_only" not in output
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["trainer"]["default_root_dir"] is None
+    assert config["trainer"]["logger"]["init_args"]["save_dir"] is None
+    assert str(run_dir) not in (run_dir / "config.yaml").read_text()
+
+
+def test_a_moved_run_directory_resumes_in_its_new_place(default_run, tmp_path):
+    run_dir, _ = default_run
+    moved = tmp_path / "moved" / "default" / "first"
+    shutil.copytree(run_dir, moved)
+    original_wandb_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    check_ok(run_train("--config", str(moved / "config.yaml"), "--trainer.max_epochs", "3",
+                       "--ckpt_path", str(moved / "checkpoints" / "last.ckpt"), runs_dir=tmp_path / "elsewhere"))
+    assert sorted((run_dir / "wandb").glob("offline-run-*")) == original_wandb_runs
+    assert len(list((moved / "wandb").glob("offline-run-*"))) == len(original_wandb_runs) + 1
+    assert (moved / "checkpoints" / "epoch=003.ckpt").is_file()
+
+
 def test_numbered_checkpoints_hold_the_model_after_that_many_epochs(default_run):
     run_dir, _ = default_run
     init = torch.load(run_dir / "checkpoints" / "epoch=000.ckpt", map_location="cpu", weights_only=False)
@@ -65,16 +94,50 @@ def test_resume_continues_in_the_same_run_directory(default_run, tmp_path):
     assert sorted({int(r["epoch"]) for r in rows}) == [0, 1, 2, 3]
 
 
-def test_bad_input_stops_with_a_clear_message(tmp_path):
-    missing = run_train("--ckpt_path", str(tmp_path / "nope.ckpt"), runs_dir=tmp_path)
-    assert missing.returncode != 0 and "does not exist" in missing.stderr + missing.stdout
-    unknown_key = run_train("--trainer.max_epoch", "3", runs_dir=tmp_path)
-    assert unknown_key.returncode != 0 and "max_epoch" in unknown_key.stderr
-    wrong_type = run_train("--trainer.max_epochs", "three", runs_dir=tmp_path)
-    assert wrong_type.returncode != 0 and "max_epochs" in wrong_type.stderr
-    unknown_model = run_train("--model.init_args.arch", "resnet_9000", runs_dir=tmp_path)
-    assert unknown_model.returncode != 0 and "resnet18" in unknown_model.stderr
+def bad_input(*args: str, runs_dir) -> str:
+    """The stderr of a train.py that must refuse its input: exit status 2, one ``error:``
+    message and no traceback or usage block, nothing trained."""
+    result = run_train(*args, runs_dir=runs_dir)
+    assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
+    assert "Traceback" not in result.stderr and "usage:" not in result.stderr, result.stderr[-3000:]
+    assert result.stderr.count("error:") == 1, result.stderr[-3000:]
+    return result.stderr
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("--trainer.max_epoch", "3"), "max_epoch"),
+    (("--trainer.max_epochs", "three"), "max_epochs"),
+    (("--model.init_args.arch", "resnet_9000"), "resnet18"),
+    (("--trainer.max_epochs", "-3"), "max_epochs must be >= 1"),
+    (("--trainer.max_epochs", "0"), "max_epochs must be >= 1"),
+    (("--ckpt_path", "nope.ckpt"), "does not exist"),
+], ids=["unknown-key", "wrong-type", "unknown-model", "negative-epochs", "zero-epochs", "missing-checkpoint"])
+def test_bad_input_stops_with_one_error_line(args, expected, tmp_path):
+    assert expected in bad_input(*args, runs_dir=tmp_path)
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_a_runs_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    assert "is a file, not a directory" in bad_input(runs_dir=tmp_path / "file")
+    assert not list(tmp_path.rglob("wandb"))
+
+
+def test_a_checkpoint_that_cannot_resume_this_config_is_refused_before_training(default_run, tmp_path):
+    run_dir, _ = default_run
+    last = run_dir / "checkpoints" / "epoch=001.ckpt"
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"this is not a checkpoint" * 100)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    runs = tmp_path / "runs"
+    assert "not a PyTorch checkpoint" in bad_input("--ckpt_path", str(garbage), runs_dir=runs)
+    assert "truncated or corrupted" in bad_input("--ckpt_path", str(truncated), runs_dir=runs)
+    other_arch = bad_input("--ckpt_path", str(last), "--model.init_args.arch", "conv_net", runs_dir=runs)
+    assert "holds a 'attention_net' model, but the config trains 'conv_net'" in other_arch
+    other_width = bad_input("--ckpt_path", str(last), "--model.init_args.arch_kwargs", "{dim: 32}", runs_dir=runs)
+    assert "do not fit the 'attention_net' model" in other_width and "has shape" in other_width
+    assert not list(runs.rglob("*.ckpt"))
 
 
 def test_metric_attention_vit_trains_under_ddp_on_cpu(tmp_path):

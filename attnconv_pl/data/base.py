@@ -11,15 +11,17 @@ set and ``probe.py --data`` use it). A subclass only says how to load splits
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision.transforms import v2
+
+from attnconv_pl.seeding import epoch_seed, run_seed
 
 SPLITS = ("train", "val", "test")
 """Split names, in the order the data flows through training."""
@@ -149,11 +151,39 @@ class DataFiles:
         )
 
 
+class EpochShuffle(RandomSampler):
+    """A random order of ``data_source`` that depends only on ``seed`` and the epoch.
+
+    Lightning calls :meth:`set_epoch` before every training epoch (as for a
+    ``DistributedSampler``, which replaces this sampler under DDP and is seeded the same way,
+    from the run's seed and the epoch), so a resumed run sees every later epoch's batches in the
+    order the uninterrupted run saw them.
+
+    Args:
+        data_source: the dataset to shuffle.
+        seed: the run's seed.
+    """
+
+    def __init__(self, data_source: Dataset, seed: int) -> None:
+        super().__init__(data_source)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Give the next passes the order of epoch ``epoch`` (0-based)."""
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        self.generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return super().__iter__()
+
+
 class ClassificationDataModule(L.LightningDataModule, ABC):
     """Train / val / test splits of an image-classification dataset, and their loaders.
 
     Items are ``(image, label)``: a float32 tensor (C, H, W) and an int in [0, num_classes).
-    The train split is shuffled and augmented (unless ``augment`` is false); val and test are
+    The train split is shuffled (in an order fixed by the run's seed and the epoch, see
+    :class:`EpochShuffle`) and augmented (unless ``augment`` is false); val and test are
     neither. Loaders pin memory when CUDA is available and keep workers alive between epochs.
 
     Subclasses set ``num_classes``, ``in_chans`` and ``image_size`` in (or before) ``__init__``,
@@ -243,10 +273,14 @@ class ClassificationDataModule(L.LightningDataModule, ABC):
         return self._built("test")
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        seed = run_seed()
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffle(dataset, seed) if shuffle else None,
+            # the loader's own generator draws the workers' base seed, leaving the global one
+            # (seeded per epoch, see callbacks.EpochSeeding) to the augmentations
+            generator=torch.Generator().manual_seed(seed),
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,

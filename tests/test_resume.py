@@ -1,0 +1,117 @@
+"""Resume reproduces the uninterrupted run exactly (CPU): metrics.csv and dynamics.csv number for
+number, whatever point the run was killed at and whatever that kill left on disk."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import pytest
+import torch
+
+from train_helpers import EVERY_EPOCH, check_ok, run_train
+
+pytestmark = pytest.mark.slow
+
+SETTINGS = ("--seed_everything", "0", "--trainer.logger", "false", "--trainer.max_epochs", "4",
+            "--dynamics.probe_size", "100", *EVERY_EPOCH)
+KILL = ("--trainer.callbacks+=tests.kill_switch.KillAtEpochStart", "--trainer.callbacks.epoch")
+NO_KILL = ("--trainer.callbacks=[]",)  # the killed run's config.yaml names the kill switch
+
+
+def metrics(run_dir) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in csv.DictReader(handle)]
+
+
+def dynamics(run_dir) -> dict[tuple[str, str, str], str]:
+    """Every number of dynamics.csv by (epoch, layer, metric), the cost columns aside; a
+    duplicated key fails."""
+    with open(run_dir / "dynamics.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if not r["metric"].endswith("_seconds")]
+    keyed = {(r["epoch"], r["layer"], r["metric"]): r["value"] for r in rows}
+    assert len(keyed) == len(rows), "duplicated rows"
+    return keyed
+
+
+def drop_rows(run_dir, epoch: int) -> None:
+    """The state of a kill while ``epoch``'s probes were still computing: none of its rows."""
+    with open(run_dir / "dynamics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(run_dir / "dynamics.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(r for r in rows if int(r["epoch"]) != epoch)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    check_ok(run_train("--run_id", "full", *SETTINGS, runs_dir=runs))
+    return runs / "default" / "full"
+
+
+def killed_at(runs, epoch: int, run_id: str = "part"):
+    """A run killed when epoch ``epoch`` (0-based) starts: the checkpoints of ``epoch`` completed
+    epochs are on disk, its probes may still have been computing."""
+    result = run_train("--run_id", run_id, *SETTINGS, *KILL, str(epoch), runs_dir=runs)
+    assert result.returncode == 3, (result.stdout + result.stderr)[-3000:]
+    return runs / "default" / run_id
+
+
+def resume(run_dir, checkpoint: str = "last.ckpt", *extra: str) -> str:
+    return check_ok(run_train("--config", str(run_dir / "config.yaml"), "--ckpt_path",
+                              str(run_dir / "checkpoints" / checkpoint), *NO_KILL, *extra,
+                              runs_dir=run_dir.parent.parent))
+
+
+def assert_same_as(run_dir, uninterrupted) -> None:
+    assert metrics(run_dir) == metrics(uninterrupted)
+    assert dynamics(run_dir) == dynamics(uninterrupted)
+
+
+def test_a_run_killed_after_an_epoch_resumes_to_the_same_numbers(uninterrupted, tmp_path):
+    run_dir = killed_at(tmp_path, 2)
+    drop_rows(run_dir, 2)  # deterministic: the kill came before epoch 2's probes finished
+    output = resume(run_dir)
+    assert "epoch 2 has no rows in dynamics.csv; probing its snapshot again" in output
+    assert_same_as(run_dir, uninterrupted)
+
+
+def test_an_epoch_checkpointed_before_its_snapshot_is_captured_again_from_its_weights(uninterrupted, tmp_path):
+    """The on-disk state the old callback order could leave: the checkpoint of epoch 2 is
+    written, it does not list epoch 2 as probed, and epoch 2 has neither snapshot nor rows."""
+    run_dir = killed_at(tmp_path, 2)
+    drop_rows(run_dir, 2)
+    (run_dir / "snapshots" / "epoch=002.safetensors").unlink()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    state = next(s for key, s in checkpoint["callbacks"].items() if key.startswith("FeatureDynamics"))
+    state["probed_epochs"] = [e for e in state["probed_epochs"] if e != 2]
+    torch.save(checkpoint, last)
+    output = resume(run_dir)
+    assert "epoch 2 has no snapshot; capturing it again from the checkpoint" in output
+    assert_same_as(run_dir, uninterrupted)
+
+
+def test_two_kills_and_two_resumes_give_the_same_numbers(uninterrupted, tmp_path):
+    run_dir = killed_at(tmp_path, 1)
+    check_ok_kill = run_train("--config", str(run_dir / "config.yaml"), "--ckpt_path",
+                              str(run_dir / "checkpoints" / "last.ckpt"), *NO_KILL, *KILL, "3",
+                              runs_dir=tmp_path)
+    assert check_ok_kill.returncode == 3, (check_ok_kill.stdout + check_ok_kill.stderr)[-3000:]
+    resume(run_dir)
+    assert_same_as(run_dir, uninterrupted)
+
+
+def test_resuming_an_earlier_checkpoint_drops_what_the_abandoned_continuation_wrote(uninterrupted, tmp_path):
+    """Resumed from epoch=001.ckpt of a finished run, now probing every 2nd epoch: the rows of
+    epoch 3, which the new continuation does not probe, are gone; training is unchanged."""
+    run_dir = tmp_path / "default" / "again"
+    shutil.copytree(uninterrupted, run_dir)
+    resume(run_dir, "epoch=001.ckpt", "--dynamics.every_n_epochs", "2")
+    assert metrics(run_dir) == metrics(uninterrupted)
+    numbers = dynamics(run_dir)
+    assert sorted({int(epoch) for epoch, _, _ in numbers}) == [0, 1, 2, 4]
+    expected = dynamics(uninterrupted)
+    assert {k: v for k, v in numbers.items() if int(k[0]) <= 2} == {k: v for k, v in expected.items() if int(k[0]) <= 2}
