@@ -23,14 +23,14 @@ from typing import Any, Optional, Sequence
 
 from attnconv_pl.checkpoints import ProbeInputError, RunCheckpoints, collect_runs
 from attnconv_pl.errors import ConfigError, check_creatable_dir
-from attnconv_pl.robustness import DEFAULT_NOISE_LEVELS, check_noise_levels
-from attnconv_pl.training_records import DEFAULT_TARGET_LOSS, METRICS_FILE
+from attnconv_pl.analyses.robustness import DEFAULT_NOISE_LEVELS, RobustnessSettings, check_noise_levels
+from attnconv_pl.analyses.training_records import DEFAULT_TARGET_LOSS, METRICS_FILE
 
 EXIT_BAD_INPUT = 2
 SETTING_OPTIONS = ("layers", "probe_size", "representation", "project_dim", "id_methods", "topology",
                    "capture_inputs", "max_points", "max_dim", "seed", "snapshot_dtype", "batch_size")
-"""Options passed on to ``callbacks.FeatureDynamics`` when given (they override the run's config)."""
-DEFAULT_ROBUSTNESS_SIZE = 1000
+"""``DynamicsSettings`` fields offered as options (they override the run's config when given)."""
+DEFAULT_ROBUSTNESS_SIZE = RobustnessSettings.size
 
 
 def noise_level(text: str) -> float:
@@ -68,6 +68,35 @@ def target_loss(text: str) -> float:
     return value
 
 
+def add_settings_options(group, names: Sequence[str]) -> None:
+    """``--<name>`` options for the ``DynamicsSettings`` fields ``names``: type, choices and help
+    from the dataclass (its field types and the ``Args:`` of its docstring), default None (the
+    run's own setting)."""
+    import typing
+
+    from attnconv_pl.analyses.base import settings_help
+    from attnconv_pl.analyses.dynamics import DynamicsSettings
+
+    types, described = typing.get_type_hints(DynamicsSettings), settings_help(DynamicsSettings)
+    defaults = {field.name: field.default for field in dataclasses.fields(DynamicsSettings)}
+    for name in names:
+        annotation = typing.Optional[list[str]] if types[name] == tuple[str, ...] else types[name]
+        arguments = typing.get_args(annotation)
+        default = defaults[name]
+        shown = " ".join(default) if isinstance(default, tuple) else default
+        help_text = described[name] + ("" if default is None else f" (default {shown})")
+        kwargs: dict[str, Any] = {"help": help_text.replace("%", "%%")}
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(annotation) is typing.Literal:
+            kwargs["choices"] = arguments
+        elif annotation == typing.Optional[list[str]]:
+            kwargs.update(nargs="+", metavar=name.upper().removesuffix("S"))
+        else:
+            kwargs.update(type=annotation, metavar=name.upper())
+        group.add_argument(f"--{name.replace('_', '-')}", **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="probe.py", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -96,28 +125,7 @@ what to do (runs completed before a failing one stay in DIR).""")
         "Default: the run's own (dynamics section of its config.yaml), as the training callback\n"
         "used them, under the run's precision (16-mixed / bf16-mixed autocast); for a checkpoint\n"
         "outside a run directory, the layers and seed saved in it.")
-    settings.add_argument("--layers", nargs="+", metavar="PATTERN",
-                          help="layer names or glob patterns over model.named_modules(), e.g. 'mixer' 'blocks.*' "
-                               "(default: the model's probe_layers)")
-    settings.add_argument("--probe-size", type=int, metavar="N", help="inputs in the probe set (default 1000)")
-    settings.add_argument("--representation", choices=("flatten", "pool", "tokens"),
-                          help="how a layer's output becomes one point per input (default flatten)")
-    settings.add_argument("--project-dim", type=int, metavar="D",
-                          help="points wider than D are randomly projected to D (default 1024)")
-    settings.add_argument("--id-methods", nargs="+", metavar="NAME",
-                          help="intrinsic-dimension estimators: twonn, mle or a scikit-dimension name "
-                               "(default twonn mle)")
-    settings.add_argument("--topology", action=argparse.BooleanOptionalAction,
-                          help="persistence diagrams and diagram distances (stability_h*, next_h*, drift_prev_h*, "
-                               "h*_bars)")
-    settings.add_argument("--capture-inputs", action=argparse.BooleanOptionalAction,
-                          help="capture each layer's input too (needed for stability_* and lipschitz_*)")
-    settings.add_argument("--max-points", type=int, metavar="N", help="points per persistence diagram (default 500)")
-    settings.add_argument("--max-dim", type=int, metavar="D", help="highest homology dimension (default 1)")
-    settings.add_argument("--seed", type=int, help="seed of the probe set, projections and stochastic probes")
-    settings.add_argument("--snapshot-dtype", choices=("float16", "bfloat16", "float32"),
-                          help="points are rounded to this dtype before probing, as snapshots are (default float16)")
-    settings.add_argument("--batch-size", type=int, metavar="B", help="probe-set batch size of the capture")
+    add_settings_options(settings, SETTING_OPTIONS)
     data = parser.add_argument_group("data")
     data.add_argument("--data", metavar="SPEC",
                       help="probe on other data: SPLIT (train, val or test of the run's dataset), NAME (another "
@@ -150,7 +158,7 @@ what to do (runs completed before a failing one stay in DIR).""")
 
 
 def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The probe settings given on the command line, as ``FeatureDynamics`` arguments."""
+    """The probe settings given on the command line, as ``DynamicsSettings`` fields."""
     return {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
 
 
@@ -240,12 +248,11 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
 
 
 def robustness_request(args: argparse.Namespace, choice):
-    """The ``RobustnessRequest`` of ``--robustness`` (None when not given).
+    """The ``RobustnessSettings`` of ``--robustness`` (None when not given).
 
     Raises:
         ProbeInputError: ``--data`` names another dataset (accuracy needs the run's own labels).
     """
-    from attnconv_pl.checkpoint_probe import RobustnessRequest
 
     if args.robustness is None:
         return None
@@ -253,8 +260,8 @@ def robustness_request(args: argparse.Namespace, choice):
         raise ProbeInputError(
             f"--robustness measures accuracy, which needs the run's own dataset, but --data {args.data} names "
             "a dataset; give only a split (--data val, --data test) or leave --data out")
-    return RobustnessRequest(noise_levels=check_noise_levels(args.robustness or DEFAULT_NOISE_LEVELS),
-                             size=args.robustness_size, split=choice.split or "val")
+    return RobustnessSettings(noise_levels=check_noise_levels(args.robustness or DEFAULT_NOISE_LEVELS),
+                              size=args.robustness_size, split=choice.split or "val")
 
 
 def training_records_of(prober, target: float):
@@ -264,7 +271,7 @@ def training_records_of(prober, target: float):
     Raises:
         ProbeInputError: the file is not a metrics.csv.
     """
-    from attnconv_pl.training_records import loss_floor, read_metrics, training_records
+    from attnconv_pl.analyses.training_records import loss_floor, read_metrics, training_records
 
     path = prober.run.run_dir / METRICS_FILE if prober.run.run_dir is not None else None
     if path is None or not path.is_file():
@@ -293,13 +300,13 @@ def probed_run(prober, outcomes: list, label: str, target: float = DEFAULT_TARGE
     """The report record of a probed run (its comparison group is set once all runs are known)."""
     from attnconv_pl.reports.records import ProbedRun, RobustnessRecord
 
-    with_diagrams = [o for o in outcomes if o.result.diagrams]
+    with_diagrams = [o for o in outcomes if o.result.artifacts.get("diagrams")]
     training, training_facts = training_records_of(prober, target)
     robustness = None
     if prober.robustness is not None:
         inputs = prober.robustness_set
         robustness = RobustnessRecord(
-            noise_levels=prober.robustness.noise_levels, accuracy={o.epoch: o.robustness for o in outcomes},
+            noise_levels=prober.robustness.settings.noise_levels, accuracy={o.epoch: o.robustness for o in outcomes},
             dataset=inputs.dataset, split=inputs.split, inputs=len(inputs.indices), seed=prober.dynamics.seed)
     description = run_description(prober, outcomes)
     if training is not None:
@@ -307,7 +314,7 @@ def probed_run(prober, outcomes: list, label: str, target: float = DEFAULT_TARGE
     return ProbedRun(
         label=label, group="", layers=prober.layers,
         rows=[row for o in outcomes for row in o.result.rows()],
-        diagrams={o.epoch: o.result.diagrams for o in with_diagrams[:1] + with_diagrams[-1:]},
+        diagrams={o.epoch: o.result.artifacts["diagrams"] for o in with_diagrams[:1] + with_diagrams[-1:]},
         accuracy={o.epoch: o.accuracy for o in outcomes if o.accuracy is not None},
         description=description, training=training, robustness=robustness,
     )
@@ -351,11 +358,7 @@ def run_description(prober, run_outcomes: list) -> dict[str, Any]:
         "model": {key: hparams.get(key) for key in ("arch", "arch_kwargs", "num_classes", "in_chans", "image_size")},
         "dataset": {"name": probe_set.dataset, "split": probe_set.split, "probe_inputs": len(probe_set.indices),
                     "trained_on": prober.data_class_path},
-        "settings": {"layers": dynamics.layer_patterns or "model's probe_layers",
-                     "representation": dynamics.representation, "project_dim": dynamics.projector.project_dim,
-                     "capture_inputs": dynamics.capture_inputs,
-                     "snapshot_dtype": str(dynamics.snapshot_dtype).removeprefix("torch."),
-                     **dataclasses.asdict(dynamics.settings)},
+        "settings": {**dataclasses.asdict(dynamics), "layers": dynamics.layers or "model's probe_layers"},
         "timings": {"data_seconds": prober.data_seconds,
                     "checkpoints": [{"epoch": o.epoch, **o.seconds} for o in run_outcomes]},
     }

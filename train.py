@@ -28,9 +28,10 @@ def with_default_config(argv: list[str]) -> list[str]:
 def main(argv: Optional[list[str]] = None) -> None:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from attnconv_pl.cli import TrainCLI, check_resume_checkpoint, configure_wandb_mode
+    from attnconv_pl.cli import TrainCLI, check_resume_checkpoint
     from attnconv_pl.errors import ConfigError
     from attnconv_pl.run_summary import print_run_summary
+    from attnconv_pl.wandb_mode import configure_wandb_mode
 
     sys.argv[1:] = with_default_config(sys.argv[1:] if argv is None else argv)  # DDP workers re-run sys.argv
     configure_wandb_mode()

@@ -2,9 +2,10 @@
 
 For each checkpoint, in epoch order: load its weights, run the probe set through the network
 (``capture_probe_images``), round the points to the snapshot dtype (``round_to_dtype``) and
-probe them with the run's ``DynamicsTracker``: what ``callbacks.FeatureDynamics`` does after an
-epoch, with the probe settings built by ``FeatureDynamics`` itself from the run's ``config.yaml``
-(plus the user's overrides). So with no overrides the numbers equal the ones the run logged.
+probe them with the run's :class:`~attnconv_pl.analyses.dynamics.Dynamics`: what
+``callbacks.FeatureDynamics`` does after an epoch, with the same :class:`DynamicsSettings`, built
+from the ``dynamics`` section of the run's ``config.yaml`` (plus the user's overrides). So with no
+overrides the numbers equal the ones the run logged.
 
 ``drift_prev_*`` is measured against the run's preceding numbered checkpoint and
 ``drift_init_*`` against ``epoch=000.ckpt``; when those were not among the checkpoints to probe,
@@ -29,10 +30,11 @@ from attnconv_pl.capture import Activations, resolve_layers
 from attnconv_pl.checkpoints import (ProbeInputError, RunCheckpoints, build_module, callback_state, checkpoint_epoch,
                                      data_config, datamodule_classes, load_weights, read_checkpoint, read_run_config)
 from attnconv_pl.data import DATAMODULES, SPLITS, ClassificationDataModule, create_datamodule
-from attnconv_pl.probe_runner import DynamicsTracker, ProbeResult
+from attnconv_pl.analyses.base import AnalysisResult, settings_from
+from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings
+from attnconv_pl.analyses.robustness import Robustness, RobustnessSettings
+from attnconv_pl.capture import Projector
 from attnconv_pl.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
-from attnconv_pl.robustness import noise_accuracy
-from callbacks import FeatureDynamics
 
 MIXED_PRECISIONS = ("16-mixed", "bf16-mixed")
 FLOAT32_PRECISIONS = ("32", "32-true")
@@ -87,16 +89,6 @@ class ProbeSet:
     own_data: bool
 
 
-@dataclass(frozen=True)
-class RobustnessRequest:
-    """What ``probe.py --robustness`` asks for: accuracy under Gaussian input noise at
-    ``noise_levels`` (sorted, distinct, >= 0) on ``size`` inputs of the run's ``split``."""
-
-    noise_levels: tuple[float, ...]
-    size: int
-    split: str
-
-
 @dataclass
 class CheckpointOutcome:
     """What probing one checkpoint gave: its numbers, probe-set accuracy (None when the probe
@@ -106,7 +98,7 @@ class CheckpointOutcome:
 
     path: Path
     epoch: int
-    result: ProbeResult
+    result: AnalysisResult
     accuracy: Optional[float]
     robustness: Optional[list[float]] = None
     seconds: dict[str, float] = field(default_factory=dict)
@@ -140,14 +132,13 @@ def forward_context(precision: Any, device: torch.device) -> Optional[Callable[[
 
 
 def dynamics_settings(run_config: dict[str, Any], checkpoint: dict[str, Any], overrides: dict[str, Any],
-                      source: Path) -> FeatureDynamics:
-    """The ``FeatureDynamics`` of the run (its config's ``dynamics`` section; for a checkpoint
-    without a run directory, the layers and seed saved in its callback state), with
-    ``overrides`` applied. Its ``settings``, ``projector``, ``representation`` and
-    ``snapshot_dtype`` are what the run probed with.
+                      source: Path) -> DynamicsSettings:
+    """The :class:`DynamicsSettings` the run probed with (its config's ``dynamics`` section; for a
+    checkpoint without a run directory, the layers and seed saved in its callback state), with
+    ``overrides`` applied.
 
     Raises:
-        ProbeInputError: the config or an override is not a valid ``FeatureDynamics`` argument.
+        ProbeInputError: the config or an override is not a valid setting.
     """
     if "dynamics" in run_config:
         saved = dict(run_config["dynamics"] or {})
@@ -155,7 +146,7 @@ def dynamics_settings(run_config: dict[str, Any], checkpoint: dict[str, Any], ov
         state = callback_state(checkpoint)
         saved = {key: state[key] for key in ("layers", "seed") if state.get(key) is not None}
     try:
-        return FeatureDynamics(**{**saved, **overrides})
+        return settings_from(DynamicsSettings, {**saved, **overrides})
     except (TypeError, ValueError, KeyError) as error:
         raise ProbeInputError(
             f"the probe settings of {source} are not valid ({error}); check the dynamics section of its "
@@ -247,16 +238,17 @@ def recorded_outputs(network: nn.Module) -> Iterator[list[Tensor]]:
 
 
 class RunProber:
-    """Probes the checkpoints of one run, in epoch order, through one ``DynamicsTracker``.
+    """Probes the checkpoints of one run, in epoch order, through one :class:`Dynamics` analysis
+    (and, when asked for, the :class:`Robustness` analysis).
 
     Build it with :meth:`open` (reads the first checkpoint, builds the model, the probe
     settings and the probe set), then call :meth:`probe` on each checkpoint of the run.
 
     Attributes:
-        dynamics: the callback instance holding the probe settings.
+        dynamics: the probe settings.
         layers: probed layers in depth order.
         probe_set: the probe set.
-        robustness: what ``--robustness`` asked for (None: no robustness evaluation).
+        robustness: the robustness analysis (None: no robustness evaluation).
         robustness_set: the inputs of the robustness evaluation (None without one).
         hparams: the model's hyper-parameters.
         data_class_path: the data module the run was trained on ("" when unknown).
@@ -265,22 +257,23 @@ class RunProber:
     """
 
     def __init__(self, run: RunCheckpoints, module, first: tuple[Path, dict[str, Any]], layers: list[str],
-                 dynamics: FeatureDynamics, probe_set: ProbeSet, run_config: dict[str, Any],
+                 dynamics: DynamicsSettings, probe_set: ProbeSet, run_config: dict[str, Any],
                  data_class_path: str, device: torch.device, model_seconds: float, data_seconds: float,
-                 robustness: Optional[RobustnessRequest] = None, robustness_set: Optional[ProbeSet] = None) -> None:
+                 robustness: Optional[RobustnessSettings] = None, robustness_set: Optional[ProbeSet] = None) -> None:
         self.run = run
         self.module = module.to(device).eval()
         self.hparams = dict(module.hparams)
         self.layers = layers
         self.dynamics = dynamics
         self.probe_set = probe_set
-        self.robustness = robustness
+        self.robustness = Robustness(robustness) if robustness is not None else None
         self.robustness_set = robustness_set
         self.run_config = run_config
         self.data_class_path = data_class_path
         self.device = device
         self.data_seconds = data_seconds
-        self.tracker = DynamicsTracker(dynamics.settings, self.layers)
+        self.analysis = Dynamics(dynamics, self.layers)
+        self.projector = Projector(project_dim=dynamics.project_dim, seed=dynamics.seed)
         trainer = run_config.get("trainer") or {}
         self.max_epochs: Optional[int] = trainer.get("max_epochs")
         self.autocast = forward_context(trainer.get("precision", "32-true"), device)
@@ -291,12 +284,12 @@ class RunProber:
     @classmethod
     def open(cls, run: RunCheckpoints, *, overrides: dict[str, Any], choice: DataChoice, device: torch.device,
              probe_sets: Optional[dict[str, ProbeSet]] = None,
-             robustness: Optional[RobustnessRequest] = None) -> RunProber:
+             robustness: Optional[RobustnessSettings] = None) -> RunProber:
         """Read the run's first checkpoint and prepare everything its probes need.
 
         Args:
             run: the run's checkpoints.
-            overrides: ``FeatureDynamics`` arguments replacing the run's (``layers``, ...).
+            overrides: :class:`DynamicsSettings` fields replacing the run's (``layers``, ...).
             choice: the data to probe on (``--data``).
             device: where the model runs.
             probe_sets: probe sets (and robustness inputs) already loaded for earlier runs, by
@@ -316,7 +309,7 @@ class RunProber:
         if choice.split:
             overrides = {**overrides, "probe_split": choice.split}
         dynamics = dynamics_settings(run_config, checkpoint, overrides, run.run_dir or path)
-        layers = probed_layers(module.model, dynamics.layer_patterns, run.name)
+        layers = probed_layers(module.model, dynamics.layers, run.name)
         try:
             class_path, init_args = data_config(checkpoint, run_config, path)
         except ProbeInputError:
@@ -353,10 +346,10 @@ class RunProber:
         network = self.module.model
         points = capture_probe_images(network, self.probe_set.images, self.layers,
                                       representation=self.dynamics.representation,
-                                      projector=self.dynamics.projector, batch_size=self.dynamics.batch_size,
+                                      projector=self.projector, batch_size=self.dynamics.batch_size,
                                       device=self.device, autocast=self.autocast,
                                       capture_inputs=self.dynamics.capture_inputs)
-        return round_to_dtype(points, self.dynamics.snapshot_dtype)
+        return round_to_dtype(points, self.dynamics.torch_snapshot_dtype)
 
     def _reference(self, path: Path) -> Activations:
         load_weights(self.module, self._read(path)[0], path)
@@ -369,14 +362,14 @@ class RunProber:
         earlier = [e for e in numbered if e < epoch]
         if epoch == 0 or not earlier or self._last_epoch == max(earlier):
             return
-        initial = self.tracker.initial
+        initial = self.analysis.initial
         if initial is None and 0 in numbered:
             initial = self._reference(numbered[0])
         previous = initial if max(earlier) == 0 else self._reference(numbered[max(earlier)])
-        self.tracker.restore(previous, initial)
+        self.analysis.restore(previous, initial)
 
     def probe(self, path: Path) -> CheckpointOutcome:
-        """Every number of one checkpoint (see :func:`attnconv_pl.probe_runner.run_probes`).
+        """Every number of one checkpoint (see :func:`attnconv_pl.analyses.dynamics.run_probes`).
 
         Raises:
             ProbeInputError: the checkpoint cannot be read or does not fit the model, or it
@@ -399,7 +392,7 @@ class RunProber:
         with recorded_outputs(self.module.model) as logits:
             snapshot = self._snapshot()
         captured = time.perf_counter()
-        result = self.tracker.probe(epoch, snapshot, topology=self.dynamics.with_topology(epoch, self.max_epochs))
+        result = self.analysis.run(epoch, snapshot, topology=self.dynamics.with_topology(epoch, self.max_epochs))
         probed = time.perf_counter()
         result.values[("", "overhead_seconds")] = probed - started
         self._last_epoch = epoch
@@ -415,9 +408,9 @@ class RunProber:
         if self.robustness is None:
             return None
         inputs = self.robustness_set
-        return noise_accuracy(self.module.model, inputs.images, inputs.labels, self.robustness.noise_levels,
-                              seed=self.dynamics.seed, batch_size=self.dynamics.batch_size, device=self.device,
-                              autocast=self.autocast)
+        return self.robustness.run(self._last_epoch, self.module.model, inputs.images, inputs.labels,
+                                   seed=self.dynamics.seed, batch_size=self.dynamics.batch_size, device=self.device,
+                                   autocast=self.autocast).artifacts["accuracy"]
 
     def _accuracy(self, logits: list[Tensor]) -> Optional[float]:
         """Top-1 accuracy of the recorded logits on the probe set's labels (own data only)."""

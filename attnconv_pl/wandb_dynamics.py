@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
 
-from attnconv_pl.probe_runner import ProbeResult
+from attnconv_pl.analyses.base import AnalysisResult
 from attnconv_pl.reports.diagrams import persistence_figure
 
 
@@ -16,7 +16,7 @@ def metric_key(layer: str, metric: str) -> str:
     return f"dynamics/{layer}/{metric}" if layer else f"dynamics/{metric}"
 
 
-def log_to_wandb(run: Any, result: ProbeResult, layers: Sequence[str]) -> None:
+def log_to_wandb(run: Any, result: AnalysisResult, layers: Sequence[str]) -> None:
     """Log ``result`` to the W&B ``run``: every finite number under :func:`metric_key` with
     ``epoch`` as its step metric (``define_metric``, so epoch-indexed points are never dropped
     whatever the trainer's step), a ``dynamics/table`` of all numbers and, when diagrams were
@@ -31,8 +31,9 @@ def log_to_wandb(run: Any, result: ProbeResult, layers: Sequence[str]) -> None:
     payload["dynamics/table"] = wandb.Table(
         columns=["epoch", "layer", "metric", "value"],
         data=[[result.epoch, layer, metric, value] for (layer, metric), value in result.values.items()])
-    if result.diagrams:
-        ordered = {layer: result.diagrams[layer] for layer in layers if layer in result.diagrams}
+    diagrams = result.artifacts.get("diagrams")
+    if diagrams:
+        ordered = {layer: diagrams[layer] for layer in layers if layer in diagrams}
         figure = persistence_figure(ordered, f"persistence diagrams, epoch {result.epoch}")
         payload["dynamics/persistence"] = wandb.Image(figure)
         plt.close(figure)

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from attnconv_pl.cli import TrainCLI  # noqa: E402
-from attnconv_pl.probe_runner import (compactness_metrics, diagram_distance_metrics, diagrams_of,  # noqa: E402
+from attnconv_pl.analyses.dynamics import (compactness_metrics, diagram_distance_metrics, diagrams_of,  # noqa: E402
                                       drift_metrics, stability_metrics)
 from attnconv_pl.snapshots import load_snapshot, snapshot_path  # noqa: E402
 from callbacks import FeatureDynamics  # noqa: E402
@@ -73,7 +73,7 @@ def time_call(function, repeats: int = 3) -> float:
 
 
 def probe_group_seconds(callback: FeatureDynamics, run_dir: Path, last_epoch: int) -> dict[str, float]:
-    """Each probe group of ``probe_runner`` timed on the last snapshot, summed over layers."""
+    """Each probe group of ``attnconv_pl.analyses.dynamics`` timed on the last snapshot, summed over layers."""
     snapshot = load_snapshot(snapshot_path(run_dir, last_epoch))[0]
     initial = load_snapshot(snapshot_path(run_dir, 0))[0]
     settings = callback.settings

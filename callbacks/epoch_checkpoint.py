@@ -11,18 +11,12 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from attnconv_pl.analyses.base import is_scheduled_epoch
+
 
 def checkpoint_name(epoch: int) -> str:
     """File name of the checkpoint of the model after ``epoch`` training epochs (0 = at init)."""
     return f"epoch={epoch:03d}.ckpt"
-
-
-def is_scheduled_epoch(epoch: int, every_n_epochs: int, max_epochs: Optional[int]) -> bool:
-    """Whether epoch ``epoch`` (completed epochs, 0 = at init) is a probed/checkpointed one.
-
-    Epoch 0, every ``every_n_epochs``-th epoch and the last epoch are scheduled.
-    """
-    return epoch == 0 or epoch % every_n_epochs == 0 or (max_epochs is not None and epoch == max_epochs)
 
 
 class EpochCheckpoint(Callback):

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
 from attnconv_pl.dynamics_csv import drop_epochs_after, write_epochs
-from attnconv_pl.training_records import COLUMNS, LOGGED_NAMES, METRICS_FILE
+from attnconv_pl.analyses.training_records import COLUMNS, LOGGED_NAMES, METRICS_FILE
 
 
 def epoch_mean(metrics: Mapping[str, Any], name: str) -> float:
@@ -27,7 +27,7 @@ def epoch_mean(metrics: Mapping[str, Any], name: str) -> float:
 class EpochMetrics(Callback):
     """Write one row per completed training epoch to ``<trainer.default_root_dir>/metrics.csv``.
 
-    Columns (``attnconv_pl.training_records.COLUMNS``): ``epoch`` (completed epochs, 1..max_epochs,
+    Columns (``attnconv_pl.analyses.training_records.COLUMNS``): ``epoch`` (completed epochs, 1..max_epochs,
     as the checkpoints), ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
     ``val_acc_top5`` (epoch means from ``trainer.callback_metrics``; ``val_*`` NaN in an epoch
     without validation) and ``epoch_seconds``. Under DDP each value is averaged over the

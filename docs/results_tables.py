@@ -30,7 +30,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from attnconv_pl.training_records import best_val_accuracy, epochs_to_target_loss, read_metrics
+from attnconv_pl.analyses.training_records import best_val_accuracy, epochs_to_target_loss, read_metrics
 
 SEEDS = (0, 1, 2)
 TARGET_LOSS = 1.0

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from attnconv_pl.training_records import read_metrics, training_records
+from attnconv_pl.analyses.training_records import read_metrics, training_records
 from train_helpers import EVERY_EPOCH, REPO, check_ok, run_train
 
 pytestmark = pytest.mark.slow

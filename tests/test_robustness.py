@@ -8,7 +8,7 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from attnconv_pl.robustness import DEFAULT_NOISE_LEVELS, check_noise_levels, noise_accuracy
+from attnconv_pl.analyses.robustness import DEFAULT_NOISE_LEVELS, check_noise_levels, noise_accuracy
 
 
 def threshold_classifier():

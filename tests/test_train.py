@@ -119,7 +119,7 @@ def test_bad_input_stops_with_one_error_line(args, expected, tmp_path):
 
 def test_a_runs_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "file").write_text("not a folder")
-    assert "is a file, not a directory" in bad_input(runs_dir=tmp_path / "file")
+    assert f"cannot be created: {tmp_path / 'file'} is a file" in bad_input(runs_dir=tmp_path / "file")
     assert not list(tmp_path.rglob("wandb"))
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import wandb
 
-from attnconv_pl.probe_runner import ProbeResult
+from attnconv_pl.analyses.base import AnalysisResult
 from attnconv_pl.wandb_dynamics import log_to_wandb
 
 
@@ -23,9 +23,9 @@ class RecordingRun:
 
 
 def test_numbers_are_logged_against_epoch_with_table_and_figure():
-    result = ProbeResult(3)
+    result = AnalysisResult(3)
     result.values = {("mixer", "variance"): 2.5, ("mixer", "id_twonn"): math.nan, ("", "overhead_seconds"): 0.7}
-    result.diagrams = {"mixer": [np.array([[0.0, 1.0]]), np.array([[0.5, 0.9]])]}
+    result.artifacts["diagrams"] = {"mixer": [np.array([[0.0, 1.0]]), np.array([[0.5, 0.9]])]}
     run = RecordingRun()
     log_to_wandb(run, result, ["mixer"])
     assert run.step_metrics["dynamics/*"] == "epoch"

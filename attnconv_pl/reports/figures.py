@@ -17,7 +17,7 @@ from attnconv_pl.atomic import atomic_path
 from attnconv_pl.reports.comparison import comparison_figure, use_log_scale
 from attnconv_pl.reports.diagrams import persistence_epochs_figure
 from attnconv_pl.reports.layout import legend_below, set_margins
-from attnconv_pl.reports.records import (SECTIONS, ProbedRun, layer_positions, metric_section, metric_title,
+from attnconv_pl.reports.records import (ProbedRun, layer_positions, metric_families, metric_section, metric_title,
                                          report_metrics, shared_layers)
 from attnconv_pl.reports.robustness import robustness_figure
 
@@ -33,7 +33,7 @@ class ReportFigure:
     Attributes:
         name: file name without ``.png`` (in the report's ``figures/`` folder).
         section: ``comparison``, ``robustness``, ``persistence`` or a metric section key (see
-            ``SECTIONS``).
+            ``metric_families()``).
         caption: what the figure shows.
         metric: the metric it plots ("" for the comparison, robustness and persistence figures).
     """
@@ -147,7 +147,7 @@ class ReportSection:
 def report_sections(figures: list[ReportFigure]) -> list[ReportSection]:
     """The figure sections in report order: comparison, robustness, the metric sections, persistence."""
     titles = [("comparison", "Comparison"), ("robustness", "Robustness: accuracy under Gaussian input noise"),
-              *[(key, title) for key, title, _ in SECTIONS],
+              *[(family.key, family.title) for family in metric_families()],
               ("other", "Other metrics"), ("persistence", "Persistence diagrams")]
     sections = []
     for key, title in titles:

@@ -9,27 +9,22 @@ from typing import Any, Optional
 
 import numpy as np
 
-from attnconv_pl.training_records import TrainingRecords
+from attnconv_pl.analyses import ANALYSES, MetricFamily, load_analysis, metric_family
+from attnconv_pl.analyses.training_records import TrainingRecords
 
 Row = tuple[int, str, str, float]
 """``(epoch, layer, metric, value)``: one number of ``dynamics.csv``."""
 
-SECTIONS = (
-    ("compactness", "Compactness: variance and intrinsic dimension of each layer's output",
-     re.compile(r"^(variance|participation_ratio|id_.+)$")),
-    ("stability", "Stability: each layer's input versus its output",
-     re.compile(r"^(stability_.+|lipschitz_.+)$")),
-    ("next", "Next layer: diagram distances to the next probed layer", re.compile(r"^next_.+$")),
-    ("drift", "Drift: each layer's output against the previous epoch and initialisation",
-     re.compile(r"^drift_.+$")),
-    ("topology", "Topology: persistence summaries of each layer's output", re.compile(r"^h\d+_.+$")),
-)
-"""Report sections: (key, title, metrics matched), in report order; others go to ``other``."""
+def metric_families() -> list[MetricFamily]:
+    """The report sections of the metrics: every analysis's families, in analysis order; metrics
+    of none go to ``other``."""
+    return [family for name in ANALYSES for family in load_analysis(name).families]
 
 
 def metric_section(metric: str) -> str:
     """The key of the report section a metric belongs to (``other`` when none matches)."""
-    return next((key for key, _, pattern in SECTIONS if pattern.match(metric)), "other")
+    family = metric_family(metric)
+    return family.key if family is not None else "other"
 
 
 @dataclass(frozen=True)
@@ -133,7 +128,7 @@ def runs_by_group(runs: list[ProbedRun]) -> dict[str, list[ProbedRun]]:
 def report_metrics(runs: list[ProbedRun]) -> list[str]:
     """Per-layer metrics of all runs, ordered by report section and then first appearance."""
     metrics = list(dict.fromkeys(metric for run in runs for metric in run.layer_metrics()))
-    order = [key for key, _, _ in SECTIONS] + ["other"]
+    order = [family.key for family in metric_families()] + ["other"]
     return sorted(metrics, key=lambda metric: order.index(metric_section(metric)))
 
 

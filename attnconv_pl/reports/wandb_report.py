@@ -37,7 +37,7 @@ def log_report(out_dir: Path, runs: list[ProbedRun], figures: list[ReportFigure]
     ``out_dir/wandb/``; ``wandb sync`` it when offline)."""
     import wandb
 
-    from attnconv_pl.cli import configure_wandb_mode
+    from attnconv_pl.wandb_mode import configure_wandb_mode
 
     configure_wandb_mode()
     run = wandb.init(project=project, job_type="probe", name=name, dir=str(out_dir),

@@ -12,7 +12,7 @@ from attnconv_pl.cli import RUN_ID_ENV, TrainCLI
 from attnconv_pl.data import DigitsDataModule
 from attnconv_pl.module import ClassifierModule
 from attnconv_pl.probe_set import load_probe_images
-from attnconv_pl.training_records import COLUMNS, read_metrics
+from attnconv_pl.analyses.training_records import COLUMNS, read_metrics
 from callbacks import EpochMetrics
 from train_helpers import REPO, check_ok, run_train
 

@@ -10,7 +10,7 @@ from attnconv_pl.reports.records import RobustnessRecord
 from attnconv_pl.reports.report import write_report, write_tables
 from attnconv_pl.reports.robustness import noise_curves, robustness_figure
 from attnconv_pl.reports.tables import records_table
-from attnconv_pl.training_records import TrainingRecords
+from attnconv_pl.analyses.training_records import TrainingRecords
 
 LEVELS = (0.0, 0.5, 1.0)
 
@@ -77,11 +77,11 @@ def test_report_shows_the_records_table_and_the_robustness_figure_after_the_comp
     names = [figure.file_name for figure in figures]
     assert names[:2] == ["comparison.png", "robustness.png"]
     page = (tmp_path / "report.html").read_text()
-    assert page.index('id="probed"') < page.index("Training records and robustness") < page.index(
-        'id="comparison"') < page.index('id="robustness"') < page.index('id="compactness"')
+    assert page.index('id="probed"') < page.index('id="records"') < page.index('id="comparison"') < page.index(
+        'id="robustness"') < page.index('id="compactness"')
     assert "acc σ=0.5" in page and "0.875 (4)" in page
     markdown = (tmp_path / "report.md").read_text()
-    assert "### Training records and robustness" in markdown and "figures/robustness.png" in markdown
+    assert "\n## Training records and robustness\n" in markdown and "figures/robustness.png" in markdown
 
 
 def test_report_without_records_has_neither_table_nor_figure(tmp_path, make_run):

@@ -1,9 +1,10 @@
-"""The one probe runner: snapshots of a probe set in, rows of ``dynamics.csv`` out.
+"""The feature-dynamics analysis: snapshots of a probe set in, rows of ``dynamics.csv`` out.
 
 Both ``callbacks.FeatureDynamics`` (during training) and ``probe.py`` (on checkpoints) compute
-their numbers here, so a number logged live and one recomputed later from the checkpoint are
-equal by construction. Every number comes from ``attnconv_pl.probes``; this module only decides
-what is compared with what and names the results (DESIGN.md "Metric names").
+their numbers here, with settings from one dataclass (:class:`DynamicsSettings`), so a number
+logged live and one recomputed later from the checkpoint are equal by construction. Every
+number comes from ``attnconv_pl.probes``; this module only decides what is compared with what,
+names the results and declares their families (:data:`Dynamics.families`).
 
 A *snapshot* is ``{layer: {"output": Tensor (N, d_out), "input": Tensor (N, d_in)}}`` (``input``
 optional) for the N inputs of the probe set, in probe-set order.
@@ -13,61 +14,99 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from attnconv_pl import probes
+from attnconv_pl.analyses.base import Analysis, AnalysisResult, MetricFamily, is_scheduled_epoch
 
 Snapshot = Mapping[str, Mapping[str, torch.Tensor]]
 Diagrams = list  # one (m, 2) numpy array per homology dimension 0..max_dim
 DIAGRAM_DISTANCES = {"w1": 1, "w2": 2, "bottleneck": math.inf}
 
 
+SNAPSHOT_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+"""Dtypes a snapshot can be stored in, by name."""
+
+
 @dataclass(frozen=True)
-class ProbeSettings:
-    """What the runner computes; shared by the callback and ``probe.py``.
+class DynamicsSettings:
+    """Everything feature dynamics does, with its defaults: the single source of the
+    ``dynamics:`` section of the configs (``callbacks.FeatureDynamics``) and of ``probe.py``'s
+    probe options.
 
     Args:
-        id_methods: intrinsic-dimension estimators (``"twonn"``, ``"mle"`` or any
-            scikit-dimension estimator name); each gives the metric ``id_<method>``.
+        layers: names or glob patterns over ``model.named_modules()`` (of the network, i.e.
+            ``pl_module.model``); default: the model's ``probe_layers``.
+        probe_size: inputs in the probe set (fewer if the split is smaller).
+        probe_split: split of the data module the probe set is drawn from.
+        representation: ``flatten``, ``pool`` or ``tokens`` (see ``attnconv_pl.capture.to_points``).
+        project_dim: points wider than this are randomly projected to it (fixed per layer).
+        capture_inputs: also capture each layer's input (needed for ``stability_*``/``lipschitz_*``).
+        every_n_epochs: probe every this many epochs (plus epoch 0 and the last epoch).
+        topology: compute persistence diagrams and diagram distances.
+        topology_every_n_epochs: compute topology only every this many epochs (and the last).
+        id_methods: intrinsic-dimension estimators (``twonn``, ``mle`` or any scikit-dimension
+            estimator name), each logged as ``id_<method>``.
         mle_k: neighbours of the Levina-Bickel MLE.
-        topology: compute persistence diagrams and the diagram distances.
-        max_dim: highest homology dimension (1 = H0 and H1).
         max_points: points per persistence diagram (subsampled, see ``subsample``).
-        subsample: ``"farthest"`` or ``"random"`` point subsampling for the diagrams.
+        max_dim: highest homology dimension (1 = H0 and H1).
+        subsample: ``farthest`` or ``random`` point subsampling for the diagrams.
         lipschitz_pairs: random input pairs for the empirical Lipschitz ratios.
         exact_w2_max_n: point-cloud W2 is exact (POT) up to this many points, sliced above.
         sliced_projections: projections of the sliced W2.
-        seed: seeds every stochastic probe (subsampling, pairs, projections).
+        seed: seeds the probe set, projections and every stochastic probe.
+        snapshot_dtype: dtype of stored snapshots; probes run on the stored values.
+        max_snapshot_bytes: refuse to start training when the run's snapshots would exceed this.
+        batch_size: probe-set batch size of the capture.
+        background: during training, compute the probes in a worker thread while training goes
+            on (``False``: training waits for them, simplest to debug).
     """
 
+    layers: Optional[list[str]] = None
+    probe_size: int = 1000
+    probe_split: Literal["train", "val", "test"] = "val"
+    representation: Literal["flatten", "pool", "tokens"] = "flatten"
+    project_dim: int = 1024
+    capture_inputs: bool = True
+    every_n_epochs: int = 1
+    topology: bool = True
+    topology_every_n_epochs: int = 1
     id_methods: tuple[str, ...] = ("twonn", "mle")
     mle_k: int = 20
-    topology: bool = True
-    max_dim: int = 1
     max_points: int = 500
-    subsample: str = "random"
+    max_dim: int = 1
+    subsample: Literal["farthest", "random"] = "random"
     lipschitz_pairs: int = 2000
     exact_w2_max_n: int = 2000
     sliced_projections: int = 128
     seed: int = 0
+    snapshot_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    max_snapshot_bytes: int = 4 * 1024**3
+    batch_size: int = 256
+    background: bool = True
 
+    def __post_init__(self) -> None:
+        if self.every_n_epochs < 1 or self.topology_every_n_epochs < 1:
+            raise ValueError("every_n_epochs and topology_every_n_epochs must be >= 1")
+        if self.snapshot_dtype not in SNAPSHOT_DTYPES:
+            raise ValueError(f"snapshot_dtype must be one of {', '.join(SNAPSHOT_DTYPES)}, got {self.snapshot_dtype!r}")
+        object.__setattr__(self, "id_methods", tuple(self.id_methods))
 
-@dataclass
-class ProbeResult:
-    """The numbers of one probed epoch: ``{(layer, metric): value}``, plus the output diagrams
-    of each layer (kept so the next epoch's drift and the figures need not recompute them)."""
+    @property
+    def torch_snapshot_dtype(self) -> torch.dtype:
+        return SNAPSHOT_DTYPES[self.snapshot_dtype]
 
-    epoch: int
-    values: dict[tuple[str, str], float] = field(default_factory=dict)
-    diagrams: dict[str, Diagrams] = field(default_factory=dict)
+    def is_scheduled(self, epoch: int, max_epochs: Optional[int]) -> bool:
+        """Whether ``epoch`` (completed epochs) is probed: 0, every ``every_n_epochs``-th, the last."""
+        return is_scheduled_epoch(epoch, self.every_n_epochs, max_epochs)
 
-    def rows(self) -> list[tuple[int, str, str, float]]:
-        """``(epoch, layer, metric, value)`` rows in computation order."""
-        return [(self.epoch, layer, metric, value) for (layer, metric), value in self.values.items()]
+    def with_topology(self, epoch: int, max_epochs: Optional[int]) -> bool:
+        """Whether topology is computed at ``epoch`` (``topology`` and its own schedule)."""
+        return self.topology and is_scheduled_epoch(epoch, self.topology_every_n_epochs, max_epochs)
 
 
 def guarded(layer: str, names: Sequence[str], compute: Callable[[], Mapping[str, float]]) -> dict[str, float]:
@@ -82,7 +121,7 @@ def guarded(layer: str, names: Sequence[str], compute: Callable[[], Mapping[str,
         return {name: math.nan for name in names}
 
 
-def compactness_metrics(layer: str, output: torch.Tensor, settings: ProbeSettings) -> dict[str, float]:
+def compactness_metrics(layer: str, output: torch.Tensor, settings: DynamicsSettings) -> dict[str, float]:
     """``variance``, ``participation_ratio`` and ``id_<method>`` of a layer's output (N, d)."""
     values = guarded(layer, ["variance"], lambda: {"variance": probes.total_variance(output)})
     values |= guarded(layer, ["participation_ratio"],
@@ -95,7 +134,7 @@ def compactness_metrics(layer: str, output: torch.Tensor, settings: ProbeSetting
     return values
 
 
-def point_cloud_w2(x: torch.Tensor, y: torch.Tensor, settings: ProbeSettings) -> float:
+def point_cloud_w2(x: torch.Tensor, y: torch.Tensor, settings: DynamicsSettings) -> float:
     """W2 between two point clouds: exact up to ``exact_w2_max_n`` points, sliced above."""
     if max(len(x), len(y)) <= settings.exact_w2_max_n:
         return probes.wasserstein(x, y, p=2, method="exact")
@@ -104,7 +143,7 @@ def point_cloud_w2(x: torch.Tensor, y: torch.Tensor, settings: ProbeSettings) ->
 
 
 def drift_metrics(layer: str, output: torch.Tensor, reference: torch.Tensor, name: str,
-                  settings: ProbeSettings) -> dict[str, float]:
+                  settings: DynamicsSettings) -> dict[str, float]:
     """``drift_<name>_displacement`` and ``drift_<name>_w2`` of a layer's output against a
     reference snapshot of the same layer and probe set (``name`` is ``prev`` or ``init``)."""
     displacement, w2 = f"drift_{name}_displacement", f"drift_{name}_w2"
@@ -114,7 +153,7 @@ def drift_metrics(layer: str, output: torch.Tensor, reference: torch.Tensor, nam
 
 
 def stability_metrics(layer: str, layer_input: torch.Tensor, output: torch.Tensor,
-                      settings: ProbeSettings) -> dict[str, float]:
+                      settings: DynamicsSettings) -> dict[str, float]:
     """Input-to-output ``lipschitz_*`` ratios and, when widths agree, ``stability_w2``."""
     lipschitz_names = [f"lipschitz_{q}" for q in ("max", "p50", "p90", "p99")]
     values = guarded(layer, lipschitz_names, lambda: {
@@ -128,7 +167,7 @@ def stability_metrics(layer: str, layer_input: torch.Tensor, output: torch.Tenso
     return values
 
 
-def diagrams_of(layer: str, points: torch.Tensor, settings: ProbeSettings) -> Optional[Diagrams]:
+def diagrams_of(layer: str, points: torch.Tensor, settings: DynamicsSettings) -> Optional[Diagrams]:
     """Persistence diagrams of a point cloud, or None (with a warning) when they fail."""
     try:
         return probes.persistence_diagrams(points, max_dim=settings.max_dim, max_points=settings.max_points,
@@ -167,14 +206,14 @@ def topology_summary(diagrams: Optional[Diagrams], max_dim: int) -> dict[str, fl
 def run_probes(
     epoch: int,
     snapshot: Snapshot,
-    settings: ProbeSettings,
+    settings: DynamicsSettings,
     *,
     layers: Optional[Sequence[str]] = None,
     previous: Optional[Snapshot] = None,
     initial: Optional[Snapshot] = None,
     previous_diagrams: Optional[Mapping[str, Diagrams]] = None,
     topology: Optional[bool] = None,
-) -> ProbeResult:
+) -> AnalysisResult:
     """Every number of one probed epoch.
 
     Args:
@@ -190,11 +229,12 @@ def run_probes(
         topology: override ``settings.topology`` for this epoch (``topology_every_n_epochs``).
 
     Returns:
-        A :class:`ProbeResult`; a probe that fails gives NaN and a warning, never an exception.
+        An :class:`AnalysisResult` whose artifact ``diagrams`` holds each layer's output
+        diagrams (with topology); a probe that fails gives NaN and a warning, never an exception.
     """
     layers = list(layers or snapshot.keys())
     with_topology = settings.topology if topology is None else topology
-    result = ProbeResult(epoch)
+    result = AnalysisResult(epoch)
     output_diagrams: dict[str, Optional[Diagrams]] = {}
     for layer in layers:
         output = snapshot[layer]["output"]
@@ -223,15 +263,16 @@ def run_probes(
             distances = diagram_distance_metrics(layer, "next", output_diagrams[layer], output_diagrams[next_layer],
                                                  settings.max_dim)
             result.values.update({(layer, metric): value for metric, value in distances.items()})
-        result.diagrams = {layer: d for layer, d in output_diagrams.items() if d is not None}
+        result.artifacts["diagrams"] = {layer: d for layer, d in output_diagrams.items() if d is not None}
     return result
 
 
-class DynamicsTracker:
-    """Probes the successive epochs of one run, remembering what drift is measured against.
+class Dynamics(Analysis):
+    """Feature dynamics of the successive epochs of one run, remembering what drift is measured
+    against.
 
     Keeps the initial (epoch 0) snapshot and the previous probed epoch's snapshot and output
-    diagrams, so that each call of :meth:`probe` computes ``drift_prev_*`` and ``drift_init_*``.
+    diagrams, so that each call of :meth:`run` computes ``drift_prev_*`` and ``drift_init_*``.
     The training callback and ``probe.py`` both probe through this class.
 
     Args:
@@ -239,8 +280,20 @@ class DynamicsTracker:
         layers: probed layers in depth order.
     """
 
-    def __init__(self, settings: ProbeSettings, layers: Sequence[str]) -> None:
-        self.settings = settings
+    name = "dynamics"
+    settings_type = DynamicsSettings
+    families = (
+        MetricFamily("compactness", "Compactness: variance and intrinsic dimension of each layer's output",
+                     r"variance|participation_ratio|id_.+"),
+        MetricFamily("stability", "Stability: each layer's input versus its output", r"stability_.+|lipschitz_.+"),
+        MetricFamily("next", "Next layer: diagram distances to the next probed layer", r"next_.+"),
+        MetricFamily("drift", "Drift: each layer's output against the previous epoch and initialisation",
+                     r"drift_.+"),
+        MetricFamily("topology", "Topology: persistence summaries of each layer's output", r"h\d+_.+"),
+    )
+
+    def __init__(self, settings: DynamicsSettings, layers: Sequence[str]) -> None:
+        super().__init__(settings)
         self.layers = list(layers)
         self.initial: Optional[Snapshot] = None
         self.previous: Optional[Snapshot] = None
@@ -250,12 +303,12 @@ class DynamicsTracker:
         """Resume from stored snapshots (their diagrams are recomputed when needed)."""
         self.previous, self.initial, self.previous_diagrams = previous, initial, None
 
-    def probe(self, epoch: int, snapshot: Snapshot, topology: Optional[bool] = None) -> ProbeResult:
+    def run(self, epoch: int, snapshot: Snapshot, topology: Optional[bool] = None) -> AnalysisResult:
         """Every number of ``epoch`` (see :func:`run_probes`); then ``snapshot`` becomes the
         previous one (and the initial one at epoch 0)."""
         if epoch == 0:
             self.initial = snapshot
         result = run_probes(epoch, snapshot, self.settings, layers=self.layers, previous=self.previous,
                             initial=self.initial, previous_diagrams=self.previous_diagrams, topology=topology)
-        self.previous, self.previous_diagrams = snapshot, result.diagrams or None
+        self.previous, self.previous_diagrams = snapshot, result.artifacts.get("diagrams") or None
         return result

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from attnconv_pl.analyses.base import Analysis, AnalysisResult
+
 METRICS_FILE = "metrics.csv"
 
 LOGGED_NAMES = {
@@ -155,3 +157,31 @@ def training_records(rows: Sequence[MetricsRow], target_loss: float = DEFAULT_TA
         final_val_acc=known(_value(last, "val_acc")),
         final_train_loss=known(_value(last, "train_loss")),
     )
+
+
+@dataclass(frozen=True)
+class TrainingRecordsSettings:
+    """What the training records measure; the single source of ``probe.py``'s default.
+
+    Args:
+        target_loss: epochs to target loss is the first epoch whose mean training loss is <= this
+            (cross-entropy in nats, finite and > 0).
+    """
+
+    target_loss: float = DEFAULT_TARGET_LOSS
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.target_loss) or self.target_loss <= 0:
+            raise ValueError(f"{self.target_loss}: a target mean training loss is a finite number > 0 (e.g. 1.0)")
+
+
+class TrainingRecordsAnalysis(Analysis):
+    """The records of a run from its ``metrics.csv`` rows: artifact ``records``
+    (:class:`TrainingRecords`), for ``summary.json`` and the report."""
+
+    name = "training_records"
+    settings_type = TrainingRecordsSettings
+
+    def run(self, epoch: int, rows: Sequence[MetricsRow]) -> AnalysisResult:
+        """The records of ``rows`` (at least one); ``epoch`` is the run's last probed epoch."""
+        return AnalysisResult(epoch, artifacts={"records": training_records(rows, self.settings.target_loss)})

@@ -13,7 +13,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Optional
+
+from attnconv_pl.analyses.base import Analysis, AnalysisResult
 
 if TYPE_CHECKING:
     import torch
@@ -98,3 +101,44 @@ def noise_accuracy(
     finally:
         model.train(was_training)
     return (correct.double() / len(images)).tolist()
+
+
+@dataclass(frozen=True)
+class RobustnessSettings:
+    """What the robustness analysis measures; the single source of ``probe.py``'s defaults.
+
+    Args:
+        noise_levels: noise standard deviations, in units of the normalised input (sorted,
+            distinct, >= 0 once built).
+        size: inputs of the evaluation (all of the split when it is smaller), at least 2.
+        split: split of the run's own dataset the inputs are drawn from (by the probe seed).
+    """
+
+    noise_levels: tuple[float, ...] = DEFAULT_NOISE_LEVELS
+    size: int = 1000
+    split: Literal["train", "val", "test"] = "val"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "noise_levels", check_noise_levels(self.noise_levels))
+        if self.size < 2:
+            raise ValueError(f"{self.size} inputs: give at least 2 (default {RobustnessSettings.size})")
+
+
+class Robustness(Analysis):
+    """Accuracy of a checkpoint's model under Gaussian input noise, per noise level.
+
+    Its numbers are the artifact ``accuracy`` (one fraction per level, in the order of
+    ``settings.noise_levels``); they go to ``summary.json`` and the report, not to ``dynamics.csv``.
+    """
+
+    name = "robustness"
+    settings_type = RobustnessSettings
+
+    def run(self, epoch: int, model: nn.Module, images: Tensor, labels: Tensor, *, seed: int, batch_size: int = 256,
+            device: Optional[torch.device] = None,
+            autocast: Optional[Callable[[], AbstractContextManager]] = None) -> AnalysisResult:
+        """``model``'s accuracy on ``images`` (N, ...) with labels (N,) under every noise level;
+        noise drawn by ``seed`` (see :func:`noise_accuracy`)."""
+        accuracy = noise_accuracy(model, images, labels, self.settings.noise_levels, seed=seed,
+                                  batch_size=batch_size, device=device, autocast=autocast)
+        return AnalysisResult(epoch, artifacts={"accuracy": accuracy})

@@ -1,0 +1,115 @@
+"""What every analysis is: frozen settings, the metrics it declares, and a runner that returns
+``{(layer, metric): value}`` plus artifacts.
+
+An analysis is four things, each in its place (``docs/writing-an-analysis.md`` walks through one):
+
+- its maths: pure functions in ``attnconv_pl/probes/`` (tensors in, numbers out);
+- its settings: one frozen dataclass, the single source of its defaults (the callback, the
+  YAML config and ``probe.py``'s options are derived from it);
+- its runner: a subclass of :class:`Analysis` in ``attnconv_pl/analyses/<name>.py`` that says
+  what it needs, runs the maths and declares its metrics (:class:`MetricFamily`);
+- its report section: ``attnconv_pl/reports/sections/<name>.py``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Optional
+
+Values = dict[tuple[str, str], float]
+"""``{(layer, metric): value}``; run-level numbers have the layer ``""``."""
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """A family of metrics an analysis computes: one section of the report.
+
+    Attributes:
+        key: short name (``compactness``), the report section's anchor.
+        title: the section's title.
+        pattern: regular expression matched by the whole metric name.
+    """
+
+    key: str
+    title: str
+    pattern: str
+
+    def matches(self, metric: str) -> bool:
+        return re.fullmatch(self.pattern, metric) is not None
+
+
+@dataclass
+class AnalysisResult:
+    """What one analysis gave for one epoch (or one run).
+
+    Attributes:
+        epoch: completed training epochs (0 = at initialisation).
+        values: ``{(layer, metric): value}`` in computation order.
+        artifacts: anything else the report or the next epoch needs (diagrams, matrices).
+    """
+
+    epoch: int
+    values: Values = field(default_factory=dict)
+    artifacts: dict[str, Any] = field(default_factory=dict)
+
+    def rows(self) -> list[tuple[int, str, str, float]]:
+        """``(epoch, layer, metric, value)`` rows (those of ``dynamics.csv``) in computation order."""
+        return [(self.epoch, layer, metric, value) for (layer, metric), value in self.values.items()]
+
+
+class Analysis(ABC):
+    """A family of measurements, built from its settings (a frozen dataclass instance).
+
+    Subclasses set :attr:`name`, :attr:`settings_type` and :attr:`families`, and implement
+    :meth:`run`, whose keyword arguments are what the analysis needs (a snapshot of captured
+    activations, a model and inputs, a run's files): the callers pass exactly those.
+    """
+
+    name: ClassVar[str]
+    settings_type: ClassVar[type]
+    families: ClassVar[tuple[MetricFamily, ...]] = ()
+
+    def __init__(self, settings: Any) -> None:
+        if not isinstance(settings, self.settings_type):
+            raise TypeError(f"{type(self).__name__} takes {self.settings_type.__name__}, got {type(settings).__name__}")
+        self.settings = settings
+
+    @abstractmethod
+    def run(self, epoch: int, **needs: Any) -> AnalysisResult:
+        """Every number of ``epoch``."""
+
+    @classmethod
+    def family_of(cls, metric: str) -> MetricFamily | None:
+        """The family of one of this analysis's metrics, None when it declares none that matches."""
+        return next((family for family in cls.families if family.matches(metric)), None)
+
+
+def is_scheduled_epoch(epoch: int, every_n_epochs: int, max_epochs: Optional[int]) -> bool:
+    """Whether epoch ``epoch`` (completed epochs, 0 = at init) is a probed or checkpointed one:
+    epoch 0, every ``every_n_epochs``-th epoch and the last epoch are."""
+    return epoch == 0 or epoch % every_n_epochs == 0 or (max_epochs is not None and epoch == max_epochs)
+
+
+def settings_help(settings_type: type) -> dict[str, str]:
+    """``{field: its description}`` from the ``Args:`` section of a settings dataclass's
+    docstring (continuation lines joined), for command-line help."""
+    lines = inspect.cleandoc(settings_type.__doc__ or "").split("Args:\n", 1)[-1].splitlines()
+    described: dict[str, str] = {}
+    name = None
+    for line in lines:
+        entry = re.match(r"^    (\w+): (.*)$", line)
+        if entry:
+            name, described[entry.group(1)] = entry.group(1), entry.group(2)
+        elif name is not None and line.startswith("        "):
+            described[name] += " " + line.strip()
+    return described
+
+
+def settings_from(settings_type: type, values: Mapping[str, Any]) -> Any:
+    """``settings_type(**values)`` keeping only its fields (a config section may hold more keys,
+    e.g. the callback's ``enabled``)."""
+    names = set(settings_type.__dataclass_fields__)
+    return settings_type(**{key: value for key, value in values.items() if key in names})

@@ -1,0 +1,43 @@
+"""Callbacks whose options are the fields of an analysis's settings dataclass.
+
+LightningCLI builds a callback's config section (``dynamics:``) and its ``--dynamics.KEY`` flags
+from the signature and docstring of the callback's ``__init__``. :func:`options_from` gives a
+callback taking ``enabled`` plus ``**settings`` the signature and the ``Args:`` docs of the
+dataclass's fields, so their names, types, defaults and help are written once, in the dataclass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from typing import Callable, TypeVar
+
+C = TypeVar("C", bound=type)
+
+ENABLED = inspect.Parameter("enabled", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=True, annotation=bool)
+
+
+def _args_section(docstring: str) -> str:
+    """The lines after ``Args:`` of a Google-style docstring (dedented), "" when there are none."""
+    text = inspect.cleandoc(docstring or "")
+    return text.split("Args:\n", 1)[1] if "Args:\n" in text else ""
+
+
+def options_from(settings_type: type) -> Callable[[C], C]:
+    """Class decorator: ``cls.__init__(self, enabled=True, **settings)`` gets the signature
+    ``(self, enabled: bool = True, *, <every field of settings_type>)`` and the class docstring
+    gets the fields' ``Args:`` lines (the class docstring must end with its own ``Args:``).
+    Every field of ``settings_type`` must have a plain default (no ``default_factory``)."""
+
+    def decorate(cls: C) -> C:
+        types = typing.get_type_hints(settings_type)  # the annotations as types, not strings
+        fields = [inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default,
+                                    annotation=types[field.name])
+                  for field in dataclasses.fields(settings_type)]
+        self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        cls.__init__.__signature__ = inspect.Signature([self_parameter, ENABLED, *fields])
+        cls.__doc__ = f"{inspect.cleandoc(cls.__doc__ or '')}\n{_args_section(settings_type.__doc__)}\n"
+        return cls
+
+    return decorate
