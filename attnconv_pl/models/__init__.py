@@ -1,10 +1,21 @@
 """Image classifiers built by name: ``create_model(name, num_classes=, in_chans=, img_size=, **kw)``.
 
 Importing this package registers every model; ``list_models()`` names them. Each built model
-has ``probe_layers``, the ordered names of its layers worth probing.
+has ``feature_info``, its probe points (:class:`ProbePoint`: module, kind, width, reduction,
+tokens, extras) in forward order, and ``probe_layers``, their module names.
 """
 
 from . import attention_conv, resnet, vit
+from ._features import KINDS, ProbePoint, attach_feature_info, points_of_kind, probe_layers
 from ._registry import create_model, list_models, register_model
 
-__all__ = ["create_model", "list_models", "register_model"]
+__all__ = [
+    "KINDS",
+    "ProbePoint",
+    "attach_feature_info",
+    "create_model",
+    "list_models",
+    "points_of_kind",
+    "probe_layers",
+    "register_model",
+]

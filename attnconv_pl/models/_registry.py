@@ -2,8 +2,9 @@
 
 A model factory is a function ``fn(num_classes, in_chans, img_size, **kwargs) -> nn.Module``
 decorated with :func:`register_model`; the function's name is the model's name. Every model a
-factory returns carries ``probe_layers``: the ordered names (from ``model.named_modules()``) of
-the layers worth probing, in forward order. :func:`create_model` checks that they exist.
+factory returns carries ``feature_info``, its probe points in forward order (a list of
+:class:`~attnconv_pl.models._features.ProbePoint`), and ``probe_layers``, their module names,
+both set by ``attach_feature_info``. :func:`create_model` checks the description.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 from torch import nn
 
 from attnconv_pl.errors import ConfigError
+
+from ._features import KINDS, ProbePoint, probe_layers
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -58,11 +61,14 @@ def create_model(
         **kwargs: model-specific options (see the factory's docstring).
 
     Returns:
-        The model, with ``model.probe_layers`` (list of module names in forward order).
+        The model, with ``model.feature_info`` (its probe points in forward order) and
+        ``model.probe_layers`` (their module names).
 
     Raises:
         ConfigError: ``name`` is not registered (the message lists the known names).
         TypeError: a keyword in ``kwargs`` is not an option of this model.
+        TypeError, ValueError: the factory's model describes its probe points wrongly (a bug
+            in the factory; see ``_check_feature_info``).
     """
     factory = _MODEL_FACTORIES.get(name)
     if factory is None:
@@ -75,7 +81,7 @@ def create_model(
     if not takes_any_keyword:
         reject_unknown_kwargs(name, kwargs, _model_options(signature))
     model = factory(num_classes=num_classes, in_chans=in_chans, img_size=img_size, **kwargs)
-    _check_probe_layers(name, model)
+    _check_feature_info(name, model)
     return model
 
 
@@ -111,17 +117,53 @@ def _unknown_model_message(name: str) -> str:
     return f"unknown model '{name}'.{hint} Known models are: {', '.join(known)}."
 
 
-def _check_probe_layers(name: str, model: nn.Module) -> None:
-    probe_layers = getattr(model, "probe_layers", None)
-    if not isinstance(probe_layers, list) or not probe_layers:
+def _check_feature_info(name: str, model: nn.Module) -> None:
+    """Check the model's description of its probe points (see :mod:`._features`).
+
+    Raises:
+        TypeError: ``feature_info`` is missing, empty or holds something else than ProbePoints.
+        ValueError: an entry names a module or an extras target that the model does not have,
+            or a kind outside KINDS, or ``probe_layers`` is not the list derived from it.
+    """
+    feature_info = getattr(model, "feature_info", None)
+    if not isinstance(feature_info, list) or not feature_info:
         raise TypeError(
             f"the factory of model '{name}' returned a model without a non-empty list "
-            "`probe_layers`; set model.probe_layers to the names of the layers worth probing"
+            "`feature_info`; set it with attach_feature_info(model, [ProbePoint(...), ...])"
+        )
+    not_points = [entry for entry in feature_info if not isinstance(entry, ProbePoint)]
+    if not_points:
+        raise TypeError(
+            f"model '{name}' has feature_info entries {not_points} that are not ProbePoints; "
+            "describe each probe point as ProbePoint(module=..., kind=..., num_chs=...)"
         )
     module_names = {module_name for module_name, _ in model.named_modules()}
-    missing = [layer for layer in probe_layers if layer not in module_names]
+    missing = [point.module for point in feature_info if point.module not in module_names]
     if missing:
         raise ValueError(
-            f"model '{name}' lists probe layers {missing} that are not modules of the model; "
-            "probe_layers must be names from model.named_modules()"
+            f"model '{name}' lists probe points {missing} that are not modules of the model; "
+            "ProbePoint.module must be a name from model.named_modules()"
+        )
+    unknown_kinds = [f"{point.module}: {point.kind!r}" for point in feature_info if point.kind not in KINDS]
+    if unknown_kinds:
+        raise ValueError(
+            f"model '{name}' has probe points of unknown kind ({', '.join(unknown_kinds)}); "
+            f"kinds are: {', '.join(KINDS)}"
+        )
+    bad_extras = [
+        f"{point.module}: {key}={target!r}"
+        for point in feature_info
+        for key, target in point.extras.items()
+        if target not in module_names
+    ]
+    if bad_extras:
+        raise ValueError(
+            f"model '{name}' has probe point extras that are not modules of the model "
+            f"({', '.join(bad_extras)}); extras values must be names from model.named_modules()"
+        )
+    derived = probe_layers(feature_info)
+    if getattr(model, "probe_layers", None) != derived:
+        raise ValueError(
+            f"model '{name}' has probe_layers {getattr(model, 'probe_layers', None)} but its "
+            f"feature_info lists {derived}; set both with attach_feature_info"
         )

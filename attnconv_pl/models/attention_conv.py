@@ -23,11 +23,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ._features import ProbePoint, attach_feature_info
 from ._patching import resolve_patch_size
 from .metric_attention import MetricAttention
 from ._registry import register_model
-
-PROBE_LAYERS = ["stem", "mixer", "norm", "head"]
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -41,8 +40,11 @@ class SelfAttentionMixer(nn.Module):
     """Pre-norm residual multi-head self-attention over the tokens of a (B, dim, h, w) grid.
 
     ``tokens = grid + pos_embed``; ``out = tokens + MHA(LayerNorm(tokens))``; returned as a
-    (B, dim, h, w) grid again.
+    (B, dim, h, w) grid again. The residual branch ``attn`` outputs tokens (B, h * w, dim).
     """
+
+    residual_branch = "attn"
+    """Name of the sub-module whose output is the residual branch MHA(LayerNorm(tokens))."""
 
     def __init__(self, dim: int, num_heads: int, grid_size: int, score: str = "dot",
                  tau: float | None = None, learn_tau: bool = False) -> None:
@@ -68,6 +70,9 @@ class SelfAttentionMixer(nn.Module):
 class ConvMixer(nn.Module):
     """Pre-norm residual 3x3 convolution (padding 1, ``groups`` groups) on a (B, dim, h, w) grid."""
 
+    residual_branch = "conv"
+    """Name of the sub-module whose output is the residual branch conv(LayerNorm(grid))."""
+
     def __init__(self, dim: int, groups: int) -> None:
         super().__init__()
         self.norm = ChannelLayerNorm(dim)
@@ -78,16 +83,25 @@ class ConvMixer(nn.Module):
 
 
 class SingleMixerNet(nn.Module):
-    """``stem -> mixer -> norm -> mean over positions -> head``; logits of shape (B, num_classes)."""
+    """``stem -> mixer -> norm -> mean over positions -> head``; logits of shape (B, num_classes).
 
-    def __init__(self, stem: nn.Conv2d, mixer: nn.Module, num_classes: int) -> None:
+    Probe points: ``stem``, ``mixer`` (its ``residual_branch`` as extras ``residual``) and
+    ``norm``, all (B, dim, h, w) grids at reduction = patch size; ``head``, the logits.
+    """
+
+    def __init__(self, stem: nn.Conv2d, mixer: SelfAttentionMixer | ConvMixer, num_classes: int) -> None:
         super().__init__()
-        dim = stem.out_channels
+        dim, patch = stem.out_channels, stem.stride[0]
         self.stem = stem
         self.mixer = mixer
         self.norm = ChannelLayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
-        self.probe_layers = list(PROBE_LAYERS)
+        attach_feature_info(self, [
+            ProbePoint("stem", "stem", dim, patch),
+            ProbePoint("mixer", "mixer", dim, patch, extras={"residual": f"mixer.{mixer.residual_branch}"}),
+            ProbePoint("norm", "norm", dim, patch),
+            ProbePoint("head", "head", num_classes),
+        ])
 
     def forward(self, images: Tensor) -> Tensor:
         grid = self.norm(self.mixer(self.stem(images)))

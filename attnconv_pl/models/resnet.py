@@ -8,9 +8,12 @@
 initialises its convolutions. ``img_size`` is accepted for the common factory signature; the
 network is size-agnostic (adaptive average pooling). Weights are never downloaded.
 
-``probe_layers`` (our choice): every residual block in forward order (``layer1.0``, ...,
-``layer4.1``: 8 blocks for ResNet-18, 16 for ResNet-34), then ``avgpool`` (the pooled
-512-wide features the classifier ``fc`` reads).
+Probe points (our choice): every residual block in forward order (``layer1.0``, ...,
+``layer4.1``: 8 blocks for ResNet-18, 16 for ResNet-34; kind ``block``, reduction 1, 2, 4, 8 per
+stage with the CIFAR stem, 4, 8, 16, 32 with the ImageNet stem), then ``avgpool`` (kind
+``pool``: the pooled 512-wide features, (B, 512, 1, 1), that the classifier ``fc`` reads).
+A block's extras: ``residual`` = ``bn2``, the branch f(x) before it is added to the skip path
+and the final ReLU; ``shortcut`` = ``downsample``, only in blocks that change width or stride.
 
 Other keyword options are those of torchvision's ``ResNet`` (``zero_init_residual``,
 ``width_per_group``, ``norm_layer``, ...).
@@ -25,6 +28,7 @@ from typing import Any
 from torch import nn
 from torchvision.models import ResNet, resnet18 as tv_resnet18, resnet34 as tv_resnet34
 
+from ._features import ProbePoint, attach_feature_info
 from ._registry import register_model, reject_unknown_kwargs
 
 _RESNET_OPTIONS = [
@@ -54,13 +58,26 @@ def build_resnet(
         model.maxpool = nn.Identity()
     elif in_chans != 3:
         model.conv1 = _stem_conv(in_chans, model.conv1.out_channels, kernel_size=7, stride=2, padding=3)
-    blocks = [
-        f"{stage}.{index}"
-        for stage in ("layer1", "layer2", "layer3", "layer4")
-        for index in range(len(getattr(model, stage)))
-    ]
-    model.probe_layers = [*blocks, "avgpool"]
+    attach_feature_info(model, [
+        *_block_points(model, stem_reduction=1 if cifar_stem else 4),
+        ProbePoint("avgpool", "pool", model.fc.in_features),
+    ])
     return model
+
+
+def _block_points(model: ResNet, stem_reduction: int) -> list[ProbePoint]:
+    """One ``block`` point per residual block, in forward order, with its branches as extras."""
+    points = []
+    reduction = stem_reduction
+    for stage in ("layer1", "layer2", "layer3", "layer4"):
+        for index, block in enumerate(getattr(model, stage)):
+            name = f"{stage}.{index}"
+            reduction *= block.conv1.stride[0]
+            extras = {"residual": f"{name}.bn2"}
+            if block.downsample is not None:
+                extras["shortcut"] = f"{name}.downsample"
+            points.append(ProbePoint(name, "block", block.conv2.out_channels, reduction, extras=extras))
+    return points
 
 
 def _stem_conv(in_chans: int, out_chans: int, kernel_size: int, stride: int, padding: int) -> nn.Conv2d:

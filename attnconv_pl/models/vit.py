@@ -19,6 +19,7 @@ from typing import Any
 
 from timm.models.vision_transformer import VisionTransformer
 
+from ._features import ProbePoint, attach_feature_info
 from ._patching import resolve_patch_size
 from ._registry import register_model, reject_unknown_kwargs
 from .metric_attention import use_metric_attention
@@ -41,9 +42,14 @@ def build_vit(
     defaults: dict[str, Any],
     overrides: dict[str, Any],
 ) -> VisionTransformer:
-    """A ``VisionTransformer`` from ``defaults`` updated by ``overrides``, with its probe layers.
+    """A ``VisionTransformer`` from ``defaults`` updated by ``overrides``, with its probe points.
 
-    ``probe_layers`` is ``["patch_embed", "blocks.0", ..., "blocks.<depth-1>", "norm"]``.
+    ``probe_layers`` is ``["patch_embed", "blocks.0", ..., "blocks.<depth-1>", "norm"]``: the
+    ``stem`` (patch tokens, before the class token), every ``block`` (extras ``attn`` and
+    ``mlp``, its two residual branches) and the final ``norm``, all token sequences
+    (B, N, embed_dim). (Not described: with ``dynamic_img_size=True`` timm's ``patch_embed``
+    outputs a (B, h, w, embed_dim) grid instead.)
+
     ``score`` (``"dot"``, ``"shared_metric"``, ``"two_projection"``), ``tau`` and ``learn_tau``
     replace every block's attention by metric-attention (``use_metric_attention``).
 
@@ -57,7 +63,16 @@ def build_vit(
     model = VisionTransformer(img_size=img_size, in_chans=in_chans, num_classes=num_classes, **options)
     if attention.get("score", "dot") != "dot" or attention.get("tau") is not None or attention.get("learn_tau"):
         use_metric_attention(model, **({"score": "dot"} | attention))
-    model.probe_layers = ["patch_embed", *(f"blocks.{i}" for i in range(len(model.blocks))), "norm"]
+    width = model.embed_dim
+    attach_feature_info(model, [
+        ProbePoint("patch_embed", "stem", width, tokens=True),
+        *(
+            ProbePoint(f"blocks.{i}", "block", width, tokens=True,
+                       extras={"attn": f"blocks.{i}.attn", "mlp": f"blocks.{i}.mlp"})
+            for i in range(len(model.blocks))
+        ),
+        ProbePoint("norm", "norm", width, tokens=True),
+    ])
     return model
 
 

@@ -1,10 +1,17 @@
-"""The model registry: lookup by name, name patterns, option checking, probe layers."""
+"""The model registry: lookup by name, name patterns, option checking, the probe-point check."""
 
 import pytest
 import torch
 from torch import nn
 
-from attnconv_pl.models import _registry, create_model, list_models, register_model
+from attnconv_pl.models import (
+    ProbePoint,
+    _registry,
+    attach_feature_info,
+    create_model,
+    list_models,
+    register_model,
+)
 
 ALL_MODELS = [
     "attention_net",
@@ -71,7 +78,7 @@ def test_register_model_uses_the_function_name(scratch_registry):
     @register_model
     def tiny_linear(num_classes, in_chans, img_size):
         model = nn.Sequential(nn.Flatten(), nn.Linear(in_chans * img_size**2, num_classes))
-        model.probe_layers = ["1"]
+        attach_feature_info(model, [ProbePoint("1", "head", num_classes)])
         return model
 
     assert "tiny_linear" in list_models()
@@ -87,21 +94,64 @@ def test_register_model_refuses_a_second_factory_with_the_same_name(scratch_regi
         register_model(conv_net)
 
 
-def test_create_model_rejects_probe_layers_that_are_not_modules(scratch_registry):
+def register_tiny_described(describe):
+    """Register ``tiny_described``: Flatten then Linear (modules "0", "1"), described by ``describe``."""
+
     @register_model
-    def bad_probe_layers(num_classes, in_chans, img_size):
-        model = nn.Sequential(nn.Flatten(), nn.Linear(1, num_classes))
-        model.probe_layers = ["1", "blocks.0"]
+    def tiny_described(num_classes, in_chans, img_size):
+        model = nn.Sequential(nn.Flatten(), nn.Linear(in_chans * img_size**2, num_classes))
+        describe(model)
         return model
 
-    @register_model
-    def no_probe_layers(num_classes, in_chans, img_size):
-        return nn.Linear(1, num_classes)
 
-    with pytest.raises(ValueError, match=r"\['blocks.0'\] that are not modules"):
-        create_model("bad_probe_layers")
-    with pytest.raises(TypeError, match="without a non-empty list `probe_layers`"):
-        create_model("no_probe_layers")
+@pytest.mark.parametrize(
+    ("points", "message"),
+    [
+        (
+            [ProbePoint("1", "head", 3), ProbePoint("blocks.0", "block", 3)],
+            r"lists probe points \['blocks.0'\] that are not modules of the model",
+        ),
+        ([ProbePoint("1", "layer", 3)], r"has probe points of unknown kind \(1: 'layer'\); kinds are: stem, block, "),
+        (
+            [ProbePoint("1", "block", 3, extras={"residual": "1.conv2"})],
+            r"has probe point extras that are not modules of the model \(1: residual='1.conv2'\)",
+        ),
+    ],
+    ids=["unknown-module", "unknown-kind", "bad-extras-target"],
+)
+def test_create_model_rejects_a_wrong_description(scratch_registry, points, message):
+    register_tiny_described(lambda model: attach_feature_info(model, points))
+    with pytest.raises(ValueError, match=rf"model 'tiny_described' {message}"):
+        create_model("tiny_described", num_classes=3, in_chans=1, img_size=2)
+
+
+def set_attributes(**attributes):
+    return lambda model: [setattr(model, key, value) for key, value in attributes.items()]
+
+
+@pytest.mark.parametrize(
+    ("describe", "error", "message"),
+    [
+        (set_attributes(probe_layers=["1"]), TypeError, "without a non-empty list `feature_info`"),
+        (set_attributes(feature_info=[], probe_layers=[]), TypeError, "without a non-empty list `feature_info`"),
+        (
+            set_attributes(feature_info=[{"module": "1", "num_chs": 3}], probe_layers=["1"]),
+            TypeError,
+            "entries .* that are not ProbePoints",
+        ),
+        (
+            set_attributes(feature_info=[ProbePoint("0", "stem", 4), ProbePoint("1", "head", 3)], probe_layers=["1"]),
+            ValueError,
+            r"has probe_layers \['1'\] but its feature_info lists \['0', '1'\]",
+        ),
+    ],
+    ids=["no-feature-info", "empty", "not-probe-points", "probe-layers-not-derived"],
+)
+def test_create_model_rejects_a_missing_or_inconsistent_description(scratch_registry, describe, error, message):
+    register_tiny_described(describe)
+    with pytest.raises(error, match=message) as raised:
+        create_model("tiny_described", num_classes=3, in_chans=1, img_size=2)
+    assert "model 'tiny_described'" in str(raised.value)
 
 
 @pytest.mark.parametrize("name", list_models())
