@@ -1,21 +1,14 @@
-"""``report.html``: one self-contained page (figures embedded as base64 PNGs).
-
-Order: what was probed (with the training records and robustness of each run), the comparison
-figure, the robustness figure, one section per metric family (each metric against depth and
-against epoch), persistence diagrams, then the last-epoch table.
-"""
+"""``report.html``: a :class:`~attnconv_pl.reports.document.Document` as one self-contained page
+(figures embedded as base64 PNGs), with a navigation bar of its sections."""
 
 from __future__ import annotations
 
 import base64
 from html import escape
 from pathlib import Path
-from typing import Any
 
-from attnconv_pl.reports.comparison import comparison_metrics
-from attnconv_pl.reports.figures import ReportFigure, report_sections
-from attnconv_pl.reports.records import ProbedRun
-from attnconv_pl.reports.tables import RECORDS_NOTE, has_records, last_epoch_table, probed_table, records_table
+from attnconv_pl.reports.document import Block, Code, Document, Inline, Link, Paragraph, Subsection, Table
+from attnconv_pl.reports.figures import ReportFigure
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d2330;
@@ -40,13 +33,19 @@ figcaption { display: table-caption; caption-side: bottom; font-size: 12px; colo
 """
 
 
-def _table(header: list[str], rows: list[list[str]], numeric: range) -> str:
-    """An HTML table; cells of the ``numeric`` columns are right-aligned."""
-    head = "".join(f"<th>{escape(cell)}</th>" for cell in header)
+def _inline(runs: tuple[Inline, ...]) -> str:
+    return "".join(f"<code>{escape(run.text)}</code>" if isinstance(run, Code)
+                   else f'<a href="{escape(run.href)}">{escape(run.text)}</a>' if isinstance(run, Link)
+                   else escape(run, quote=False) for run in runs)
+
+
+def _table(table: Table) -> str:
+    """An HTML table; cells of the numeric columns are right-aligned."""
+    head = "".join(f"<th>{escape(cell)}</th>" for cell in table.header)
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{escape(cell)}</td>' if index in numeric
+        "<tr>" + "".join(f'<td class="num">{escape(cell)}</td>' if index in table.numeric_columns
                          else f"<td>{escape(cell)}</td>" for index, cell in enumerate(row)) + "</tr>"
-        for row in rows)
+        for row in table.rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
@@ -56,49 +55,38 @@ def _figure(figure: ReportFigure, figure_dir: Path) -> str:
             f'src="data:image/png;base64,{encoded}"><figcaption>{escape(figure.caption)}</figcaption></figure>')
 
 
-def render_html(runs: list[ProbedRun], figures: list[ReportFigure], figure_dir: Path, context: dict[str, Any]) -> str:
+def _block(block: Block, figure_dir: Path) -> list[str]:
+    """The lines of a paragraph, table, sub-heading (``h3``) with its blocks, or row of figures."""
+    if isinstance(block, Paragraph):
+        return [f"<p>{_inline(block.runs)}</p>"]
+    if isinstance(block, Table):
+        return [_table(block)]
+    if isinstance(block, Subsection):
+        return [f"<h3>{_inline(block.title)}</h3>", *(line for b in block.blocks for line in _block(b, figure_dir))]
+    return ['<div class="figures">' + "".join(_figure(f, figure_dir) for f in block.figures) + "</div>"]
+
+
+def render_html(document: Document, figure_dir: Path) -> str:
     """The report page.
 
     Args:
-        runs: the probed runs.
-        figures: the report's figures (comparison first), saved in ``figure_dir``.
-        figure_dir: folder of the PNG files, embedded into the page.
-        context: ``command`` (the command line) and ``created`` (a timestamp).
+        document: the report.
+        figure_dir: folder of its figures' PNG files, embedded into the page.
     """
-    sections = report_sections(figures)
-    navigation = [("probed", "What was probed"), *[(s.key, s.title) for s in sections], ("table", "Last-epoch table")]
+    title = f"{document.title}: {document.subject}" if document.subject else document.title
     parts = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>Probe report: {escape(', '.join(run.label for run in runs))}</title>",
+        f"<title>{escape(title)}</title>",
         f"<style>{STYLE}</style></head><body><main>",
-        "<h1>Probe report</h1>",
-        f'<p class="meta">{escape(context.get("created", ""))} &middot; <code>{escape(context.get("command", ""))}'
-        "</code></p>",
-        "<nav>" + "".join(f'<a href="#{key}">{escape(title.split(":")[0])}</a>' for key, title in navigation)
-        + "</nav>",
-        '<section id="probed"><h2>What was probed</h2>', _table(*probed_table(runs), numeric=range(6, 7)),
-        "<p>Each run's checkpoints were probed in epoch order through the training callback's pipeline "
-        "(<code>callbacks.FeatureDynamics</code>): the same probe set, projections and probes, so with default "
-        "options the numbers equal the ones the run logged.</p>",
+        f"<h1>{escape(document.title)}</h1>",
+        f'<p class="meta">{escape(document.created)} &middot; <code>{escape(document.command)}</code></p>',
+        "<nav>" + "".join(f'<a href="#{escape(s.key)}">{escape(s.title.split(":")[0])}</a>'
+                          for s in document.sections) + "</nav>",
     ]
-    if has_records(runs):
-        header, rows = records_table(runs)
-        parts += ["<h3>Training records and robustness</h3>", _table(header, rows, numeric=range(2, len(header))),
-                  f"<p>{escape(RECORDS_NOTE)}</p>"]
-    parts.append("</section>")
-    for section in sections:
-        parts.append(f'<section id="{section.key}"><h2>{escape(section.title)}</h2>')
-        for metric, metric_figures in section.figures_by_metric.items():
-            if metric:
-                parts.append(f"<h3><code>{escape(metric)}</code></h3>")
-            parts.append('<div class="figures">' + "".join(_figure(f, figure_dir) for f in metric_figures)
-                         + "</div>")
+    for section in document.sections:
+        parts.append(f'<section id="{escape(section.key)}"><h2>{escape(section.title)}</h2>')
+        parts += [line for block in section.blocks for line in _block(block, figure_dir)]
         parts.append("</section>")
-    header, rows = last_epoch_table(runs, comparison_metrics(runs))
-    parts += ['<section id="table"><h2>Last-epoch table</h2>', _table(header, rows, numeric=range(3, len(header))),
-              '<p>Every number of every epoch: <a href="dynamics.csv">dynamics.csv</a> (columns run, epoch, layer, '
-              'metric, value); per run: <a href="summary.json">summary.json</a>.</p></section>',
-              "</main></body></html>"]
+    parts.append("</main></body></html>")
     return "\n".join(parts) + "\n"
-

@@ -1,35 +1,38 @@
-"""``report.md``: the report's structure as Markdown, figures linked from ``figures/``."""
+"""``report.md``: a :class:`~attnconv_pl.reports.document.Document` as Markdown, figures linked
+as ``figures/<file_name>``."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from attnconv_pl.reports.comparison import comparison_metrics
-from attnconv_pl.reports.figures import ReportFigure, report_sections
-from attnconv_pl.reports.records import ProbedRun
-from attnconv_pl.reports.tables import RECORDS_NOTE, has_records, last_epoch_table, probed_table, records_table
+from attnconv_pl.reports.document import Block, Code, Document, Inline, Link, Paragraph, Subsection, Table
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    def line(cells: list[str]) -> str:
+def _inline(runs: tuple[Inline, ...]) -> str:
+    return "".join(f"`{run.text}`" if isinstance(run, Code) else f"[{run.text}]({run.href})" if isinstance(run, Link)
+                   else run for run in runs)
+
+
+def _table(table: Table) -> list[str]:
+    def line(cells: tuple[str, ...]) -> str:
         return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
-    return [line(header), line(["---"] * len(header)), *map(line, rows), ""]
+    return [line(table.header), line(("---",) * len(table.header)), *map(line, table.rows)]
 
 
-def render_markdown(runs: list[ProbedRun], figures: list[ReportFigure], context: dict[str, Any]) -> str:
-    """The report as Markdown (see :func:`attnconv_pl.reports.html.render_html` for the arguments;
-    figures are linked as ``figures/<name>.png``)."""
-    lines = ["# Probe report", "", f"{context.get('created', '')} · `{context.get('command', '')}`", "",
-             "## What was probed", "", *_table(*probed_table(runs))]
-    if has_records(runs):
-        lines += ["### Training records and robustness", "", *_table(*records_table(runs)), RECORDS_NOTE, ""]
-    for section in report_sections(figures):
-        lines += [f"## {section.title}", ""]
-        for metric, metric_figures in section.figures_by_metric.items():
-            if metric:
-                lines += [f"### `{metric}`", ""]
-            lines += [f"![{figure.caption}](figures/{figure.file_name})" for figure in metric_figures] + [""]
-    lines += ["## Last-epoch table", "", *_table(*last_epoch_table(runs, comparison_metrics(runs))),
-              "Every number of every epoch: [dynamics.csv](dynamics.csv); per run: [summary.json](summary.json).", ""]
+def _block(block: Block) -> list[str]:
+    """The lines of a paragraph, table, sub-heading (``###``) with its blocks, or row of figures,
+    each followed by a blank line."""
+    if isinstance(block, Paragraph):
+        return [_inline(block.runs), ""]
+    if isinstance(block, Table):
+        return [*_table(block), ""]
+    if isinstance(block, Subsection):
+        return [f"### {_inline(block.title)}", "", *(line for b in block.blocks for line in _block(b))]
+    return [*(f"![{figure.caption}](figures/{figure.file_name})" for figure in block.figures), ""]
+
+
+def render_markdown(document: Document) -> str:
+    """The report as Markdown."""
+    lines = [f"# {document.title}", "", f"{document.created} · `{document.command}`", ""]
+    for section in document.sections:
+        lines += [f"## {section.title}", "", *(line for block in section.blocks for line in _block(block))]
     return "\n".join(lines)

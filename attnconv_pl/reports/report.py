@@ -8,6 +8,9 @@ Layout of the folder::
     report.html      self-contained page (figures embedded)
     report.md        the same, figures linked
 
+Both pages render one :class:`~attnconv_pl.reports.document.Document`: what was probed, the
+analyses' sections (:data:`SECTION_BUILDERS`, in report order), then the last-epoch table.
+
 Every file is written atomically, so an interrupted run never leaves a half-written file; a
 report written again into the same folder replaces the earlier one (its stale figures too).
 """
@@ -18,14 +21,25 @@ from pathlib import Path
 from typing import Any
 
 from attnconv_pl.atomic import atomic_write_text
+from attnconv_pl.reports.comparison import comparison_metrics
+from attnconv_pl.reports.document import Code, Document, Link, Paragraph, Section, Table
 from attnconv_pl.reports.figures import ReportFigure, report_figures, save_figure
 from attnconv_pl.reports.html import render_html
 from attnconv_pl.reports.markdown import render_markdown
 from attnconv_pl.reports.records import ProbedRun
+from attnconv_pl.reports.sections import SectionBuilder, dynamics, robustness, training_records
 from attnconv_pl.reports.summary import write_summary
-from attnconv_pl.reports.tables import write_dynamics_csv
+from attnconv_pl.reports.tables import last_epoch_table, probed_table, write_dynamics_csv
 
 FIGURES_FOLDER = "figures"
+
+SECTION_BUILDERS: tuple[SectionBuilder, ...] = (
+    training_records.sections,
+    dynamics.comparison_sections,
+    robustness.sections,
+    dynamics.sections,
+)
+"""The analyses' sections between "What was probed" and the last-epoch table, in report order."""
 
 
 def write_tables(out_dir: Path, runs: list[ProbedRun], context: dict[str, Any]) -> None:
@@ -48,9 +62,40 @@ def write_figures(out_dir: Path, runs: list[ProbedRun]) -> list[ReportFigure]:
     return saved
 
 
+def probed_section(runs: list[ProbedRun]) -> Section:
+    """What was probed: a row per run, and how its checkpoints were probed."""
+    return Section("probed", "What was probed", (
+        Table.of(*probed_table(runs), numeric_columns=range(6, 7)),
+        Paragraph(("Each run's checkpoints were probed in epoch order through the training callback's pipeline (",
+                   Code("callbacks.FeatureDynamics"), "): the same probe set, projections and probes, so with "
+                   "default options the numbers equal the ones the run logged.")),
+    ))
+
+
+def last_epoch_section(runs: list[ProbedRun]) -> Section:
+    """The compared metrics at each run's last epoch, per layer, and where every number is."""
+    header, rows = last_epoch_table(runs, comparison_metrics(runs))
+    return Section("table", "Last-epoch table", (
+        Table.of(header, rows, range(3, len(header))),
+        Paragraph(("Every number of every epoch: ", Link("dynamics.csv", "dynamics.csv"),
+                   " (columns run, epoch, layer, metric, value); per run: ", Link("summary.json", "summary.json"),
+                   ".")),
+    ))
+
+
+def build_document(runs: list[ProbedRun], figures: list[ReportFigure], context: dict[str, Any]) -> Document:
+    """The report of ``runs`` with ``figures`` (in report order); ``context`` holds ``command`` (the
+    command line) and ``created`` (a timestamp)."""
+    sections = [probed_section(runs), *(s for build in SECTION_BUILDERS for s in build(runs, figures)),
+                last_epoch_section(runs)]
+    return Document("Probe report", ", ".join(run.label for run in runs), context.get("created", ""),
+                    context.get("command", ""), tuple(sections))
+
+
 def write_report(out_dir: Path, runs: list[ProbedRun], context: dict[str, Any]) -> list[ReportFigure]:
     """Figures, ``report.html`` and ``report.md`` of ``runs``; returns the figures."""
     figures = write_figures(out_dir, runs)
-    atomic_write_text(out_dir / "report.html", render_html(runs, figures, out_dir / FIGURES_FOLDER, context))
-    atomic_write_text(out_dir / "report.md", render_markdown(runs, figures, context))
+    document = build_document(runs, figures, context)
+    atomic_write_text(out_dir / "report.html", render_html(document, out_dir / FIGURES_FOLDER))
+    atomic_write_text(out_dir / "report.md", render_markdown(document))
     return figures
