@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from attnconv_pl.checkpoints import ProbeInputError, RunCheckpoints, collect_runs
-from attnconv_pl.errors import ConfigError, check_creatable_dir
 from attnconv_pl.analyses.robustness import DEFAULT_NOISE_LEVELS, RobustnessSettings, check_noise_levels
 from attnconv_pl.analyses.training_records import DEFAULT_TARGET_LOSS, METRICS_FILE
+from attnconv_pl.checkpoints import RunCheckpoints, collect_runs
+from attnconv_pl.errors import ConfigError, ProbeInputError, check_creatable_dir
 
 EXIT_BAD_INPUT = 2
 SETTING_OPTIONS = ("layers", "probe_size", "representation", "project_dim", "id_methods", "topology",

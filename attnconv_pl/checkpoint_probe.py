@@ -34,7 +34,7 @@ from attnconv_pl.analyses.base import AnalysisResult, settings_from
 from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings
 from attnconv_pl.analyses.robustness import Robustness, RobustnessSettings
 from attnconv_pl.capture import Projector
-from attnconv_pl.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
+from attnconv_pl.capture.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
 
 MIXED_PRECISIONS = ("16-mixed", "bf16-mixed")
 FLOAT32_PRECISIONS = ("32", "32-true")

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from attnconv_pl.errors import ConfigError
+from attnconv_pl.errors import ProbeInputError
 
 CHECKPOINTS_FOLDER = "checkpoints"
 EPOCH_CHECKPOINT = re.compile(r"^epoch=(\d+)\.ckpt$")
@@ -34,13 +34,6 @@ MODEL_CLASS_PATH = "attnconv_pl.module.ClassifierModule"
 DATA_PACKAGE = "attnconv_pl.data"
 PLAIN_SCALARS = (type(None), bool, int, float, str)
 """Types of the plain values a stored argument may hold (inside lists, tuples and mappings)."""
-
-
-class ProbeInputError(ConfigError):
-    """An input ``probe.py`` cannot use (a path, a checkpoint, a layer pattern, a dataset).
-
-    The message names the offending path or value, says what was expected and what to do.
-    """
 
 
 @dataclass(frozen=True)

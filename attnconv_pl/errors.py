@@ -1,5 +1,9 @@
 """Errors caused by the user's input (config, paths, data), reported without a traceback, and the
-check of a folder the user names for output."""
+check of a folder the user names for output.
+
+One hierarchy: every error a user can fix is a :class:`ConfigError` (a ``ValueError``);
+``train.py``, ``probe.py`` and the study runner print it as one ``error:`` line and exit with 2.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,17 @@ class ConfigError(ValueError):
 
     ``train.py`` and ``probe.py`` print it as one ``error: ...`` line and exit with status 2.
     """
+
+
+class ProbeInputError(ConfigError):
+    """An input ``probe.py`` cannot use (a path, a checkpoint, a layer pattern, a dataset).
+
+    The message names the offending path or value, says what was expected and what to do.
+    """
+
+
+class StudyError(ConfigError):
+    """A study file or command line the study runner cannot use; the message says what to do."""
 
 
 def check_creatable_dir(path: Path, option: str, purpose: str) -> None:

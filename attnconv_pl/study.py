@@ -57,7 +57,8 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from attnconv_pl.checkpoints import ProbeInputError, epoch_checkpoints, read_run_config
+from attnconv_pl.checkpoints import epoch_checkpoints, read_run_config
+from attnconv_pl.errors import ProbeInputError, StudyError
 from attnconv_pl.run_lock import RunLockedError, check_run_unlocked
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,10 +79,6 @@ STOP_GRACE_S = 30.0
 interrupted, before it is killed; Lightning stops at the next batch."""
 PR_SET_PDEATHSIG = 1
 """``prctl`` option of Linux (``<linux/prctl.h>``): the signal a process gets when its parent dies."""
-
-
-class StudyError(Exception):
-    """A study file or command line the runner cannot use; the message says what to do."""
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from attnconv_pl.analyses.base import AnalysisResult
 from attnconv_pl.reports.diagrams import persistence_figure
 
 
-def metric_key(layer: str, metric: str) -> str:
-    """``dynamics/<layer>/<metric>``, or ``dynamics/<metric>`` for run-level numbers."""
-    return f"dynamics/{layer}/{metric}" if layer else f"dynamics/{metric}"
+def metric_key(layer: str, metric: str, prefix: str = "dynamics") -> str:
+    """``<prefix>/<layer>/<metric>``, or ``<prefix>/<metric>`` for run-level numbers."""
+    return f"{prefix}/{layer}/{metric}" if layer else f"{prefix}/{metric}"
 
 
 def log_to_wandb(run: Any, result: AnalysisResult, layers: Sequence[str]) -> None:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 from attnconv_pl.cli import TrainCLI  # noqa: E402
 from attnconv_pl.analyses.dynamics import (compactness_metrics, diagram_distance_metrics, diagrams_of,  # noqa: E402
                                       drift_metrics, stability_metrics)
-from attnconv_pl.snapshots import load_snapshot, snapshot_path  # noqa: E402
+from attnconv_pl.capture.snapshots import load_snapshot, snapshot_path  # noqa: E402
 from callbacks import FeatureDynamics  # noqa: E402
 
 

@@ -142,7 +142,7 @@ def clean_accuracy(run_dir, epoch, size):
     computed here with a plain forward pass."""
     from attnconv_pl.checkpoints import build_module, read_checkpoint
     from attnconv_pl.data import DigitsDataModule
-    from attnconv_pl.probe_set import load_probe_images, select_probe_indices
+    from attnconv_pl.capture.probe_set import load_probe_images, select_probe_indices
 
     path = run_dir / "checkpoints" / f"epoch={epoch:03d}.ckpt"
     module = build_module(read_checkpoint(path), path).eval()

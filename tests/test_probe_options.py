@@ -6,7 +6,7 @@ import pytest
 
 import probe
 from attnconv_pl.checkpoint_probe import DataChoice
-from attnconv_pl.checkpoints import ProbeInputError
+from attnconv_pl.errors import ProbeInputError
 from attnconv_pl.reports.records import ProbedRun
 from attnconv_pl.analyses.robustness import DEFAULT_NOISE_LEVELS
 from attnconv_pl.analyses.training_records import DEFAULT_TARGET_LOSS, TrainingRecords

@@ -12,8 +12,9 @@ import torch
 import yaml
 
 import probe
-from attnconv_pl.checkpoints import ProbeInputError, check_plain, data_config, datamodule_classes
+from attnconv_pl.checkpoints import check_plain, data_config, datamodule_classes
 from attnconv_pl.data import DATAMODULES
+from attnconv_pl.errors import ProbeInputError
 from train_helpers import check_ok, run_train
 
 TINY_RUN = ("--run_id", "tiny", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",

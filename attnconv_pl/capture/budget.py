@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from attnconv_pl.errors import ConfigError
-from attnconv_pl.snapshots import snapshot_nbytes
+from .snapshots import snapshot_nbytes
 
 
 def format_bytes(n_bytes: float) -> str:

@@ -9,7 +9,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from attnconv_pl.capture import Activations, Projector, capture_activations
+from ._points import Activations
+from ._projection import Projector
+from ._recorder import capture_activations
 
 
 def select_probe_indices(n_available: int, size: int, seed: int) -> Tensor:

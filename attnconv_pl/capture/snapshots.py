@@ -21,7 +21,8 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from attnconv_pl.atomic import atomic_path
-from attnconv_pl.capture import Activations, flatten_activations, unflatten_activations
+from ._distributed import flatten_activations, unflatten_activations
+from ._points import Activations
 
 __all__ = ["load_snapshot", "save_snapshot", "snapshot_nbytes", "snapshot_path"]
 

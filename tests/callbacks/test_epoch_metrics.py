@@ -11,7 +11,7 @@ from attnconv_pl.checkpoints import build_module, data_config, read_checkpoint
 from attnconv_pl.cli import RUN_ID_ENV, TrainCLI
 from attnconv_pl.data import DigitsDataModule
 from attnconv_pl.module import ClassifierModule
-from attnconv_pl.probe_set import load_probe_images
+from attnconv_pl.capture.probe_set import load_probe_images
 from attnconv_pl.analyses.training_records import COLUMNS, read_metrics
 from callbacks import EpochMetrics
 from train_helpers import REPO, check_ok, run_train

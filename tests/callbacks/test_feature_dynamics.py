@@ -11,7 +11,7 @@ from torch import nn
 from attnconv_pl.data import DigitsDataModule
 from attnconv_pl.module import ClassifierModule
 from attnconv_pl.probes import paired_displacement
-from attnconv_pl.snapshots import load_snapshot
+from attnconv_pl.capture.snapshots import load_snapshot
 from callbacks import EpochCheckpoint, FeatureDynamics
 from train_helpers import EVERY_EPOCH, check_ok, run_train
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from attnconv_pl.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from attnconv_pl.snapshots import load_snapshot, save_snapshot, snapshot_nbytes, snapshot_path
+from attnconv_pl.capture.snapshots import load_snapshot, save_snapshot, snapshot_nbytes, snapshot_path
 
 
 def example_activations() -> dict[str, dict[str, torch.Tensor]]:
@@ -166,7 +166,7 @@ def test_failed_snapshot_never_leaves_a_partial_file(tmp_path, monkeypatch):
         Path(filename).write_bytes(b"partial")
         raise OSError("no space left on device")
 
-    monkeypatch.setattr("attnconv_pl.snapshots.save_file", fail_midway)
+    monkeypatch.setattr("attnconv_pl.capture.snapshots.save_file", fail_midway)
     path = snapshot_path(tmp_path, 0)
     with pytest.raises(OSError, match="no space left"):
         write_example(path)

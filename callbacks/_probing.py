@@ -1,0 +1,292 @@
+"""The probing callback base: everything a per-epoch analysis on captured activations needs
+during training, so that one is a settings dataclass, an analysis and a few dozen lines here.
+
+It owns the schedule (epoch 0, every ``every_n_epochs`` and the last), the probe set (drawn by
+seed from an un-augmented split, sharded under DDP and gathered back in probe-set order), the
+snapshots (one safetensors file per probed epoch, within ``max_snapshot_bytes``), the
+background jobs (the analysis runs in a worker thread while training goes on), the rows of
+``dynamics.csv``, the loggers and the state that resume needs. A subclass says which analysis it
+runs (:meth:`ProbingCallback.make_analysis`), how it runs on a snapshot
+(:meth:`ProbingCallback.analyse`), when the analysis carries state from one epoch to the
+next, how that state is restored on resume (:meth:`ProbingCallback.restore`), and, when a logger
+deserves more than scalars, what it sends (:meth:`ProbingCallback.log_to`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from typing_extensions import override
+
+from attnconv_pl.analyses.base import Analysis, AnalysisResult
+from attnconv_pl.capture import (Activations, Projector, flatten_activations, gather_in_probe_order, resolve_layers,
+                                 shard_indices, unflatten_activations)
+from attnconv_pl.dynamics_csv import drop_epochs_after, read_rows, write_epochs
+from attnconv_pl.capture.budget import SnapshotBudget
+from attnconv_pl.ordered_jobs import OrderedJobs
+from attnconv_pl.capture.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
+from attnconv_pl.capture.snapshots import load_snapshot, save_snapshot, snapshot_path
+from attnconv_pl.wandb_dynamics import metric_key
+
+DYNAMICS_FILE = "dynamics.csv"
+COST_METRICS = ("overhead_seconds", "probe_seconds")
+"""Run-level rows (empty layer) of every probed epoch: seconds training waited for the probe,
+and seconds the analysis took."""
+
+
+@dataclass
+class ProbedEpoch:
+    """What one probe job hands back: the numbers and the seconds of each stage
+    (``capture``, ``snapshot``, ``probes``, ``write`` and, once logged, ``log``)."""
+
+    result: AnalysisResult
+    timing: dict[str, float]
+
+
+class ProbingCallback(Callback, ABC):
+    """Capture chosen layers on a fixed probe set at every scheduled epoch, store the snapshot
+    and run an analysis on it; numbers to ``dynamics.csv`` and the loggers.
+
+    At initialisation (epoch 0, before the first step), after every ``every_n_epochs`` training
+    epochs and after the last one, the probe set runs through the model in eval mode under the
+    trainer's precision; each layer's input and output become points (one per input), stored in
+    ``snapshots/epoch=NNN.safetensors`` and analysed. Under DDP each rank captures its shard,
+    the shards are gathered in probe-set order, and rank zero analyses and writes. With
+    ``background`` training waits only for the capture and the snapshot file.
+
+    Register it before ``EpochCheckpoint``: the checkpoint of an epoch is then written after its
+    snapshot and lists the epoch as probed. On resume at epoch N every probed epoch <= N is
+    completed (rows of later epochs dropped; an epoch without rows analysed again from its
+    snapshot; epoch N captured again from the checkpoint's weights when its snapshot is missing).
+
+    Args:
+        enabled: ``False`` turns the callback into a no-op.
+        settings: the analysis's settings; they must have the fields ``layers``, ``probe_size``,
+            ``probe_split``, ``representation``, ``project_dim``, ``capture_inputs``,
+            ``every_n_epochs``, ``seed``, ``snapshot_dtype``, ``max_snapshot_bytes``,
+            ``batch_size``, ``background`` and the method ``is_scheduled(epoch, max_epochs)``.
+    """
+
+    prefix = "probes"
+    """Name in messages and in the worker thread's name."""
+
+    def __init__(self, enabled: bool, settings: Any) -> None:
+        self.enabled = enabled
+        self.settings = settings
+        self.projector = Projector(project_dim=settings.project_dim, seed=settings.seed)
+        self.layers: list[str] = []
+        self.probe_indices: Optional[torch.Tensor] = None
+        self.probed_epochs: list[int] = []  # captured, snapshot written; rows may still be computing
+        self.resumed = False  # state loaded from a checkpoint
+        self.timings: list[dict[str, float]] = []  # per probe on rank zero: epoch and seconds per stage
+        self._images: Optional[torch.Tensor] = None
+        self._labels: Optional[torch.Tensor] = None
+        self._positions: Optional[torch.Tensor] = None
+        self.analysis: Optional[Analysis] = None
+        self.max_epochs: Optional[int] = None
+        self.jobs = OrderedJobs(background=settings.background, name=self.prefix)
+
+    # ------------------------------------------------------------------ what a subclass says
+    @abstractmethod
+    def make_analysis(self, layers: list[str]) -> Analysis:
+        """The analysis of the run, for the resolved ``layers`` in depth order."""
+
+    @abstractmethod
+    def analyse(self, epoch: int, snapshot: Activations) -> AnalysisResult:
+        """Every number of ``epoch`` from its snapshot (runs in the worker thread, in epoch order)."""
+
+    def restore(self, previous: Optional[Activations], initial: Optional[Activations]) -> None:
+        """Resume: give the analysis the snapshots of the previous probed epoch and of epoch 0
+        (nothing to do for an analysis without state across epochs)."""
+
+    def log_to(self, logger: Logger, result: AnalysisResult, step: int) -> None:
+        """Send one epoch's numbers to ``logger``, against ``epoch``, as ``<prefix>/<layer>/<metric>``."""
+        metrics = {metric_key(layer, metric, self.prefix): value
+                   for (layer, metric), value in result.values.items() if not math.isnan(value)}
+        logger.log_metrics({"epoch": result.epoch, **metrics}, step=step)
+
+    # ------------------------------------------------------------------ setup and state
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or not self.enabled:
+            return
+        network = pl_module.model
+        self.layers = resolve_layers(network, self.settings.layers or network.probe_layers)
+        self.analysis = self.make_analysis(self.layers)
+        self.max_epochs = trainer.max_epochs
+        split, size, seed = self.settings.probe_split, self.settings.probe_size, self.settings.seed
+        dataset = trainer.datamodule.eval_dataset(split)
+        if self.probe_indices is None:
+            self.probe_indices = select_probe_indices(len(dataset), size, seed)
+        if len(self.probe_indices) < size:
+            rank_zero_info(f"{self.prefix}: the {split} split has {len(dataset)} inputs; "
+                           f"the probe set uses all of them (probe_size={size})")
+        self._positions = shard_indices(len(self.probe_indices), trainer.global_rank, trainer.world_size)
+        self._images, self._labels = load_probe_images(dataset, self.probe_indices[self._positions])
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"probe_indices": None if self.probe_indices is None else self.probe_indices.tolist(),
+                "probed_epochs": list(self.probed_epochs), "layers": list(self.layers), "seed": self.settings.seed}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("probe_indices") is not None:
+            self.probe_indices = torch.tensor(state_dict["probe_indices"], dtype=torch.int64)
+        self.probed_epochs = list(state_dict.get("probed_epochs", []))
+        self.resumed = True
+
+    # ------------------------------------------------------------------ schedule
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Probe epoch 0 on a fresh start; on a resume at epoch N complete every probed epoch <= N
+        (see the class docstring) and continue from the last of them."""
+        if not self.enabled:
+            return
+        epoch = trainer.current_epoch
+        scheduled = {epoch} if self.settings.is_scheduled(epoch, trainer.max_epochs) else set()
+        due = [e for e in sorted(set(self.probed_epochs) | scheduled) if e <= epoch]
+        run_dir = Path(trainer.default_root_dir)
+        capture = epoch in due
+        if trainer.is_global_zero:
+            drop_epochs_after(run_dir / DYNAMICS_FILE, epoch if self.resumed else -1)
+            if self.resumed:
+                written = {int(row["epoch"]) for row in read_rows(run_dir / DYNAMICS_FILE)[1]}
+                capture = epoch in due and epoch not in written and not snapshot_path(run_dir, epoch).is_file()
+                recovered = [e for e in due if not (capture and e == epoch)]
+                if recovered:
+                    self.jobs.submit(self._recover, run_dir, recovered, written)
+        if trainer.strategy.broadcast(capture):  # a collective: every rank captures
+            if self.resumed:
+                rank_zero_warn(f"{self.prefix}: epoch {epoch} has no snapshot; capturing it again from the checkpoint")
+            self._probe(trainer, pl_module, epoch)
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if self.enabled and self.settings.is_scheduled(epoch, trainer.max_epochs):
+            self._probe(trainer, pl_module, epoch)
+
+    @override
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._publish(trainer)
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._publish(trainer, wait=True)
+
+    @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self.jobs.close()  # the rows of probes already queued still reach dynamics.csv
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.jobs.close()
+
+    # ------------------------------------------------------------------ one probe
+    def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
+        """Capture and store ``epoch``'s snapshot, then queue its analysis (rank zero)."""
+        self._publish(trainer)
+        started = time.perf_counter()
+        snapshot, labels = self._capture(trainer, pl_module)  # collective: every rank
+        captured = time.perf_counter()
+        if epoch == 0:
+            self._check_budget(snapshot, trainer.max_epochs)
+        if trainer.is_global_zero:
+            dtype = self.settings.torch_snapshot_dtype
+            snapshot = round_to_dtype(snapshot, dtype)
+            run_dir = Path(trainer.default_root_dir)
+            save_snapshot(snapshot_path(run_dir, epoch), snapshot, self.probe_indices, labels, dtype=dtype,
+                          metadata={"epoch": str(epoch), "representation": self.settings.representation})
+            timing = {"epoch": epoch, "capture": captured - started, "snapshot": time.perf_counter() - captured}
+            self.jobs.submit(self._compute, run_dir, epoch, snapshot, timing)
+        if epoch not in self.probed_epochs:
+            self.probed_epochs.append(epoch)
+        self._publish(trainer)
+
+    def _compute(self, run_dir: Path, epoch: int, snapshot: Activations,
+                 timing: dict[str, float]) -> list[ProbedEpoch]:
+        """Every number of ``epoch``, written to ``dynamics.csv`` (in the worker thread when
+        ``background``; jobs run one at a time, in epoch order)."""
+        started = time.perf_counter()
+        result = self.analyse(epoch, snapshot)
+        timing["probes"] = time.perf_counter() - started
+        stalled = timing["capture"] + timing["snapshot"] + (0.0 if self.jobs.background else timing["probes"])
+        result.values[("", "overhead_seconds")] = stalled
+        result.values[("", "probe_seconds")] = timing["probes"]
+        write_epochs(run_dir / DYNAMICS_FILE, result.rows())
+        timing["write"] = time.perf_counter() - started - timing["probes"]
+        return [ProbedEpoch(result, timing)]
+
+    def _recover(self, run_dir: Path, earlier: list[int], written: set[int]) -> list[ProbedEpoch]:
+        """On resume: analyse again, from their snapshots, the ``earlier`` probed epochs whose rows
+        never reached ``dynamics.csv`` (not in ``written``: the run stopped while they were being
+        computed), then restore the analysis's references to the last of them and epoch 0."""
+        initial = self._load(run_dir, 0) if 0 in earlier else None
+        recovered = []
+        for index, epoch in enumerate(earlier):
+            snapshot = None if epoch in written else self._load(run_dir, epoch)
+            if snapshot is None:
+                continue
+            rank_zero_warn(f"{self.prefix}: epoch {epoch} has no rows in dynamics.csv; probing its snapshot again")
+            self.restore(self._load(run_dir, earlier[index - 1]) if index else None, initial)
+            recovered += self._compute(run_dir, epoch, snapshot, {"epoch": epoch, "capture": 0.0, "snapshot": 0.0})
+        self.restore(self._load(run_dir, earlier[-1]), initial)
+        return recovered
+
+    def _publish(self, trainer: pl.Trainer, wait: bool = False) -> None:
+        """Log the numbers of the probes finished so far (all of them with ``wait``), in order."""
+        for probed in [probed for job in self.jobs.finished(wait=wait) for probed in job]:
+            logged = time.perf_counter()
+            for logger in trainer.loggers:
+                self.log_to(logger, probed.result, trainer.global_step)
+            probed.timing["log"] = time.perf_counter() - logged
+            self.timings.append(probed.timing)
+            waited, took = (probed.result.values[("", name)] for name in COST_METRICS)
+            rank_zero_info(f"{self.prefix}: epoch {probed.result.epoch} probed: training waited {waited:.2f} s, "
+                           f"probes took {took:.2f} s ({len(self.layers)} layers, {len(self.probe_indices)} inputs)")
+
+    def _capture(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Activations, torch.Tensor]:
+        """This epoch's points of the whole probe set and its labels, on every rank."""
+        local = capture_probe_images(pl_module.model, self._images, self.layers,
+                                     representation=self.settings.representation, projector=self.projector,
+                                     batch_size=self.settings.batch_size, device=pl_module.device,
+                                     autocast=trainer.precision_plugin.forward_context,
+                                     capture_inputs=self.settings.capture_inputs)
+        positions = self._positions.to(pl_module.device)
+        n_total = len(self.probe_indices)
+        gathered = gather_in_probe_order(flatten_activations(local), positions, pl_module.all_gather, n_total)
+        labels = gather_in_probe_order({"labels": self._labels.to(pl_module.device)}, positions,
+                                       pl_module.all_gather, n_total)["labels"]
+        return unflatten_activations(gathered), labels.cpu()
+
+    def _check_budget(self, snapshot: Activations, max_epochs: Optional[int]) -> None:
+        budget = SnapshotBudget(
+            layer_widths={layer: (sides["input"].shape[1] if "input" in sides else 0, sides["output"].shape[1])
+                          for layer, sides in snapshot.items()},
+            n_inputs=len(self.probe_indices),
+            bytes_per_float=torch.finfo(self.settings.torch_snapshot_dtype).bits // 8,
+            capture_inputs=self.settings.capture_inputs,
+            every_n_epochs=self.settings.every_n_epochs,
+            max_epochs=max_epochs if max_epochs and max_epochs > 0 else 1000,
+        )
+        budget.check(self.settings.max_snapshot_bytes)
+        rank_zero_info(f"{self.prefix}: snapshots will take {budget.describe()}")
+
+    def _load(self, run_dir: Path, epoch: int) -> Optional[Activations]:
+        path = snapshot_path(run_dir, epoch)
+        try:
+            return load_snapshot(path)[0]
+        except (FileNotFoundError, ValueError) as error:
+            rank_zero_warn(f"{self.prefix}: cannot read {path} ({error}); drift against epoch {epoch} is skipped")
+            return None
