@@ -13,7 +13,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from typing_extensions import override
 
 from attnconv_pl.atomic import atomic_write_text
-from attnconv_pl.checkpoints import read_checkpoint, run_dir_of
+from attnconv_pl.offline.checkpoints import read_checkpoint, run_dir_of
 from attnconv_pl.data import ClassificationDataModule
 from attnconv_pl.errors import ConfigError, check_creatable_dir
 from attnconv_pl.module import ClassifierModule

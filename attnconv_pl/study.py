@@ -57,7 +57,7 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from attnconv_pl.checkpoints import epoch_checkpoints, read_run_config
+from attnconv_pl.offline.checkpoints import epoch_checkpoints, read_run_config
 from attnconv_pl.errors import ProbeInputError, StudyError
 from attnconv_pl.run_lock import RunLockedError, check_run_unlocked
 

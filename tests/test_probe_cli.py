@@ -140,7 +140,7 @@ def test_training_records_and_robustness_of_each_run(attention_run, conv_run, tm
 def clean_accuracy(run_dir, epoch, size):
     """Top-1 accuracy of a run's checkpoint on ``size`` inputs of its val split drawn by seed 0,
     computed here with a plain forward pass."""
-    from attnconv_pl.checkpoints import build_module, read_checkpoint
+    from attnconv_pl.offline.checkpoints import build_module, read_checkpoint
     from attnconv_pl.data import DigitsDataModule
     from attnconv_pl.capture.probe_set import load_probe_images, select_probe_indices
 

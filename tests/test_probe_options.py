@@ -5,11 +5,12 @@ import dataclasses
 import pytest
 
 import probe
-from attnconv_pl.checkpoint_probe import DataChoice
-from attnconv_pl.errors import ProbeInputError
-from attnconv_pl.reports.records import ProbedRun
 from attnconv_pl.analyses.robustness import DEFAULT_NOISE_LEVELS
 from attnconv_pl.analyses.training_records import DEFAULT_TARGET_LOSS, TrainingRecords
+from attnconv_pl.errors import ProbeInputError
+from attnconv_pl.offline.assemble import unreachable_target
+from attnconv_pl.offline.data_choice import DataChoice
+from attnconv_pl.reports.records import ProbedRun
 
 
 def parse(*args):
@@ -48,6 +49,6 @@ def test_a_target_below_the_label_smoothing_floor_is_warned_about():
                               best_val_acc=0.5, best_val_acc_epoch=3, final_val_acc=0.5, final_train_loss=0.9)
     run = ProbedRun(label="cifar/s0", group="g", layers=["a"], rows=[(3, "a", "variance", 1.0)], training=records,
                     description={"training": {"loss_floor": 0.5003}})
-    assert "smallest mean training loss run cifar/s0 can reach (0.5003" in probe.unreachable_target(run)
+    assert "smallest mean training loss run cifar/s0 can reach (0.5003" in unreachable_target(run)
     reachable = dataclasses.replace(run, training=dataclasses.replace(records, target_loss=1.0))
-    assert probe.unreachable_target(reachable) is None
+    assert unreachable_target(reachable) is None

@@ -7,7 +7,7 @@ import pytest
 import yaml
 import torch
 
-from attnconv_pl.checkpoints import build_module, read_checkpoint
+from attnconv_pl.offline.checkpoints import build_module, read_checkpoint
 from attnconv_pl.models.metric_attention import MetricAttention
 from rank_parameters import rank_file
 from train_helpers import EVERY_EPOCH, check_ok, run_train

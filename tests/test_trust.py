@@ -12,7 +12,7 @@ import torch
 import yaml
 
 import probe
-from attnconv_pl.checkpoints import check_plain, data_config, datamodule_classes
+from attnconv_pl.offline.checkpoints import check_plain, data_config, datamodule_classes
 from attnconv_pl.data import DATAMODULES
 from attnconv_pl.errors import ProbeInputError
 from train_helpers import check_ok, run_train

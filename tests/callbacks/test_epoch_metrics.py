@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.nn import functional
 
-from attnconv_pl.checkpoints import build_module, data_config, read_checkpoint
+from attnconv_pl.offline.checkpoints import build_module, data_config, read_checkpoint
 from attnconv_pl.cli import RUN_ID_ENV, TrainCLI
 from attnconv_pl.data import DigitsDataModule
 from attnconv_pl.module import ClassifierModule
