@@ -40,25 +40,22 @@ failed (the report then holds the runs that finished); 2 for a bad study file or
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import yaml
 
-from attnconv_pl.offline.checkpoints import epoch_checkpoints, read_run_config
+from attnconv_pl.child_process import EXIT_INTERRUPTED, run_child, sigterm_as_interrupt
 from attnconv_pl.errors import ProbeInputError, StudyError
+from attnconv_pl.offline.checkpoints import epoch_checkpoints, read_run_config
 from attnconv_pl.run_lock import RunLockedError, check_run_unlocked
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,13 +70,9 @@ VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 LOG_NAME = "train.log"
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 STOP_GRACE_S = 30.0
 """Seconds a child (``train.py``, ``probe.py``) has to exit after SIGTERM when the runner is
 interrupted, before it is killed; Lightning stops at the next batch."""
-PR_SET_PDEATHSIG = 1
-"""``prctl`` option of Linux (``<linux/prctl.h>``): the signal a process gets when its parent dies."""
-
 
 @dataclass(frozen=True)
 class Study:
@@ -255,53 +248,6 @@ def shown(script: Path, args: Sequence[str]) -> str:
     return shlex.join(["python", name, *args])
 
 
-def die_with_this_process() -> Optional[Callable[[], None]]:
-    """A ``preexec_fn`` that makes the child get SIGTERM when this process dies, even by SIGKILL
-    (Linux ``prctl(PR_SET_PDEATHSIG)``); None where ``prctl`` does not exist (macOS): there the
-    child is stopped only when this process is interrupted (``run_child``)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def set_death_signal() -> None:
-        if prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:  # the runner died before prctl took effect
-            os._exit(EXIT_INTERRUPTED)
-
-    return set_death_signal
-
-
-def stop(child: subprocess.Popen) -> None:
-    """SIGTERM to the child, then SIGKILL after ``STOP_GRACE_S`` or at a second interrupt."""
-    if child.poll() is not None:
-        return
-    print(f"study: stopping the running child (pid {child.pid}); it is killed if it has not "
-          f"exited in {STOP_GRACE_S:.0f} s, or at a second Ctrl-C", file=sys.stderr, flush=True)
-    child.terminate()
-    try:
-        child.wait(timeout=STOP_GRACE_S)
-    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        child.kill()
-        child.wait()
-
-
-def run_child(command: Sequence[str], **popen_args: Any) -> int:
-    """Run a command to its end and return its exit status. The child does not outlive this
-    process: it is stopped when this process is interrupted, and gets SIGTERM when this process
-    dies otherwise (on Linux)."""
-    child = subprocess.Popen(command, preexec_fn=die_with_this_process(), **popen_args)
-    try:
-        return child.wait()
-    except KeyboardInterrupt:
-        stop(child)
-        raise
-
-
 def run_script(script: Path, args: Sequence[str], log: Optional[Path] = None) -> int:
     """Run ``python SCRIPT ARGS`` (see ``run_child``) and return its exit status; output appended
     to ``log`` (after a line with the command), or to this process's output when ``log`` is None."""
@@ -309,25 +255,11 @@ def run_script(script: Path, args: Sequence[str], log: Optional[Path] = None) ->
     env.pop("ATTNCONV_RUN_ID", None)  # train.py passes the run id to its DDP workers through it
     command = [sys.executable, str(script), *args]
     if log is None:
-        return run_child(command, env=env)
+        return run_child(command, STOP_GRACE_S, env=env)
     with log.open("a") as handle:
         handle.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shown(script, args)}\n")
         handle.flush()
-        return run_child(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises ``KeyboardInterrupt`` like Ctrl-C, so that both stop the
-    running child and end the study with ``EXIT_INTERRUPTED``."""
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        return run_child(command, STOP_GRACE_S, env=env, stdout=handle, stderr=subprocess.STDOUT)
 
 
 def log_tail(log: Path, lines: int = 8) -> list[str]:
