@@ -9,7 +9,7 @@ Reads ``<runs_dir>/<study>/<variant>-seed<N>/dynamics.csv`` (the numbers the tra
 probed), ``.../metrics.csv`` (training records) and ``<reports_dir>/<study>/summary.json``
 (accuracy under input noise, ``probe.py --robustness``), and prints markdown: per study the
 numbers of each variant as mean ± sample standard deviation over the seeds, then the claims of
-SEEDS.md sections 1-2 with a verdict by :func:`verdict`.
+the papers' claims (arXiv 2410.17628, 2412.18288) with a verdict by :func:`verdict`.
 
 Verdict rule (fixed before the runs): for a claim "A < B" (or "A > B") the differences
 d_s = A_s - B_s are paired by seed s (same seed, same data split, same probe set);
@@ -210,7 +210,7 @@ def claim_row(claim: Claim, runs: dict[str, list[Run]]) -> str:
 
 
 def claims_table(claims: Sequence[Claim], runs: dict[str, list[Run]]) -> list[str]:
-    return ["| claim (SEEDS.md) | compared | A | B | A − B, seeds 0, 1, 2 | A − B | verdict |",
+    return ["| claim (paper) | compared | A | B | A − B, seeds 0, 1, 2 | A − B | verdict |",
             "| --- | --- | --- | --- | --- | --- | --- |",
             *(claim_row(claim, runs) for claim in claims)]
 

@@ -1,4 +1,4 @@
-"""End-to-end: ``python train.py`` writes the run directory of DESIGN.md, resumes, runs DDP."""
+"""End-to-end: ``python train.py`` writes the run directory the README describes, resumes, runs DDP."""
 
 import csv
 import shutil

@@ -1,4 +1,4 @@
-"""Robustness: a classifier's accuracy under additive Gaussian noise on its inputs (SEEDS.md section 2).
+"""Robustness: a classifier's accuracy under additive Gaussian noise on its inputs (arXiv 2412.18288).
 
 For each noise level sigma the model classifies ``x + sigma * eps`` with ``eps ~ N(0, I)`` of the
 input's shape; inputs are the data module's *normalised* tensors, so sigma is in units of the

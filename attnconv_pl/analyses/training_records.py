@@ -2,7 +2,7 @@
 
 ``callbacks.EpochMetrics`` writes ``<run_dir>/metrics.csv`` after every epoch, columns
 :data:`COLUMNS`; epochs count completed training epochs (1, 2, ...), as the checkpoints do.
-The records compare how fast and how well runs train (SEEDS.md section 2):
+The records compare how fast and how well runs train (arXiv 2412.18288):
 
 - best validation accuracy and the first epoch that reached it;
 - epochs to a target training loss: the first epoch whose mean training loss is at or below

@@ -17,7 +17,7 @@ Kinds (the closed set :data:`KINDS`):
 - ``pool``: global pooling, one vector per input.
 - ``head``: the classifier; its output is the logits, ``num_chs`` = number of classes.
 - ``mha_nodes``: a multi-head attention sub-layer whose output nodes are read one by one
-  (single-node analysis, SEEDS.md section 3). No model has one yet.
+  (single-node analysis, arXiv 2501.12900). No model has one yet.
 - ``ff_nodes``: the hidden nodes of a feed-forward sub-layer, read one by one (same analysis).
   No model has one yet.
 

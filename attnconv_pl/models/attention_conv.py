@@ -1,4 +1,4 @@
-"""The one-layer attention network and its convolution twin (SEEDS.md section 1).
+"""The one-layer attention network and its convolution twin (arXiv 2410.17628).
 
 Both models are ``stem -> mixer -> norm -> mean over positions -> head`` and differ only in
 ``mixer``, so their layer names line up for probing:

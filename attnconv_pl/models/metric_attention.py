@@ -1,6 +1,6 @@
 """Multi-head self-attention with a pluggable score: dot product or a learnable (pseudo-)metric.
 
-Metric-attention (SEEDS.md section 2, arXiv 2412.18288) reads self-attention as a learnable
+Metric-attention (arXiv 2412.18288) reads self-attention as a learnable
 pseudo-metric followed by similarity-based propagation. The paper's exact formula was not
 available; the scores below are **our choice**. For tokens x_i (rows of x, width ``dim``) and one
 head h of width d_h = dim / num_heads, the pre-softmax score of query i for key j is

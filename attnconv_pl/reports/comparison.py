@@ -1,4 +1,4 @@
-"""The comparison figure of SEEDS.md section 1: compactness and stability of each model, side by side.
+"""The comparison figure of arXiv 2410.17628: compactness and stability of each model, side by side.
 
 Panels: total variance, intrinsic dimension (each estimator) and the input-to-output diagram
 distances W1, W2 and W_inf (bottleneck) per homology dimension, each against depth at every
