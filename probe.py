@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from attnconv_pl.analyses import list_analyses
 from attnconv_pl.analyses.robustness import DEFAULT_NOISE_LEVELS, RobustnessSettings, check_noise_levels
 from attnconv_pl.analyses.training_records import DEFAULT_TARGET_LOSS
 from attnconv_pl.errors import ConfigError, ProbeInputError, check_creatable_dir
@@ -148,6 +149,10 @@ what to do (runs completed before a failing one stay in DIR).""")
                          help=f"inputs of the robustness evaluation (default {DEFAULT_ROBUSTNESS_SIZE}; "
                               "all of the split when smaller)")
     other = parser.add_argument_group("runs and execution")
+    other.add_argument("--analyses", nargs="+", choices=list_analyses(), metavar="NAME",
+                       help="the analyses to run: " + ", ".join(list_analyses()) + " (default: what every run of "
+                            "train.py records, dynamics and training_records; robustness too when --robustness is "
+                            "given, which also sets its noise levels)"),
     other.add_argument("--run-name", action="append", metavar="NAME",
                        help="label of a run in the report, once per run in the order given "
                             "(default <experiment>/<run_id>, or the file name outside a run directory)")
@@ -211,7 +216,8 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
     from attnconv_pl.reports.report import write_report, write_tables
 
     choice = DataChoice.parse(args.data, args.data_dir)
-    robustness = robustness_request(args, choice)
+    analyses = selected_analyses(args)
+    robustness = robustness_request(args, choice) if "robustness" in analyses else None
     device = resolve_device(args.device)
     overrides = setting_overrides(args)
     context = {"command": command, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(device)}
@@ -222,13 +228,14 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
         for run, label in zip(runs, labels):
             bar.set_postfix_str(f"{label}: loading data and model")
             prober = RunProber.open(run, overrides=overrides, choice=choice, device=device, probe_sets=probe_sets,
-                                    robustness=robustness)
+                                    robustness=robustness, dynamics="dynamics" in analyses)
             run_outcomes = []
             for path in run.checkpoints:
                 bar.set_postfix_str(f"{label}: {path.name} ({len(prober.layers)} layers)")
                 run_outcomes.append(prober.probe(path))
                 bar.update()
-            record = probed_run(prober, run_outcomes, label, args.target_loss)
+            record = probed_run(prober, run_outcomes, label,
+                                args.target_loss if "training_records" in analyses else None)
             unreachable = unreachable_target(record)
             if unreachable:
                 bar.write(f"probe.py: warning: {unreachable}", file=sys.stderr)
@@ -249,15 +256,19 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
                                          if wandb_dir.name.startswith("offline-") else ""))
 
 
+def selected_analyses(args: argparse.Namespace) -> set[str]:
+    """``--analyses`` (default: dynamics and training_records), plus robustness when ``--robustness``
+    is given."""
+    chosen = set(args.analyses or ("dynamics", "training_records"))
+    return chosen | ({"robustness"} if args.robustness is not None else set())
+
+
 def robustness_request(args: argparse.Namespace, choice):
-    """The ``RobustnessSettings`` of ``--robustness`` (None when not given).
+    """The ``RobustnessSettings`` of ``--robustness`` (its levels, default ones when none are given).
 
     Raises:
         ProbeInputError: ``--data`` names another dataset (accuracy needs the run's own labels).
     """
-
-    if args.robustness is None:
-        return None
     if choice.dataset is not None:
         raise ProbeInputError(
             f"--robustness measures accuracy, which needs the run's own dataset, but --data {args.data} names "

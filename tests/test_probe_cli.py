@@ -236,3 +236,24 @@ def test_an_out_in_a_folder_that_cannot_be_written_is_refused(tmp_path, monkeypa
     assert capsys.readouterr().err == (
         f"probe.py: error: --out {tmp_path}/report/R cannot be written: {tmp_path} is not writable; --out names the "
         "folder of the report (created when missing): give a path in a folder you can write to\n")
+
+
+def test_analyses_choose_what_is_computed(attention_run, tmp_path):
+    """--analyses training_records robustness: no dynamics (only the cost rows, no comparison
+    figure), the records and the accuracy under noise; --analyses dynamics: no records."""
+    check_ok(run_probe(attention_run, "--out", tmp_path / "records", "--analyses", "training_records", "robustness",
+                       "--robustness-size", "50"))
+    with open(tmp_path / "records" / "dynamics.csv", newline="") as handle:
+        assert {row["metric"] for row in csv.DictReader(handle)} == {"overhead_seconds"}
+    (run,) = json.loads((tmp_path / "records" / "summary.json").read_text())["runs"]
+    assert run["training"]["best_val_acc"] is not None and len(run["robustness"]["final_accuracy"]) == 5
+    assert sorted(p.name for p in (tmp_path / "records" / "figures").iterdir()) == ["robustness.png"]
+
+    check_ok(run_probe(attention_run, "--out", tmp_path / "dynamics", "--analyses", "dynamics"))
+    (run,) = json.loads((tmp_path / "dynamics" / "summary.json").read_text())["runs"]
+    assert run["training"] is None and run.get("robustness") is None and run["last_epoch_metrics"]
+
+
+def test_an_unknown_analysis_is_refused(attention_run, tmp_path):
+    result = run_probe(attention_run, "--out", tmp_path, "--analyses", "stiffnes")
+    assert result.returncode == 2 and "invalid choice: 'stiffnes'" in result.stderr

@@ -11,15 +11,16 @@ from attnconv_pl.analyses.training_records import (DEFAULT_TARGET_LOSS, METRICS_
 from attnconv_pl.errors import ProbeInputError
 
 
-def training_records_of(prober, target: float):
-    """The training records of the run's ``metrics.csv`` (None without a run directory, without
-    the file, or before its first epoch) and the facts the summary adds to them.
+def training_records_of(prober, target: Optional[float]):
+    """The training records of the run's ``metrics.csv`` for the ``target`` loss (None when not
+    asked for (``target`` None), without a run directory, without the file, or before its first
+    epoch) and the facts the summary adds to them.
 
     Raises:
         ProbeInputError: the file is not a metrics.csv.
     """
     path = prober.run.run_dir / METRICS_FILE if prober.run.run_dir is not None else None
-    if path is None or not path.is_file():
+    if target is None or path is None or not path.is_file():
         return None, {}
     try:
         rows = read_metrics(path)
@@ -43,8 +44,9 @@ def unreachable_target(record) -> Optional[str]:
             "reached; give a larger --target-loss")
 
 
-def probed_run(prober, outcomes: list, label: str, target: float = DEFAULT_TARGET_LOSS):
-    """The report record of a probed run (its comparison group is set once all runs are known)."""
+def probed_run(prober, outcomes: list, label: str, target: Optional[float] = DEFAULT_TARGET_LOSS):
+    """The report record of a probed run (its comparison group is set once all runs are known);
+    ``target``: the target loss of its training records (None: no training records)."""
     from attnconv_pl.reports.records import ProbedRun, RobustnessRecord
 
     with_diagrams = [o for o in outcomes if o.result.artifacts.get("diagrams")]

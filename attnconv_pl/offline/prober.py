@@ -108,6 +108,7 @@ class RunProber:
 
     Attributes:
         dynamics: the probe settings.
+        analysis: the dynamics analysis (None when ``--analyses`` leaves it out).
         layers: probed layers in depth order.
         probe_set: the probe set.
         robustness: the robustness analysis (None: no robustness evaluation).
@@ -121,7 +122,8 @@ class RunProber:
     def __init__(self, run: RunCheckpoints, module, first: tuple[Path, dict[str, Any]], layers: list[str],
                  dynamics: DynamicsSettings, probe_set: ProbeSet, run_config: dict[str, Any],
                  data_class_path: str, device: torch.device, model_seconds: float, data_seconds: float,
-                 robustness: Optional[RobustnessSettings] = None, robustness_set: Optional[ProbeSet] = None) -> None:
+                 robustness: Optional[RobustnessSettings] = None, robustness_set: Optional[ProbeSet] = None,
+                 run_dynamics: bool = True) -> None:
         self.run = run
         self.module = module.to(device).eval()
         self.hparams = dict(module.hparams)
@@ -134,7 +136,7 @@ class RunProber:
         self.data_class_path = data_class_path
         self.device = device
         self.data_seconds = data_seconds
-        self.analysis = Dynamics(dynamics, self.layers)
+        self.analysis = Dynamics(dynamics, self.layers) if run_dynamics else None
         self.projector = Projector(project_dim=dynamics.project_dim, seed=dynamics.seed)
         trainer = run_config.get("trainer") or {}
         self.max_epochs: Optional[int] = trainer.get("max_epochs")
@@ -146,7 +148,7 @@ class RunProber:
     @classmethod
     def open(cls, run: RunCheckpoints, *, overrides: dict[str, Any], choice: DataChoice, device: torch.device,
              probe_sets: Optional[dict[str, ProbeSet]] = None,
-             robustness: Optional[RobustnessSettings] = None) -> RunProber:
+             robustness: Optional[RobustnessSettings] = None, dynamics: bool = True) -> RunProber:
         """Read the run's first checkpoint and prepare everything its probes need.
 
         Args:
@@ -158,6 +160,7 @@ class RunProber:
                 data settings; those this run needs are taken from it or added to it.
             robustness: also measure accuracy under input noise (on the run's own data,
                 ``robustness.size`` inputs of ``robustness.split`` drawn by the probe seed).
+            dynamics: run the dynamics analysis (capture and probes) on each checkpoint.
 
         Raises:
             ProbeInputError: any input problem (checkpoint, settings, layers, data).
@@ -170,8 +173,8 @@ class RunProber:
         run_config = read_run_config(run.run_dir)
         if choice.split:
             overrides = {**overrides, "probe_split": choice.split}
-        dynamics = dynamics_settings(run_config, checkpoint, overrides, run.run_dir or path)
-        layers = probed_layers(module.model, dynamics.layers, run.name)
+        settings = dynamics_settings(run_config, checkpoint, overrides, run.run_dir or path)
+        layers = probed_layers(module.model, settings.layers, run.name)
         try:
             class_path, init_args = data_config(checkpoint, run_config, path)
         except ProbeInputError:
@@ -183,17 +186,17 @@ class RunProber:
         cache = {} if probe_sets is None else probe_sets
 
         def input_set(split: str, size: int) -> ProbeSet:
-            key = json.dumps([class_path, init_args, choice, split, size, dynamics.seed, hparams.get("image_size"),
+            key = json.dumps([class_path, init_args, choice, split, size, settings.seed, hparams.get("image_size"),
                               hparams.get("in_chans")], sort_keys=True, default=str)
             if key not in cache:
                 datamodule = build_datamodule(class_path, init_args, choice, hparams)
-                cache[key] = load_probe_set(datamodule, split, size, dynamics.seed, own_data=choice.dataset is None)
+                cache[key] = load_probe_set(datamodule, split, size, settings.seed, own_data=choice.dataset is None)
             return cache[key]
 
-        probe_set = input_set(dynamics.probe_split, dynamics.probe_size)
+        probe_set = input_set(settings.probe_split, settings.probe_size)
         robustness_set = input_set(robustness.split, robustness.size) if robustness is not None else None
-        return cls(run, module, (path, checkpoint), layers, dynamics, probe_set, run_config, class_path, device,
-                   model_seconds, time.perf_counter() - started, robustness, robustness_set)
+        return cls(run, module, (path, checkpoint), layers, settings, probe_set, run_config, class_path, device,
+                   model_seconds, time.perf_counter() - started, robustness, robustness_set, run_dynamics=dynamics)
 
     def _read(self, path: Path) -> tuple[dict[str, Any], float]:
         """A checkpoint's content and the seconds already spent on it (:meth:`open` read the
@@ -247,14 +250,18 @@ class RunProber:
                 f"{self._last_epoch}; give each epoch of a run once (a run directory already means all its "
                 "epoch=NNN.ckpt)")
         read = time.perf_counter()
-        self._restore_references(epoch)
+        if self.analysis is not None:
+            self._restore_references(epoch)
         referenced = time.perf_counter()
         load_weights(self.module, checkpoint, path)
         loaded = time.perf_counter()
-        with recorded_outputs(self.module.model) as logits:
-            snapshot = self._snapshot()
+        result, logits = AnalysisResult(epoch), []
+        if self.analysis is not None:
+            with recorded_outputs(self.module.model) as logits:
+                snapshot = self._snapshot()
         captured = time.perf_counter()
-        result = self.analysis.run(epoch, snapshot, topology=self.dynamics.with_topology(epoch, self.max_epochs))
+        if self.analysis is not None:
+            result = self.analysis.run(epoch, snapshot, topology=self.dynamics.with_topology(epoch, self.max_epochs))
         probed = time.perf_counter()
         result.values[("", "overhead_seconds")] = probed - started
         self._last_epoch = epoch

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from attnconv_pl.atomic import atomic_path
-from attnconv_pl.reports.comparison import comparison_figure, use_log_scale
+from attnconv_pl.reports.comparison import comparison_figure, comparison_metrics, use_log_scale
 from attnconv_pl.reports.diagrams import persistence_epochs_figure
 from attnconv_pl.reports.layout import legend_below, set_margins
 from attnconv_pl.reports.records import (ProbedRun, layer_positions, metric_families, metric_section, metric_title,
@@ -106,12 +106,13 @@ def epoch_figure(runs: list[ProbedRun], metric: str) -> Figure:
 
 
 def report_figures(runs: list[ProbedRun]) -> Iterator[tuple[ReportFigure, Figure]]:
-    """Every figure of the report, comparison first (then robustness when evaluated), built one at
-    a time."""
-    yield ReportFigure("comparison", "comparison",
-                       "Compactness (variance, intrinsic dimension) and stability (input-to-output diagram "
-                       "distances W1, W2, W∞) against depth at the last epoch, per model; error bars: one "
-                       "standard deviation over seeds."), comparison_figure(runs)
+    """Every figure of the report, comparison first (when dynamics were probed; then robustness
+    when evaluated), built one at a time."""
+    if comparison_metrics(runs):
+        yield ReportFigure("comparison", "comparison",
+                           "Compactness (variance, intrinsic dimension) and stability (input-to-output diagram "
+                           "distances W1, W2, W∞) against depth at the last epoch, per model; error bars: one "
+                           "standard deviation over seeds."), comparison_figure(runs)
     if any(run.final_robustness() is not None for run in runs):
         yield ReportFigure("robustness", "robustness",
                            "Accuracy under additive Gaussian noise on the normalised inputs against its standard "
