@@ -152,7 +152,7 @@ what to do (runs completed before a failing one stay in DIR).""")
     other.add_argument("--analyses", nargs="+", choices=list_analyses(), metavar="NAME",
                        help="the analyses to run: " + ", ".join(list_analyses()) + " (default: what every run of "
                             "train.py records, dynamics and training_records; robustness too when --robustness is "
-                            "given, which also sets its noise levels)"),
+                            "given, which also sets its noise levels)")
     other.add_argument("--run-name", action="append", metavar="NAME",
                        help="label of a run in the report, once per run in the order given "
                             "(default <experiment>/<run_id>, or the file name outside a run directory)")

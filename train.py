@@ -32,13 +32,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     from attnconv_pl.errors import ConfigError
     from attnconv_pl.run_summary import print_run_summary
     from attnconv_pl.wandb_mode import configure_wandb_mode
+    from callbacks._probing import ProbingCallback
 
     sys.argv[1:] = with_default_config(sys.argv[1:] if argv is None else argv)  # DDP workers re-run sys.argv
     configure_wandb_mode()
     try:
         cli = TrainCLI()  # parses and validates the config, builds data, model and trainer
         if cli.config.ckpt_path:
-            check_resume_checkpoint(Path(cli.config.ckpt_path), cli.model)
+            probing = [callback for callback in cli.trainer.callbacks if isinstance(callback, ProbingCallback)]
+            check_resume_checkpoint(Path(cli.config.ckpt_path), cli.model, probing)
     except (ValueError, MisconfigurationException) as error:
         exit_with_error(error)
     try:

@@ -44,7 +44,7 @@ def stop(child: subprocess.Popen, grace_s: float) -> None:
     """SIGTERM to the child, then SIGKILL after ``grace_s`` seconds or at a second interrupt."""
     if child.poll() is not None:
         return
-    print(f"study: stopping the running child (pid {child.pid}); it is killed if it has not "
+    print(f"stopping the running child (pid {child.pid}); it is killed if it has not "
           f"exited in {grace_s:.0f} s, or at a second Ctrl-C", file=sys.stderr, flush=True)
     child.terminate()
     try:

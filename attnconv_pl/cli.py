@@ -6,19 +6,21 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn, Optional
+from typing import Any, NoReturn, Optional, Sequence
 
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from typing_extensions import override
 
 from attnconv_pl.atomic import atomic_write_text
-from attnconv_pl.offline.checkpoints import read_checkpoint, run_dir_of
+from attnconv_pl.capture import resolve_layers
+from attnconv_pl.offline.checkpoints import callback_state, read_checkpoint, run_dir_of
 from attnconv_pl.data import ClassificationDataModule
 from attnconv_pl.errors import ConfigError, check_creatable_dir
 from attnconv_pl.module import ClassifierModule
 from attnconv_pl.run_lock import acquire_run_lock, is_launching_process
 from callbacks import EpochCheckpoint, EpochMetrics, EpochSeeding, FeatureDynamics
+from callbacks._probing import ProbingCallback
 
 RUN_ID_ENV = "ATTNCONV_RUN_ID"
 """Environment variable through which the run id reaches DDP worker processes (same run dir)."""
@@ -56,6 +58,7 @@ class RunConfigSaver(SaveConfigCallback):
     def save_config(self, trainer, pl_module, stage) -> None:
         run_dir = str(trainer.default_root_dir)
         config = self.config.clone()
+        config.ckpt_path = None  # the config of the run, not of this resume: --config reruns, --ckpt_path resumes
         config.trainer.default_root_dir = None
         for logger in _logger_configs(config.trainer.logger):
             if logger.init_args.get("save_dir") == run_dir:
@@ -138,10 +141,11 @@ class TrainCLI(LightningCLI):
         return Path(config.runs_dir) / experiment / run_id
 
 
-def check_resume_checkpoint(path: Path, module: ClassifierModule) -> None:
+def check_resume_checkpoint(path: Path, module: ClassifierModule, probing: Sequence[ProbingCallback] = ()) -> None:
     """Check, before training, that ``path`` can resume ``module``: a checkpoint that the safe
     loader (``torch.load(weights_only=True)``, as probe.py) reads, of the same architecture, whose
-    weights have the module's names and shapes.
+    weights have the module's names and shapes, and whose ``probing`` callbacks probed the layers
+    and seed they are set to now (see :meth:`ProbingCallback.check_state`).
 
     Raises:
         ProbeInputError: the file is not a readable checkpoint of train.py.
@@ -162,6 +166,10 @@ def check_resume_checkpoint(path: Path, module: ClassifierModule) -> None:
         shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
         raise ConfigError(f"--ckpt_path {path}: its weights do not fit the {arch!r} model of the config "
                           f"({shown}); {advice}")
+    for callback in probing:
+        if callback.enabled:
+            layers = resolve_layers(module.model, callback.settings.layers or module.model.probe_layers)
+            callback.check_state(callback_state(checkpoint, type(callback).__name__), layers)
 
 
 def check_max_epochs(max_epochs: Optional[int]) -> None:

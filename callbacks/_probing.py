@@ -26,9 +26,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import Dataset
 from typing_extensions import override
 
 from attnconv_pl.analyses.base import Analysis, AnalysisResult
+from attnconv_pl.errors import ConfigError
 from attnconv_pl.capture import (Activations, Projector, flatten_activations, gather_in_probe_order, resolve_layers,
                                  shard_indices, unflatten_activations)
 from attnconv_pl.dynamics_csv import drop_epochs_after, read_rows, write_epochs
@@ -87,11 +89,12 @@ class ProbingCallback(Callback, ABC):
         self.layers: list[str] = []
         self.probe_indices: Optional[torch.Tensor] = None
         self.probed_epochs: list[int] = []  # captured, snapshot written; rows may still be computing
-        self.resumed = False  # state loaded from a checkpoint
         self.timings: list[dict[str, float]] = []  # per probe on rank zero: epoch and seconds per stage
         self._images: Optional[torch.Tensor] = None
         self._labels: Optional[torch.Tensor] = None
         self._positions: Optional[torch.Tensor] = None
+        self._dataset: Optional[Dataset] = None
+        self._shard = (0, 1)  # (rank, world size) of this process
         self.analysis: Optional[Analysis] = None
         self.max_epochs: Optional[int] = None
         self.jobs = OrderedJobs(background=settings.background, name=self.prefix)
@@ -131,8 +134,28 @@ class ProbingCallback(Callback, ABC):
         if len(self.probe_indices) < size:
             rank_zero_info(f"{self.prefix}: the {split} split has {len(dataset)} inputs; "
                            f"the probe set uses all of them (probe_size={size})")
-        self._positions = shard_indices(len(self.probe_indices), trainer.global_rank, trainer.world_size)
-        self._images, self._labels = load_probe_images(dataset, self.probe_indices[self._positions])
+        self._dataset, self._shard = dataset, (trainer.global_rank, trainer.world_size)
+        self._load_probe_images(*self._shard)
+
+    def _load_probe_images(self, rank: int, world_size: int) -> None:
+        """This rank's shard of the probe set's images and labels."""
+        self._positions = shard_indices(len(self.probe_indices), rank, world_size)
+        self._images, self._labels = load_probe_images(self._dataset, self.probe_indices[self._positions])
+
+    def check_state(self, state: dict[str, Any], layers: list[str]) -> None:
+        """Refuse to resume a run whose checkpoint probed other layers or with another seed than
+        the settings now ask for: drift would compare unrelated snapshots.
+
+        Raises:
+            ConfigError: naming the run's own values and the options that give them.
+        """
+        saved_layers, saved_seed = state.get("layers") or [], state.get("seed")
+        if saved_seed is not None and saved_seed != self.settings.seed:
+            raise ConfigError(f"{self.prefix}: the run probed with seed {saved_seed}, the config now says "
+                              f"{self.settings.seed}; resume with --{self.prefix}.seed {saved_seed} (or start a new run)")
+        if saved_layers and layers and list(saved_layers) != list(layers):
+            raise ConfigError(f"{self.prefix}: the run probed layers {list(saved_layers)}, the config now selects "
+                              f"{list(layers)}; resume with the run's own --{self.prefix}.layers (or start a new run)")
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -141,10 +164,18 @@ class ProbingCallback(Callback, ABC):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict.get("probe_indices") is not None:
-            self.probe_indices = torch.tensor(state_dict["probe_indices"], dtype=torch.int64)
+        """Resume: the run's own probe set (Lightning calls this after :meth:`setup`, whose probe
+        set the saved one replaces) and the epochs probed so far."""
+        self.check_state(state_dict, self.layers)
         self.probed_epochs = list(state_dict.get("probed_epochs", []))
-        self.resumed = True
+        saved = state_dict.get("probe_indices")
+        if saved is not None and (self.probe_indices is None or saved != self.probe_indices.tolist()):
+            if self.probe_indices is not None:
+                rank_zero_warn(f"{self.prefix}: the run's probe set ({len(saved)} inputs) is kept; the probe_size "
+                               "and probe_split given now apply to new runs")
+            self.probe_indices = torch.tensor(saved, dtype=torch.int64)
+            if self._dataset is not None:
+                self._load_probe_images(*self._shard)
 
     # ------------------------------------------------------------------ schedule
     @override
@@ -158,16 +189,17 @@ class ProbingCallback(Callback, ABC):
         due = [e for e in sorted(set(self.probed_epochs) | scheduled) if e <= epoch]
         run_dir = Path(trainer.default_root_dir)
         capture = epoch in due
+        resumed = trainer.ckpt_path is not None
         if trainer.is_global_zero:
-            drop_epochs_after(run_dir / DYNAMICS_FILE, epoch if self.resumed else -1)
-            if self.resumed:
+            drop_epochs_after(run_dir / DYNAMICS_FILE, epoch if resumed else -1)
+            if resumed:
                 written = {int(row["epoch"]) for row in read_rows(run_dir / DYNAMICS_FILE)[1]}
                 capture = epoch in due and epoch not in written and not snapshot_path(run_dir, epoch).is_file()
                 recovered = [e for e in due if not (capture and e == epoch)]
                 if recovered:
                     self.jobs.submit(self._recover, run_dir, recovered, written)
         if trainer.strategy.broadcast(capture):  # a collective: every rank captures
-            if self.resumed:
+            if resumed:
                 rank_zero_warn(f"{self.prefix}: epoch {epoch} has no snapshot; capturing it again from the checkpoint")
             self._probe(trainer, pl_module, epoch)
 

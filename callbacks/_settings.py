@@ -13,15 +13,11 @@ import inspect
 import typing
 from typing import Callable, TypeVar
 
+from attnconv_pl.analyses.base import settings_help
+
 C = TypeVar("C", bound=type)
 
 ENABLED = inspect.Parameter("enabled", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=True, annotation=bool)
-
-
-def _args_section(docstring: str) -> str:
-    """The lines after ``Args:`` of a Google-style docstring (dedented), "" when there are none."""
-    text = inspect.cleandoc(docstring or "")
-    return text.split("Args:\n", 1)[1] if "Args:\n" in text else ""
 
 
 def options_from(settings_type: type) -> Callable[[C], C]:
@@ -37,7 +33,8 @@ def options_from(settings_type: type) -> Callable[[C], C]:
                   for field in dataclasses.fields(settings_type)]
         self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
         cls.__init__.__signature__ = inspect.Signature([self_parameter, ENABLED, *fields])
-        cls.__doc__ = f"{inspect.cleandoc(cls.__doc__ or '')}\n{_args_section(settings_type.__doc__)}\n"
+        described = "".join(f"    {name}: {text}\n" for name, text in settings_help(settings_type).items())
+        cls.__doc__ = f"{inspect.cleandoc(cls.__doc__ or '')}\n{described}"
         return cls
 
     return decorate

@@ -115,3 +115,25 @@ def test_resuming_an_earlier_checkpoint_drops_what_the_abandoned_continuation_wr
     assert sorted({int(epoch) for epoch, _, _ in numbers}) == [0, 1, 2, 4]
     expected = dynamics(uninterrupted)
     assert {k: v for k, v in numbers.items() if int(k[0]) <= 2} == {k: v for k, v in expected.items() if int(k[0]) <= 2}
+
+
+def test_a_resume_that_would_probe_other_layers_or_seeds_is_refused_before_anything_changes(tmp_path):
+    run_dir = killed_at(tmp_path, 2)
+    def files():  # the killed run's stale .lock is taken over and released: not a file of the run
+        return {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file() and path.name != ".lock"}
+
+    before = files()
+    for flags, expected in ((("--dynamics.seed", "3"), "the run probed with seed 0, the config now says 3"),
+                            (("--dynamics.layers", "[mixer]"), "the run probed layers ['stem', 'mixer', 'norm', 'head']")):
+        result = run_train("--config", str(run_dir / "config.yaml"), "--ckpt_path",
+                           str(run_dir / "checkpoints" / "last.ckpt"), *NO_KILL, *flags, runs_dir=tmp_path)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
+    assert files() == before
+
+
+def test_a_resume_keeps_the_runs_probe_set_and_its_config_names_no_checkpoint(uninterrupted, tmp_path):
+    run_dir = killed_at(tmp_path, 2)
+    output = resume(run_dir, "last.ckpt", "--dynamics.probe_size", "30")
+    assert "the run's probe set (100 inputs) is kept" in output
+    assert_same_as(run_dir, uninterrupted)
+    assert "ckpt_path: null" in (run_dir / "config.yaml").read_text()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping, Optional
@@ -106,6 +107,28 @@ def settings_help(settings_type: type) -> dict[str, str]:
         elif name is not None and line.startswith("        "):
             described[name] += " " + line.strip()
     return described
+
+
+def check_field_types(settings: Any) -> None:
+    """Check a settings dataclass instance against its annotations: ``Literal`` fields hold one of
+    their values, ``int`` fields an int (not a bool), ``bool`` fields a bool, ``float`` fields a
+    number (a config file or an override can hold anything).
+
+    Raises:
+        ValueError: the first field that does not fit, with what it must be.
+    """
+    for name, annotation in typing.get_type_hints(type(settings)).items():
+        value = getattr(settings, name)
+        if typing.get_origin(annotation) is typing.Literal:
+            allowed = typing.get_args(annotation)
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+        elif annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        elif annotation is bool and not isinstance(value, bool):
+            raise ValueError(f"{name} must be true or false, got {value!r}")
+        elif annotation is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{name} must be a number, got {value!r}")
 
 
 def settings_from(settings_type: type, values: Mapping[str, Any]) -> Any:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from attnconv_pl import probes
-from attnconv_pl.analyses.base import Analysis, AnalysisResult, MetricFamily, is_scheduled_epoch
+from attnconv_pl.analyses.base import Analysis, AnalysisResult, MetricFamily, check_field_types, is_scheduled_epoch
 
 Snapshot = Mapping[str, Mapping[str, torch.Tensor]]
 Diagrams = list  # one (m, 2) numpy array per homology dimension 0..max_dim
@@ -90,11 +90,14 @@ class DynamicsSettings:
     background: bool = True
 
     def __post_init__(self) -> None:
-        if self.every_n_epochs < 1 or self.topology_every_n_epochs < 1:
-            raise ValueError("every_n_epochs and topology_every_n_epochs must be >= 1")
-        if self.snapshot_dtype not in SNAPSHOT_DTYPES:
-            raise ValueError(f"snapshot_dtype must be one of {', '.join(SNAPSHOT_DTYPES)}, got {self.snapshot_dtype!r}")
         object.__setattr__(self, "id_methods", tuple(self.id_methods))
+        check_field_types(self)
+        for name in ("probe_size", "project_dim", "every_n_epochs", "topology_every_n_epochs", "mle_k", "max_points",
+                     "lipschitz_pairs", "exact_w2_max_n", "sliced_projections", "max_snapshot_bytes", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_dim < 0:
+            raise ValueError(f"max_dim must be >= 0, got {self.max_dim}")
 
     @property
     def torch_snapshot_dtype(self) -> torch.dtype:

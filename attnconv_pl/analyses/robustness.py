@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Optional
 
-from attnconv_pl.analyses.base import Analysis, AnalysisResult
+from attnconv_pl.analyses.base import Analysis, AnalysisResult, check_field_types
 
 if TYPE_CHECKING:
     import torch
@@ -120,6 +120,7 @@ class RobustnessSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "noise_levels", check_noise_levels(self.noise_levels))
+        check_field_types(self)
         if self.size < 2:
             raise ValueError(f"{self.size} inputs: give at least 2 (default {RobustnessSettings.size})")
 

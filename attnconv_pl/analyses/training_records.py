@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from attnconv_pl.analyses.base import Analysis, AnalysisResult
+from attnconv_pl.analyses.base import Analysis, AnalysisResult, check_field_types
 
 METRICS_FILE = "metrics.csv"
 
@@ -171,6 +171,7 @@ class TrainingRecordsSettings:
     target_loss: float = DEFAULT_TARGET_LOSS
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not math.isfinite(self.target_loss) or self.target_loss <= 0:
             raise ValueError(f"{self.target_loss}: a target mean training loss is a finite number > 0 (e.g. 1.0)")
 

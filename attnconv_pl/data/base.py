@@ -278,8 +278,9 @@ class ClassificationDataModule(L.LightningDataModule, ABC):
             dataset,
             batch_size=self.batch_size,
             sampler=EpochShuffle(dataset, seed) if shuffle else None,
-            # the loader's own generator draws the workers' base seed, leaving the global one
-            # (seeded per epoch, see callbacks.EpochSeeding) to the augmentations
+            # the loader's own generator draws the workers' base seed, so that the global generator
+            # (seeded per epoch, see callbacks.EpochSeeding) alone draws the augmentations made in
+            # this process (num_workers 0); workers' augmentations are not reproduced on resume
             generator=torch.Generator().manual_seed(seed),
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),

@@ -19,7 +19,6 @@ from attnconv_pl.errors import ProbeInputError
 from attnconv_pl.offline.checkpoints import datamodule_classes
 
 MIXED_PRECISIONS = ("16-mixed", "bf16-mixed")
-FLOAT32_PRECISIONS = ("32", "32-true")
 
 
 @dataclass(frozen=True)

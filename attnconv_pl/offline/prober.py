@@ -63,12 +63,12 @@ def dynamics_settings(run_config: dict[str, Any], checkpoint: dict[str, Any], ov
         ProbeInputError: the config or an override is not a valid setting.
     """
     if "dynamics" in run_config:
-        saved = dict(run_config["dynamics"] or {})
+        saved = run_config["dynamics"] or {}
     else:
         state = callback_state(checkpoint)
         saved = {key: state[key] for key in ("layers", "seed") if state.get(key) is not None}
     try:
-        return settings_from(DynamicsSettings, {**saved, **overrides})
+        return settings_from(DynamicsSettings, {**dict(saved), **overrides})
     except (TypeError, ValueError, KeyError) as error:
         raise ProbeInputError(
             f"the probe settings of {source} are not valid ({error}); check the dynamics section of its "
@@ -221,8 +221,8 @@ class RunProber:
         return self._snapshot()
 
     def _restore_references(self, epoch: int) -> None:
-        """Give the tracker the preceding numbered checkpoint and epoch 0, as the callback had
-        them, unless the tracker just probed the preceding one."""
+        """Give the analysis the preceding numbered checkpoint and epoch 0, as the callback had
+        them, unless it just probed the preceding one."""
         numbered = self.run.epoch_checkpoints()
         earlier = [e for e in numbered if e < epoch]
         if epoch == 0 or not earlier or self._last_epoch == max(earlier):
