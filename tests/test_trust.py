@@ -163,7 +163,7 @@ def test_a_class_path_is_looked_up_never_imported(tmp_path, monkeypatch):
 @pytest.mark.parametrize("value", [None, True, 3, 0.5, "conv_net", [1, 2], (16, 16),
                                    {"dim": 64, "widths": [32, 64], "norm": {"eps": 1e-6}}])
 def test_plain_values_pass(value):
-    check_plain(value, "hyper_parameters.x", CHECKPOINT)
+    assert check_plain(value, "hyper_parameters.x", CHECKPOINT) is None
 
 
 @pytest.mark.parametrize("value, message", [

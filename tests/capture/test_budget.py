@@ -35,8 +35,10 @@ def test_describe():
     assert budget().describe() == "1.4 KiB (4 snapshots of 10 inputs, 360 B each)"
 
 
-def test_check_passes_at_the_limit():
-    budget().check(max_bytes=1440)
+def test_check_passes_at_the_limit_and_refuses_one_byte_below():
+    assert budget().check(max_bytes=1440) is None
+    with pytest.raises(ConfigError):
+        budget().check(max_bytes=1439)
 
 
 def test_check_refuses_with_the_numbers_and_the_settings_that_fit():
