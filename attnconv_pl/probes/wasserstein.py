@@ -19,7 +19,7 @@ from ._distances import squared_distances
 def _ground_cost(x: torch.Tensor, y: torch.Tensor, p: float) -> torch.Tensor:
     """(n, d), (m, d) -> (n, m) float64 costs ||x_i - y_j||^p on x's device."""
     shift = x.mean(0)
-    squared = squared_distances((x - shift).double(), (y - shift).double())
+    squared = squared_distances((x - shift).double(), (y - shift).double(), exact_small=True)
     return squared if p == 2 else squared.pow(p / 2)
 
 
