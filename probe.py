@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence
 
 from attnconv_pl.analyses import list_analyses
 from attnconv_pl.analyses.robustness import DEFAULT_NOISE_LEVELS, RobustnessSettings, check_noise_levels
-from attnconv_pl.analyses.training_records import DEFAULT_TARGET_LOSS
+from attnconv_pl.analyses.training_records import DEFAULT_TARGET_LOSS, TrainingRecordsSettings
 from attnconv_pl.errors import ConfigError, ProbeInputError, check_creatable_dir
 from attnconv_pl.offline.checkpoints import RunCheckpoints, collect_runs
 
@@ -47,26 +47,27 @@ def noise_level(text: str) -> float:
     return value
 
 
-def input_count(text: str) -> int:
-    """``--robustness-size``: a count of inputs, at least 2."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count of inputs (an integer >= 2)") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"{value} inputs: give at least 2 (default {DEFAULT_ROBUSTNESS_SIZE})")
-    return value
+def checked_by(settings_type: type, field: str, convert: type, expected: str):
+    """An argparse type: ``convert`` the text, then let ``settings_type(**{field: value})`` judge
+    it, so the rule and its message are the dataclass's own."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {expected}") from None
+        try:
+            settings_type(**{field: value})
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return value
+
+    return parse
 
 
-def target_loss(text: str) -> float:
-    """``--target-loss``: a mean training loss, finite and > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a loss (a number > 0, e.g. 1.0)") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text}: a target mean training loss is a finite number > 0 (e.g. 1.0)")
-    return value
+input_count = checked_by(RobustnessSettings, "size", int, "a count of inputs (an integer >= 2)")
+"""``--robustness-size``: a count of inputs, at least 2."""
+target_loss = checked_by(TrainingRecordsSettings, "target_loss", float, "a loss (a number > 0, e.g. 1.0)")
+"""``--target-loss``: a mean training loss, finite and > 0."""
 
 
 def add_settings_options(group, names: Sequence[str]) -> None:
