@@ -218,9 +218,11 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
 
     choice = DataChoice.parse(args.data, args.data_dir)
     analyses = selected_analyses(args)
-    robustness = robustness_request(args, choice) if "robustness" in analyses else None
+    overrides = {"dynamics": setting_overrides(args)}
+    if "robustness" in analyses:
+        overrides["robustness"] = dataclasses.asdict(robustness_request(args, choice))
+    checkpoint_analyses = {name: overrides.get(name, {}) for name in checkpoint_analysis_names(analyses)}
     device = resolve_device(args.device)
-    overrides = setting_overrides(args)
     context = {"command": command, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(device)}
     probe_sets: dict = {}
     records, keys = [], []
@@ -228,8 +230,8 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
               disable=None) as bar:  # None: shown on a terminal, not in logs
         for run, label in zip(runs, labels):
             bar.set_postfix_str(f"{label}: loading data and model")
-            prober = RunProber.open(run, overrides=overrides, choice=choice, device=device, probe_sets=probe_sets,
-                                    robustness=robustness, dynamics="dynamics" in analyses)
+            prober = RunProber.open(run, analyses=checkpoint_analyses, choice=choice, device=device,
+                                    probe_sets=probe_sets)
             run_outcomes = []
             for path in run.checkpoints:
                 bar.set_postfix_str(f"{label}: {path.name} ({len(prober.layers)} layers)")
@@ -262,6 +264,15 @@ def selected_analyses(args: argparse.Namespace) -> set[str]:
     is given."""
     chosen = set(args.analyses or ("dynamics", "training_records"))
     return chosen | ({"robustness"} if args.robustness is not None else set())
+
+
+def checkpoint_analysis_names(analyses: set[str]) -> list[str]:
+    """The analyses of ``analyses`` that run on each checkpoint, in report order (the others,
+    such as training_records, read the run's files)."""
+    from attnconv_pl.analyses import Analysis, load_analysis
+
+    return [name for name in list_analyses()
+            if name in analyses and load_analysis(name).probe_checkpoint is not Analysis.probe_checkpoint]
 
 
 def robustness_request(args: argparse.Namespace, choice):

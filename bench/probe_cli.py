@@ -46,8 +46,9 @@ def bare_forward_seconds(run_dir: Path, repeats: int = 3) -> float:
     """Median seconds of one forward pass of the run's probe set through its last checkpoint,
     without hooks, in the probe's batches: the floor a checkpoint's capture is compared with."""
     (run,) = collect_runs([run_dir])
-    prober = RunProber.open(run, overrides={}, choice=DataChoice(), device=torch.device("cpu"))
-    images, batch = prober.probe_set.images, prober.dynamics.batch_size
+    prober = RunProber.open(run, analyses={"dynamics": {}}, choice=DataChoice(), device=torch.device("cpu"))
+    settings = prober.probe_settings
+    images, batch = prober.inputs(settings.probe_split, settings.probe_size).images, settings.batch_size
     network = prober.module.model.eval()
     seconds = []
     with torch.no_grad():

@@ -11,9 +11,9 @@ import importlib
 from attnconv_pl.analyses.base import Analysis, AnalysisResult, MetricFamily
 
 ANALYSES = {
+    "training_records": ("attnconv_pl.analyses.training_records", "TrainingRecordsAnalysis"),
     "dynamics": ("attnconv_pl.analyses.dynamics", "Dynamics"),
     "robustness": ("attnconv_pl.analyses.robustness", "Robustness"),
-    "training_records": ("attnconv_pl.analyses.training_records", "TrainingRecordsAnalysis"),
 }
 """Analysis name -> (module, class) of its runner, in report order."""
 

@@ -17,8 +17,14 @@ import inspect
 import re
 import typing
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Optional
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
 
 Values = dict[tuple[str, str], float]
 """``{(layer, metric): value}``; run-level numbers have the layer ``""``."""
@@ -61,12 +67,59 @@ class AnalysisResult:
         return [(self.epoch, layer, metric, value) for (layer, metric), value in self.values.items()]
 
 
+@dataclass(frozen=True)
+class LabelledInputs:
+    """Inputs of the run's data: ``images`` (N, C, H, W) float32 on CPU (normalised as in
+    training), ``labels`` (N,) and their ``indices`` (N,) in ``split`` of ``dataset``;
+    ``own_data`` when they come from the run's own data module (labels then mean its classes)."""
+
+    images: Tensor
+    labels: Tensor
+    indices: Tensor
+    dataset: str
+    split: str
+    own_data: bool
+
+
+@dataclass(frozen=True)
+class CheckpointInputs:
+    """What one checkpoint offers an analysis run offline (``probe.py``), in epoch order.
+
+    Attributes:
+        epoch: completed training epochs of the checkpoint (0 = at initialisation).
+        model: the network with the checkpoint's weights, in eval mode, on ``device``.
+        device: where the model runs.
+        autocast: a context-manager factory reproducing the run's precision.
+        seed: the run's probe seed (its ``dynamics.seed``): draws probe sets and any randomness.
+        batch_size: images per forward pass.
+        max_epochs: the run's planned epochs (None when unknown), for epoch schedules.
+        inputs: ``inputs(split, size)``: up to ``size`` inputs of ``split`` of the run's data
+            (or of ``probe.py --data``), drawn by ``seed``; loaded once per run and cached.
+        earlier_epochs: the epochs of the run's numbered checkpoints before this one.
+        weights_of: ``with weights_of(epoch):`` the model holds that earlier checkpoint's
+            weights inside the block (this checkpoint's again after it).
+    """
+
+    epoch: int
+    model: nn.Module
+    device: torch.device
+    autocast: Callable[[], AbstractContextManager]
+    seed: int
+    batch_size: int
+    max_epochs: Optional[int]
+    inputs: Callable[[str, int], LabelledInputs]
+    earlier_epochs: tuple[int, ...] = ()
+    weights_of: Optional[Callable[[int], AbstractContextManager]] = None
+
+
 class Analysis(ABC):
     """A family of measurements, built from its settings (a frozen dataclass instance).
 
     Subclasses set :attr:`name`, :attr:`settings_type` and :attr:`families`, and implement
     :meth:`run`, whose keyword arguments are what the analysis needs (a snapshot of captured
-    activations, a model and inputs, a run's files): the callers pass exactly those.
+    activations, a model and inputs, a run's files): the callers pass exactly those. An
+    analysis ``probe.py`` can run on checkpoints also implements :meth:`probe_checkpoint`, and
+    one that depends on the model (its layers) overrides :meth:`for_model`.
     """
 
     name: ClassVar[str]
@@ -81,6 +134,24 @@ class Analysis(ABC):
     @abstractmethod
     def run(self, epoch: int, **needs: Any) -> AnalysisResult:
         """Every number of ``epoch``."""
+
+    @classmethod
+    def for_model(cls, settings: Any, model: nn.Module) -> Analysis:
+        """The analysis of ``model`` (default: ``cls(settings)``; analyses that pick layers
+        resolve them here).
+
+        Raises:
+            ValueError: the model lacks what the analysis needs (the message says what).
+        """
+        return cls(settings)
+
+    def probe_checkpoint(self, checkpoint: CheckpointInputs) -> AnalysisResult:
+        """Every number of one checkpoint, offline; checkpoints come in epoch order.
+
+        Raises:
+            NotImplementedError: the analysis does not run on checkpoints.
+        """
+        raise NotImplementedError(f"the {self.name} analysis does not run on checkpoints")
 
     @classmethod
     def family_of(cls, metric: str) -> MetricFamily | None:

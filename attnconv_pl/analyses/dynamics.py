@@ -13,6 +13,7 @@ optional) for the N inputs of the probe set, in probe-set order.
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Literal, Mapping, Optional, Sequence
@@ -21,7 +22,10 @@ import numpy as np
 import torch
 
 from attnconv_pl import probes
-from attnconv_pl.analyses.base import Analysis, AnalysisResult, MetricFamily, check_field_types, is_scheduled_epoch
+from attnconv_pl.analyses.base import (Analysis, AnalysisResult, CheckpointInputs, MetricFamily, check_field_types,
+                                       is_scheduled_epoch)
+from attnconv_pl.capture import Projector, resolve_layers
+from attnconv_pl.capture.probe_set import capture_probe_images, round_to_dtype
 
 Snapshot = Mapping[str, Mapping[str, torch.Tensor]]
 Diagrams = list  # one (m, 2) numpy array per homology dimension 0..max_dim
@@ -301,6 +305,17 @@ class Dynamics(Analysis):
         self.initial: Optional[Snapshot] = None
         self.previous: Optional[Snapshot] = None
         self.previous_diagrams: Optional[dict[str, Diagrams]] = None
+        self.last_epoch: Optional[int] = None
+        self._projector: Optional[Projector] = None  # offline capture's, one per run (it caches matrices)
+
+    @classmethod
+    def for_model(cls, settings: DynamicsSettings, model: torch.nn.Module) -> Dynamics:
+        """The dynamics of the layers ``settings.layers`` selects (default: ``model.probe_layers``).
+
+        Raises:
+            ConfigError: a pattern matches no layer (the message lists the layers).
+        """
+        return cls(settings, resolve_layers(model, settings.layers or model.probe_layers))
 
     def restore(self, previous: Optional[Snapshot], initial: Optional[Snapshot]) -> None:
         """Resume from stored snapshots (their diagrams are recomputed when needed)."""
@@ -314,4 +329,62 @@ class Dynamics(Analysis):
         result = run_probes(epoch, snapshot, self.settings, layers=self.layers, previous=self.previous,
                             initial=self.initial, previous_diagrams=self.previous_diagrams, topology=topology)
         self.previous, self.previous_diagrams = snapshot, result.artifacts.get("diagrams") or None
+        self.last_epoch = epoch
         return result
+
+    def probe_checkpoint(self, checkpoint: CheckpointInputs) -> AnalysisResult:
+        """What the training callback logged at the checkpoint's epoch: capture the probe set
+        (points rounded to the snapshot dtype, as the callback stores them), then :meth:`run`.
+
+        ``drift_prev_*`` refers to the run's preceding numbered checkpoint and ``drift_init_*`` to
+        epoch 0; when those were not probed just before, they are captured (not probed) first.
+        The artifact ``probe_accuracy`` is the top-1 accuracy of the checkpoint on the probe set
+        (only when the probe set is the run's own data); ``seconds`` splits the time into
+        ``references``, ``capture`` and ``probes``.
+        """
+        started = time.perf_counter()
+        probe_set = checkpoint.inputs(self.settings.probe_split, self.settings.probe_size)
+        self._restore_references(checkpoint, probe_set.images)
+        referenced = time.perf_counter()
+        logits: list[torch.Tensor] = []
+        handle = checkpoint.model.register_forward_hook(lambda module, args, output: logits.append(output.detach()))
+        try:
+            snapshot = self._capture(checkpoint, probe_set.images)
+        finally:
+            handle.remove()
+        captured = time.perf_counter()
+        epoch = checkpoint.epoch
+        result = self.run(epoch, snapshot, topology=self.settings.with_topology(epoch, checkpoint.max_epochs))
+        if probe_set.own_data and logits:
+            predictions = torch.cat(logits).float().argmax(dim=1).cpu()
+            result.artifacts["probe_accuracy"] = float((predictions == probe_set.labels).float().mean())
+        result.artifacts["seconds"] = {"references": referenced - started, "capture": captured - referenced,
+                                       "probes": time.perf_counter() - captured}
+        return result
+
+    def _capture(self, checkpoint: CheckpointInputs, images: torch.Tensor) -> Snapshot:
+        """The points of ``images`` at the model's current weights, rounded as snapshots are."""
+        if self._projector is None:
+            self._projector = Projector(project_dim=self.settings.project_dim, seed=self.settings.seed)
+        points = capture_probe_images(checkpoint.model, images, self.layers,
+                                      representation=self.settings.representation, projector=self._projector,
+                                      batch_size=self.settings.batch_size, device=checkpoint.device,
+                                      autocast=checkpoint.autocast, capture_inputs=self.settings.capture_inputs)
+        return round_to_dtype(points, self.settings.torch_snapshot_dtype)
+
+    def _restore_references(self, checkpoint: CheckpointInputs, images: torch.Tensor) -> None:
+        """Capture the preceding numbered checkpoint and epoch 0, as the callback had them,
+        unless the preceding one was just probed."""
+        earlier = checkpoint.earlier_epochs
+        if checkpoint.epoch == 0 or not earlier or self.last_epoch == max(earlier):
+            return
+
+        def reference(epoch: int) -> Snapshot:
+            with checkpoint.weights_of(epoch):
+                return self._capture(checkpoint, images)
+
+        initial = self.initial
+        if initial is None and 0 in earlier:
+            initial = reference(0)
+        previous = initial if max(earlier) == 0 else reference(max(earlier))
+        self.restore(previous, initial)

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Optional
 
-from attnconv_pl.analyses.base import Analysis, AnalysisResult, check_field_types
+from attnconv_pl.analyses.base import Analysis, AnalysisResult, CheckpointInputs, check_field_types
 
 if TYPE_CHECKING:
     import torch
@@ -143,3 +143,13 @@ class Robustness(Analysis):
         accuracy = noise_accuracy(model, images, labels, self.settings.noise_levels, seed=seed,
                                   batch_size=batch_size, device=device, autocast=autocast)
         return AnalysisResult(epoch, artifacts={"accuracy": accuracy})
+
+    def probe_checkpoint(self, checkpoint: CheckpointInputs) -> AnalysisResult:
+        """:meth:`run` on ``settings.size`` inputs of ``settings.split`` drawn by the run's probe
+        seed (which also draws the noise); the artifact ``inputs`` says which inputs."""
+        inputs = checkpoint.inputs(self.settings.split, self.settings.size)
+        result = self.run(checkpoint.epoch, checkpoint.model, inputs.images, inputs.labels, seed=checkpoint.seed,
+                          batch_size=checkpoint.batch_size, device=checkpoint.device, autocast=checkpoint.autocast)
+        result.artifacts["inputs"] = {"dataset": inputs.dataset, "split": inputs.split, "inputs": len(inputs.indices),
+                                      "seed": checkpoint.seed}
+        return result

@@ -49,23 +49,26 @@ def probed_run(prober, outcomes: list, label: str, target: Optional[float] = DEF
     ``target``: the target loss of its training records (None: no training records)."""
     from attnconv_pl.reports.records import ProbedRun, RobustnessRecord
 
-    with_diagrams = [o for o in outcomes if o.result.artifacts.get("diagrams")]
+    artifacts = {name: {o.epoch: o.results[name].artifacts for o in outcomes} for name in prober.analyses}
+    diagrams = {epoch: found["diagrams"] for epoch, found in artifacts.get("dynamics", {}).items()
+                if found.get("diagrams")}
     training, training_facts = training_records_of(prober, target)
     robustness = None
-    if prober.robustness is not None:
-        inputs = prober.robustness_set
+    if "robustness" in prober.analyses and outcomes:
+        measured = artifacts["robustness"]
         robustness = RobustnessRecord(
-            noise_levels=prober.robustness.settings.noise_levels, accuracy={o.epoch: o.robustness for o in outcomes},
-            dataset=inputs.dataset, split=inputs.split, inputs=len(inputs.indices), seed=prober.dynamics.seed)
+            noise_levels=prober.analyses["robustness"].settings.noise_levels,
+            accuracy={epoch: found["accuracy"] for epoch, found in measured.items()},
+            **measured[outcomes[-1].epoch]["inputs"])
     description = run_description(prober, outcomes)
     if training is not None:
         description["training"] = training_facts
     return ProbedRun(
         label=label, group="", layers=prober.layers,
-        rows=[row for o in outcomes for row in o.result.rows()],
-        diagrams={o.epoch: o.result.artifacts["diagrams"] for o in with_diagrams[:1] + with_diagrams[-1:]},
+        rows=[row for o in outcomes for row in o.rows()],
+        diagrams={epoch: diagrams[epoch] for epoch in sorted(diagrams)[:1] + sorted(diagrams)[-1:]},
         accuracy={o.epoch: o.accuracy for o in outcomes if o.accuracy is not None},
-        description=description, training=training, robustness=robustness,
+        description=description, training=training, robustness=robustness, artifacts=artifacts,
     )
 
 
@@ -99,15 +102,21 @@ def group_labels(keys: list[tuple[str, str, str]]) -> list[str]:
 
 def run_description(prober, run_outcomes: list) -> dict[str, Any]:
     """The JSON-ready facts of a probed run for ``summary.json`` and the report's run table."""
-    dynamics, hparams, probe_set = prober.dynamics, prober.hparams, prober.probe_set
+    dynamics, hparams, probe_set = prober.probe_settings, prober.hparams, prober.probe_set
+    dataset = {"trained_on": prober.data_class_path}
+    if probe_set is not None:
+        dataset = {"name": probe_set.dataset, "split": probe_set.split, "probe_inputs": len(probe_set.indices),
+                   **dataset}
     return {
         "run_dir": str(prober.run.run_dir) if prober.run.run_dir else None,
         "checkpoints": [str(o.path) for o in run_outcomes],
         "seed": prober.run_config.get("seed_everything"),
         "model": {key: hparams.get(key) for key in ("arch", "arch_kwargs", "num_classes", "in_chans", "image_size")},
-        "dataset": {"name": probe_set.dataset, "split": probe_set.split, "probe_inputs": len(probe_set.indices),
-                    "trained_on": prober.data_class_path},
+        "dataset": dataset,
+        "analyses": list(prober.analyses),
         "settings": {**dataclasses.asdict(dynamics), "layers": dynamics.layers or "model's probe_layers"},
+        "analysis_settings": {name: dataclasses.asdict(analysis.settings)
+                              for name, analysis in prober.analyses.items() if name != "dynamics"},
         "timings": {"data_seconds": prober.data_seconds,
                     "checkpoints": [{"epoch": o.epoch, **o.seconds} for o in run_outcomes]},
     }

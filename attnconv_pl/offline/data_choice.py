@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
-from torch import Tensor
 
+from attnconv_pl.analyses.base import LabelledInputs
 from attnconv_pl.capture.probe_set import load_probe_images, select_probe_indices
 from attnconv_pl.data import DATAMODULES, SPLITS, ClassificationDataModule, create_datamodule
 from attnconv_pl.errors import ProbeInputError
@@ -57,17 +57,8 @@ class DataChoice:
         return cls(dataset=name, split=split or None, data_dir=data_dir)
 
 
-@dataclass(frozen=True)
-class ProbeSet:
-    """The probe set of a run: images (N, C, H, W) float32, labels (N,) and their positions
-    (N,) in the split, all on CPU; ``own_data`` when it comes from the run's training data."""
-
-    images: Tensor
-    labels: Tensor
-    indices: Tensor
-    dataset: str
-    split: str
-    own_data: bool
+ProbeSet = LabelledInputs
+"""A probe set: inputs of one split drawn by the probe seed (see :class:`LabelledInputs`)."""
 
 
 def resolve_device(name: str) -> torch.device:

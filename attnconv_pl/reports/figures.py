@@ -1,5 +1,6 @@
-"""The figures of a probe report: per metric against depth and against epoch, persistence
-diagrams per run, the comparison figure and the robustness figure; each saved as a PNG."""
+"""The figures every analysis's metrics get in a probe report (each metric against depth and
+against epoch) and how figures are grouped into sections; each saved as a PNG. An analysis's
+own figures are drawn by its section module (``reports/sections/<analysis>.py``)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from attnconv_pl.atomic import atomic_path
-from attnconv_pl.reports.comparison import comparison_figure, comparison_metrics, use_log_scale
-from attnconv_pl.reports.diagrams import persistence_epochs_figure
+from attnconv_pl.reports.comparison import use_log_scale
 from attnconv_pl.reports.layout import legend_below, set_margins
-from attnconv_pl.reports.records import (ProbedRun, layer_positions, metric_families, metric_section, metric_title,
-                                         report_metrics, shared_layers)
-from attnconv_pl.reports.robustness import robustness_figure
+from attnconv_pl.reports.records import ProbedRun, layer_positions, metric_section, metric_title, shared_layers
 
 DPI = 80
 """Resolution of the saved PNGs: enough to read on screen, small enough to embed dozens."""
@@ -32,10 +30,10 @@ class ReportFigure:
 
     Attributes:
         name: file name without ``.png`` (in the report's ``figures/`` folder).
-        section: ``comparison``, ``robustness``, ``persistence`` or a metric section key (see
-            ``metric_families()``).
+        section: the key of its report section: a metric family's (see ``metric_families()``),
+            ``other``, or one an analysis's section module draws (``comparison``, ...).
         caption: what the figure shows.
-        metric: the metric it plots ("" for the comparison, robustness and persistence figures).
+        metric: the metric it plots ("" for figures of no single metric).
     """
 
     name: str
@@ -105,51 +103,29 @@ def epoch_figure(runs: list[ProbedRun], metric: str) -> Figure:
     return figure
 
 
-def report_figures(runs: list[ProbedRun]) -> Iterator[tuple[ReportFigure, Figure]]:
-    """Every figure of the report, comparison first (when dynamics were probed; then robustness
-    when evaluated), built one at a time."""
-    if comparison_metrics(runs):
-        yield ReportFigure("comparison", "comparison",
-                           "Compactness (variance, intrinsic dimension) and stability (input-to-output diagram "
-                           "distances W1, W2, W∞) against depth at the last epoch, per model; error bars: one "
-                           "standard deviation over seeds."), comparison_figure(runs)
-    if any(run.final_robustness() is not None for run in runs):
-        yield ReportFigure("robustness", "robustness",
-                           "Accuracy under additive Gaussian noise on the normalised inputs against its standard "
-                           "deviation σ, at each run's last probed epoch, per model; error bars: one standard "
-                           "deviation over seeds."), robustness_figure(runs)
-    for metric in report_metrics(runs):
+def metric_figures(runs: list[ProbedRun], metrics: list[str]) -> Iterator[tuple[ReportFigure, Figure]]:
+    """Each of ``metrics`` against depth (last epoch) and against epoch (per layer), in its
+    report section (:func:`~attnconv_pl.reports.records.metric_section`)."""
+    for metric in metrics:
         section, title = metric_section(metric), metric_title(metric)
         yield (ReportFigure(f"depth_{metric}", section, f"{title} ({metric}) against depth at the last epoch.",
                             metric), depth_figure(runs, metric))
         yield (ReportFigure(f"epochs_{metric}", section, f"{title} ({metric}) against epoch, per layer.", metric),
                epoch_figure(runs, metric))
-    names: set[str] = set()
-    for run in runs:
-        if run.diagrams:
-            name = f"persistence_{file_stem(run.label)}"
-            name = name if name not in names else f"{name}_{len(names)}"
-            names.add(name)
-            epochs = " and ".join(map(str, sorted(run.diagrams)))
-            yield (ReportFigure(name, "persistence", f"Output persistence diagrams of {run.label}, epochs {epochs}."),
-                   persistence_epochs_figure(run.diagrams, run.layers, f"{run.label}: output persistence diagrams"))
 
 
 @dataclass(frozen=True)
 class ReportSection:
     """A section of the report: its anchor key, title and figures grouped by metric
-    (the comparison and persistence sections have one group, under "")."""
+    (figures of no metric under "")."""
 
     key: str
     title: str
     figures_by_metric: dict[str, list[ReportFigure]]
 
 
-def report_sections(figures: list[ReportFigure]) -> list[ReportSection]:
-    """The figure sections in report order: comparison, robustness, the metric sections, persistence."""
-    titles = [("comparison", "Comparison"), ("robustness", "Robustness: accuracy under Gaussian input noise"),
-              *[(family.key, family.title) for family in metric_families()],
-              ("other", "Other metrics"), ("persistence", "Persistence diagrams")]
+def report_sections(figures: list[ReportFigure], titles: list[tuple[str, str]]) -> list[ReportSection]:
+    """The sections ``titles`` (``(key, title)`` in order) that hold any of ``figures``."""
     sections = []
     for key, title in titles:
         grouped: dict[str, list[ReportFigure]] = {}

@@ -71,6 +71,8 @@ class ProbedRun:
             timings; ``training``: where the records come from and the run's loss floor).
         training: the records of the run's ``metrics.csv`` (None when it has none).
         robustness: accuracy under input noise (None when not evaluated).
+        artifacts: every analysis's artifacts by checkpoint, ``{analysis: {epoch: {name: value}}}``
+            (what its report section draws beyond ``rows``).
     """
 
     label: str
@@ -82,6 +84,7 @@ class ProbedRun:
     description: dict[str, Any] = field(default_factory=dict)
     training: Optional[TrainingRecords] = None
     robustness: Optional[RobustnessRecord] = None
+    artifacts: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._values = {(epoch, layer, metric): value for epoch, layer, metric, value in self.rows}

@@ -4,12 +4,12 @@ Layout of the folder::
 
     dynamics.csv     run,epoch,layer,metric,value (every number of every run)
     summary.json     per run: model, dataset, settings, accuracy, last-epoch numbers, timings
-    figures/*.png    comparison.png, depth_<metric>.png, epochs_<metric>.png, persistence_<run>.png
+    figures/*.png    depth_<metric>.png, epochs_<metric>.png, and each analysis's own (comparison.png, ...)
     report.html      self-contained page (figures embedded)
     report.md        the same, figures linked
 
 Both pages render one :class:`~attnconv_pl.reports.document.Document`: what was probed, the
-analyses' sections (:data:`SECTION_BUILDERS`, in report order), then the last-epoch table.
+analyses' sections (``reports/sections``, in the analyses' order), then the last-epoch table.
 
 Every file is written atomically, so an interrupted run never leaves a half-written file; a
 report written again into the same folder replaces the earlier one (its stale figures too).
@@ -23,23 +23,15 @@ from typing import Any
 from attnconv_pl.atomic import atomic_write_text
 from attnconv_pl.reports.comparison import comparison_metrics
 from attnconv_pl.reports.document import Code, Document, Link, Paragraph, Section, Table
-from attnconv_pl.reports.figures import ReportFigure, report_figures, save_figure
+from attnconv_pl.reports.figures import ReportFigure, save_figure
 from attnconv_pl.reports.html import render_html
 from attnconv_pl.reports.markdown import render_markdown
 from attnconv_pl.reports.records import ProbedRun
-from attnconv_pl.reports.sections import SectionBuilder, dynamics, robustness, training_records
+from attnconv_pl.reports.sections import report_body, report_figures
 from attnconv_pl.reports.summary import write_summary
 from attnconv_pl.reports.tables import last_epoch_table, probed_table, write_dynamics_csv
 
 FIGURES_FOLDER = "figures"
-
-SECTION_BUILDERS: tuple[SectionBuilder, ...] = (
-    training_records.sections,
-    dynamics.comparison_sections,
-    robustness.sections,
-    dynamics.sections,
-)
-"""The analyses' sections between "What was probed" and the last-epoch table, in report order."""
 
 
 def write_tables(out_dir: Path, runs: list[ProbedRun], context: dict[str, Any]) -> None:
@@ -86,8 +78,7 @@ def last_epoch_section(runs: list[ProbedRun]) -> Section:
 def build_document(runs: list[ProbedRun], figures: list[ReportFigure], context: dict[str, Any]) -> Document:
     """The report of ``runs`` with ``figures`` (in report order); ``context`` holds ``command`` (the
     command line) and ``created`` (a timestamp)."""
-    sections = [probed_section(runs), *(s for build in SECTION_BUILDERS for s in build(runs, figures)),
-                last_epoch_section(runs)]
+    sections = [probed_section(runs), *report_body(runs, figures), last_epoch_section(runs)]
     return Document("Probe report", ", ".join(run.label for run in runs), context.get("created", ""),
                     context.get("command", ""), tuple(sections))
 

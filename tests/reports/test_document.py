@@ -38,9 +38,9 @@ def test_html_and_markdown_show_the_same_sections_figures_and_tables(tmp_path, m
     page, markdown = (tmp_path / "report.html").read_text(), (tmp_path / "report.md").read_text()
     headings, figure_files, cells = html_content(page)
     assert (headings, figure_files, cells) == markdown_content(markdown)
-    assert headings[:4] == ["What was probed", "Training records and robustness", "Comparison",
-                            "Robustness: accuracy under Gaussian input noise"]
-    assert headings[-2:] == ["Persistence diagrams", "Last-epoch table"]
+    assert headings[:3] == ["What was probed", "Training records and robustness", "Comparison"]
+    assert headings[-3:] == ["Persistence diagrams", "Robustness: accuracy under Gaussian input noise",
+                             "Last-epoch table"]
     assert "variance" in headings and "conv|s0" in cells and "acc σ=0.5" in cells
     assert figure_files == [figure.file_name for figure in figures]
     sources = re.findall(r'<img [^>]*src="([^"]*)"', page)
@@ -51,7 +51,7 @@ def test_html_and_markdown_show_the_same_sections_figures_and_tables(tmp_path, m
         assert paragraph in unescape(page) and paragraph in markdown
 
 
-def test_sections_follow_the_section_builders_and_leave_out_what_the_runs_lack(make_run):
+def test_sections_follow_the_analyses_order_and_leave_out_what_the_runs_lack(make_run):
     keys = lambda document: [section.key for section in document.sections]  # noqa: E731
     run = make_run("a/s0", "attention_net")
     metric = ReportFigure("depth_variance", "compactness", "variance against depth", "variance")
@@ -61,8 +61,8 @@ def test_sections_follow_the_section_builders_and_leave_out_what_the_runs_lack(m
                                                              "table"]
     figures.insert(1, ReportFigure("robustness", "robustness", "accuracy under noise"))
     document = build_document([with_records(run)], figures, CONTEXT)
-    assert keys(document) == ["probed", "records", "comparison", "robustness", "compactness", "persistence", "table"]
-    assert document.sections[4].blocks == (Subsection((Code("variance"),), (Figures((metric,)),)),)
+    assert keys(document) == ["probed", "records", "comparison", "compactness", "persistence", "robustness", "table"]
+    assert document.sections[3].blocks == (Subsection((Code("variance"),), (Figures((metric,)),)),)
     assert (document.title, document.subject, document.command) == ("Probe report", "a/s0", CONTEXT["command"])
 
 

@@ -71,14 +71,14 @@ def test_noise_curves_are_the_mean_and_sample_std_over_seeds(make_run):
     assert len(chance) == 1 and chance[0].get_ydata()[0] == pytest.approx(0.1)
 
 
-def test_report_shows_the_records_table_and_the_robustness_figure_after_the_comparison(tmp_path, make_run):
+def test_report_shows_the_records_table_first_and_the_robustness_figure_after_the_dynamics(tmp_path, make_run):
     runs = [with_records(make_run("attn/s0", "attention_net")), with_records(make_run("conv/s0", "conv_net"))]
     figures = write_report(tmp_path, runs, {"command": "python probe.py ... --robustness"})
     names = [figure.file_name for figure in figures]
-    assert names[:2] == ["comparison.png", "robustness.png"]
+    assert names[0] == "comparison.png" and names[-1] == "robustness.png"
     page = (tmp_path / "report.html").read_text()
     assert page.index('id="probed"') < page.index('id="records"') < page.index('id="comparison"') < page.index(
-        'id="robustness"') < page.index('id="compactness"')
+        'id="compactness"') < page.index('id="robustness"') < page.index('id="table"')
     assert "acc σ=0.5" in page and "0.875 (4)" in page
     markdown = (tmp_path / "report.md").read_text()
     assert "\n## Training records and robustness\n" in markdown and "figures/robustness.png" in markdown

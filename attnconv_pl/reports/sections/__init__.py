@@ -1,18 +1,51 @@
-"""The report's sections, one module per analysis that contributes content.
+"""The report's sections: one module per analysis that draws more than its metrics' figures,
+named as the analysis (``reports/sections/<analysis>.py``).
 
-Each module exposes builders ``(runs, figures) -> list[Section]`` (empty when the runs hold
-nothing to show); ``reports/report.py`` lists them in report order in ``SECTION_BUILDERS``.
+A section module may expose ``figures(runs)``, yielding ``(ReportFigure, Figure)`` pairs in
+report order (its own figures and, where it places them, :func:`family_figures`), and
+``sections(runs, figures) -> list[Section]``, its part of the report (empty when the runs hold
+nothing to show; :func:`family_sections` gives its metrics' figure sections). Every analysis's
+per-layer metrics get a figure against depth and one against epoch without any code of its
+own; an analysis without a section module shows just those.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import importlib
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Callable, Optional
 
+from matplotlib.figure import Figure
+
+from attnconv_pl.analyses import list_analyses, load_analysis
 from attnconv_pl.reports.document import Code, Figures, Section, Subsection
-from attnconv_pl.reports.figures import ReportFigure, ReportSection, report_sections
-from attnconv_pl.reports.records import ProbedRun
+from attnconv_pl.reports.figures import ReportFigure, ReportSection, metric_figures, report_sections
+from attnconv_pl.reports.records import ProbedRun, metric_section, report_metrics
 
 SectionBuilder = Callable[[list[ProbedRun], list[ReportFigure]], list[Section]]
+OTHER = ("other", "Other metrics")
+"""The section of metrics no analysis declares."""
+
+
+def section_module(analysis: str) -> Optional[ModuleType]:
+    """The section module of ``analysis`` (None when it has none)."""
+    try:
+        return importlib.import_module(f"{__name__}.{analysis}")
+    except ModuleNotFoundError as error:
+        if error.name != f"{__name__}.{analysis}":
+            raise
+        return None
+
+
+def family_titles(analysis: str) -> list[tuple[str, str]]:
+    """``(key, title)`` of the analysis's metric families, in its order."""
+    return [(family.key, family.title) for family in load_analysis(analysis).families]
+
+
+def family_sections(analysis: str, figures: list[ReportFigure]) -> list[Section]:
+    """The figure sections of the analysis's metric families (one sub-heading per metric)."""
+    return [figure_section(section) for section in report_sections(figures, family_titles(analysis))]
 
 
 def figure_section(section: ReportSection) -> Section:
@@ -23,7 +56,38 @@ def figure_section(section: ReportSection) -> Section:
     return Section(section.key, section.title, tuple(blocks))
 
 
-def figure_sections(figures: list[ReportFigure], keys: set[str]) -> list[Section]:
-    """The figure sections (see :func:`~attnconv_pl.reports.figures.report_sections`) whose key is
-    in ``keys``, in report order."""
-    return [figure_section(section) for section in report_sections(figures) if section.key in keys]
+def figure_sections(figures: list[ReportFigure], titles: list[tuple[str, str]]) -> list[Section]:
+    """The sections ``titles`` (``(key, title)``) that hold any of ``figures``, in that order."""
+    return [figure_section(section) for section in report_sections(figures, titles)]
+
+
+def family_figures(analysis: str, runs: list[ProbedRun]) -> Iterator[tuple[ReportFigure, Figure]]:
+    """The figures of the analysis's metrics the runs hold (against depth and against epoch)."""
+    keys = {key for key, _ in family_titles(analysis)}
+    yield from metric_figures(runs, [metric for metric in report_metrics(runs) if metric_section(metric) in keys])
+
+
+def report_figures(runs: list[ProbedRun]) -> Iterator[tuple[ReportFigure, Figure]]:
+    """Every figure of the report in report order, built one at a time: per analysis (in
+    :data:`ANALYSES` order) its module's ``figures``, else its metrics' figures; then the
+    metrics of no analysis."""
+    for analysis in list_analyses():
+        module = section_module(analysis)
+        if module is not None and hasattr(module, "figures"):
+            yield from module.figures(runs)
+        else:
+            yield from family_figures(analysis, runs)
+    yield from metric_figures(runs, [metric for metric in report_metrics(runs) if metric_section(metric) == OTHER[0]])
+
+
+def report_body(runs: list[ProbedRun], figures: list[ReportFigure]) -> list[Section]:
+    """The analyses' sections in :data:`ANALYSES` order (a module's ``sections``, else its metric
+    families' figures), then the metrics of no analysis."""
+    body: list[Section] = []
+    for analysis in list_analyses():
+        module = section_module(analysis)
+        if module is not None and hasattr(module, "sections"):
+            body += module.sections(runs, figures)
+        else:
+            body += family_sections(analysis, figures)
+    return body + figure_sections(figures, [OTHER])
