@@ -247,6 +247,7 @@ def test_analyses_choose_what_is_computed(attention_run, tmp_path):
         assert {row["metric"] for row in csv.DictReader(handle)} == {"overhead_seconds"}
     (run,) = json.loads((tmp_path / "records" / "summary.json").read_text())["runs"]
     assert run["training"]["best_val_acc"] is not None and len(run["robustness"]["final_accuracy"]) == 5
+    assert run["analyses"] == ["robustness"] and "probe_inputs" not in run["dataset"]  # no probe set loaded
     assert sorted(p.name for p in (tmp_path / "records" / "figures").iterdir()) == ["robustness.png"]
 
     check_ok(run_probe(attention_run, "--out", tmp_path / "dynamics", "--analyses", "dynamics"))
