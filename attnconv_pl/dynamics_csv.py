@@ -2,9 +2,10 @@
 
 ``dynamics.csv`` is the long-format table of every probed number (one row per number), columns
 ``epoch,layer,metric,value`` (``probe.py`` adds a leading ``run`` column); ``metrics.csv``
-(``callbacks.EpochMetrics``) has one row per epoch. Writing an epoch replaces any rows of that
-epoch already in the file, so re-writing after a resume never duplicates rows; the file is
-rewritten atomically.
+(``callbacks.EpochMetrics``) has one row per epoch. Writing an epoch replaces the rows of that
+epoch already in the file (only the writer's own metrics, when several analyses share the
+file), so re-writing after a resume never duplicates rows; the file is rewritten atomically,
+one writer at a time within a process (analyses write from their worker threads).
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ import csv
 import io
 import math
 import numbers
+import threading
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 from attnconv_pl.atomic import atomic_write_text
 
 COLUMNS = ("epoch", "layer", "metric", "value")
+_WRITING = threading.Lock()
+"""Held while a table is read and rewritten, so two writers never lose each other's rows."""
 
 
 def read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -59,21 +63,27 @@ def _existing(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
     return existing
 
 
-def write_epochs(path: Path, rows: Iterable[Sequence], columns: Sequence[str] = COLUMNS) -> None:
+def write_epochs(path: Path, rows: Iterable[Sequence], columns: Sequence[str] = COLUMNS,
+                 owns: Optional[Callable[[str], bool]] = None) -> None:
     """Merge ``rows`` (tuples in ``columns`` order) into ``path``, replacing earlier rows of the
-    same epochs (and run, when there is a ``run`` column); atomic."""
+    same epochs (and run, when there is a ``run`` column) whose metric the writer ``owns``
+    (default: every metric); atomic."""
     rows = [tuple(row) for row in rows]
     key_columns = [c for c in ("run", "epoch") if c in columns]
     replaced = {tuple(str(row[columns.index(c)]) for c in key_columns) for row in rows}
-    kept = [r for r in _existing(path, columns) if tuple(r[c] for c in key_columns) not in replaced]
-    _write(path, columns, kept, rows)
+    with _WRITING:
+        kept = [r for r in _existing(path, columns) if tuple(r[c] for c in key_columns) not in replaced
+                or (owns is not None and not owns(r["metric"]))]
+        _write(path, columns, kept, rows)
 
 
-def drop_epochs_after(path: Path, epoch: int, columns: Sequence[str] = COLUMNS) -> None:
-    """Remove the rows of epochs later than ``epoch`` from ``path`` (atomic; nothing to do when
-    there are none). A run resumed from an earlier checkpoint drops what the abandoned
-    continuation wrote."""
-    existing = _existing(path, columns)
-    kept = [r for r in existing if int(r["epoch"]) <= epoch]
-    if len(kept) < len(existing):
-        _write(path, columns, kept, [])
+def drop_epochs_after(path: Path, epoch: int, columns: Sequence[str] = COLUMNS,
+                      owns: Optional[Callable[[str], bool]] = None) -> None:
+    """Remove the rows of epochs later than ``epoch`` whose metric the caller ``owns`` (default:
+    every row) from ``path`` (atomic; nothing to do when there are none). A run resumed from an
+    earlier checkpoint drops what the abandoned continuation wrote."""
+    with _WRITING:
+        existing = _existing(path, columns)
+        kept = [r for r in existing if int(r["epoch"]) <= epoch or (owns is not None and not owns(r["metric"]))]
+        if len(kept) < len(existing):
+            _write(path, columns, kept, [])

@@ -112,6 +112,11 @@ class ProbingCallback(Callback, ABC):
         """Resume: give the analysis the snapshots of the previous probed epoch and of epoch 0
         (nothing to do for an analysis without state across epochs)."""
 
+    def owns(self, metric: str) -> bool:
+        """Whether rows of ``metric`` in ``dynamics.csv`` are this callback's (its analysis's
+        metrics and the cost rows), which it replaces and drops; other analyses' rows stay."""
+        return metric in COST_METRICS or type(self.analysis).family_of(metric) is not None
+
     def log_to(self, logger: Logger, result: AnalysisResult, step: int) -> None:
         """Send one epoch's numbers to ``logger``, against ``epoch``, as ``<prefix>/<layer>/<metric>``."""
         metrics = {metric_key(layer, metric, self.prefix): value
@@ -191,9 +196,10 @@ class ProbingCallback(Callback, ABC):
         capture = epoch in due
         resumed = trainer.ckpt_path is not None
         if trainer.is_global_zero:
-            drop_epochs_after(run_dir / DYNAMICS_FILE, epoch if resumed else -1)
+            drop_epochs_after(run_dir / DYNAMICS_FILE, epoch if resumed else -1, owns=self.owns)
             if resumed:
-                written = {int(row["epoch"]) for row in read_rows(run_dir / DYNAMICS_FILE)[1]}
+                rows = read_rows(run_dir / DYNAMICS_FILE)[1]
+                written = {int(row["epoch"]) for row in rows if self.owns(row["metric"])}
                 capture = epoch in due and epoch not in written and not snapshot_path(run_dir, epoch).is_file()
                 recovered = [e for e in due if not (capture and e == epoch)]
                 if recovered:
@@ -256,7 +262,7 @@ class ProbingCallback(Callback, ABC):
         stalled = timing["capture"] + timing["snapshot"] + (0.0 if self.jobs.background else timing["probes"])
         result.values[("", "overhead_seconds")] = stalled
         result.values[("", "probe_seconds")] = timing["probes"]
-        write_epochs(run_dir / DYNAMICS_FILE, result.rows())
+        write_epochs(run_dir / DYNAMICS_FILE, result.rows(), owns=self.owns)
         timing["write"] = time.perf_counter() - started - timing["probes"]
         return [ProbedEpoch(result, timing)]
 
