@@ -5,7 +5,7 @@ has ``feature_info``, its probe points (:class:`ProbePoint`: module, kind, width
 tokens, extras) in forward order, and ``probe_layers``, their module names.
 """
 
-from . import attention_conv, resnet, vit
+from . import attention_conv, cct, cifar_resnet, resnet, vit
 from ._features import KINDS, ProbePoint, attach_feature_info, points_of_kind, probe_layers
 from ._registry import create_model, list_models, register_model
 

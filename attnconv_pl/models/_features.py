@@ -16,19 +16,26 @@ Kinds (the closed set :data:`KINDS`):
 - ``norm``: a normalisation of the features after the last block or mixer.
 - ``pool``: global pooling, one vector per input.
 - ``head``: the classifier; its output is the logits, ``num_chs`` = number of classes.
-- ``mha_nodes``: a multi-head attention sub-layer whose output nodes are read one by one
-  (single-node analysis, arXiv 2501.12900). No model has one yet.
-- ``ff_nodes``: the hidden nodes of a feed-forward sub-layer, read one by one (same analysis).
-  No model has one yet.
+- ``mha_nodes``: the D concatenated head outputs of a multi-head attention, before its output
+  projection, read one by one (single-node analysis, arXiv 2501.12900); head h of H owns the
+  channels [h D/H, (h+1) D/H) and the point's module has ``num_heads`` = H. The CCTs have them.
+- ``ff_nodes``: the D output nodes of a feed-forward sub-layer (its last linear, before the
+  residual sum), read one by one (same analysis). The CCTs have them.
 
 Keys of ``extras`` in use (module names from ``model.named_modules()``):
 
-- ``residual``: the output of the residual branch f of ``x + f(x)``, before the sum.
+- ``input``: the state x of ``x + f(x)`` as the sum sees it: the block input, or the
+  shortcut's output where the block changes shape (same shape as ``residual``). The CIFAR
+  ResNets (``resnet20``, ``resnet56``, ``resnet110``, ``resnet164``) have it.
+- ``residual``: the output of the residual branch f of ``x + f(x)``, before the sum (and
+  before any gate).
 - ``shortcut``: the projection on a block's skip path, only where it is not the identity
   (a ResNet block that changes width or stride).
 - ``attn``, ``mlp``: a transformer block's two residual branches, the attention and the
   feed-forward sub-layers (before layer scale and drop-path, both the identity by default).
-- ``gate``: the output of a channel gate (squeeze-and-excitation style). No model has one yet.
+- ``gate``: the output of a per-channel gate a, shape (B, C, 1, 1), for a block that sums
+  ``x + a * f(x)``: the CIFAR ResNets built with ``attn="se"`` or ``attn="step"``, in the
+  blocks of ``attn_stages``.
 """
 
 from __future__ import annotations
@@ -45,8 +52,8 @@ KINDS: Mapping[str, str] = {
     "norm": "a normalisation of the features after the last block or mixer",
     "pool": "global pooling, one vector per input",
     "head": "the classifier, output = logits",
-    "mha_nodes": "a multi-head attention sub-layer read node by node",
-    "ff_nodes": "the hidden nodes of a feed-forward sub-layer",
+    "mha_nodes": "the concatenated head outputs of an attention before its projection, node by node",
+    "ff_nodes": "the output of a feed-forward sub-layer before the residual sum, node by node",
 }
 """The kinds a :class:`ProbePoint` may have, each with its meaning (see the module docstring)."""
 
