@@ -8,6 +8,8 @@ representation is one decorated function here, above ``REPRESENTATIONS``::
     @register_reducer("channel_norms", projection=None)
     def _channel_norms(x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, C), stored unprojected
         return x.flatten(2).norm(dim=2)
+
+(that one is registered: the stiffness analysis reads per-channel norms).
 """
 
 from __future__ import annotations
@@ -106,6 +108,13 @@ def _tokens(x: Tensor) -> Tensor:
     as H * W tokens of C channels (pixels row-major, channels last), (B, H * W * C)."""
     tokens = x if x.ndim <= 3 else x.flatten(2).transpose(1, 2)
     return tokens.reshape(x.shape[0], -1)
+
+
+@register_reducer("channel_norms", projection=None)
+def _channel_norms(x: Tensor) -> Tensor:
+    """Per channel, the L2 norm over positions: (B, C, ...) -> (B, C), stored unprojected (the
+    norms over inputs and positions follow as the norms of these rows, per column)."""
+    return x.flatten(2).norm(dim=2) if x.ndim > 2 else x.abs()
 
 
 REPRESENTATIONS = tuple(REDUCERS)

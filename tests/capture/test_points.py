@@ -61,10 +61,13 @@ def test_to_points_rejects_unknown_representation_and_tensorless_outputs():
 
 
 def test_the_built_in_representations_are_registered_reducers():
-    assert REPRESENTATIONS == ("flatten", "pool", "tokens") == tuple(REDUCERS)[:3]
-    assert [REDUCERS[name].projection for name in REPRESENTATIONS] == ["point", "point", "token"]
+    assert REPRESENTATIONS == ("flatten", "pool", "tokens", "channel_norms") == tuple(REDUCERS)[:4]
+    assert [REDUCERS[name].projection for name in REPRESENTATIONS] == ["point", "point", "token", None]
     x = torch.randn(2, 3, 4, 5)
     assert torch.equal(REDUCERS["pool"](x), to_points(x, "pool"))
+    torch.testing.assert_close(to_points(x, "channel_norms"), channel_norms(x))
+    gate = torch.rand(2, 3, 1, 1)
+    torch.testing.assert_close(to_points(gate, "channel_norms"), gate.flatten(1))  # a gate's norm is the gate
 
 
 def channel_norms(x: torch.Tensor) -> torch.Tensor:
@@ -74,18 +77,18 @@ def channel_norms(x: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture
 def registered():
-    """Registers `channel_norms` unprojected and projected, and unregisters both afterwards."""
-    register_reducer("channel_norms", projection=None)(channel_norms)
-    register_reducer("channel_norms_projected")(channel_norms)
+    """Registers `channel_norms` again, unprojected and projected, and unregisters both afterwards."""
+    register_reducer("norms", projection=None)(channel_norms)
+    register_reducer("norms_projected")(channel_norms)
     yield
-    del REDUCERS["channel_norms"], REDUCERS["channel_norms_projected"]
+    del REDUCERS["norms"], REDUCERS["norms_projected"]
 
 
 def test_a_registered_reducer_is_captured_through(net, registered):
     x = probe_inputs()
     projector = Projector(project_dim=2, seed=3)
     captured = capture_activations(
-        net, ["stem"], x.split(5), representation="channel_norms", projector=projector
+        net, ["stem"], x.split(5), representation="norms", projector=projector
     )
     with torch.no_grad():
         stem_out = net.stem(x)
@@ -93,7 +96,7 @@ def test_a_registered_reducer_is_captured_through(net, registered):
     torch.testing.assert_close(captured["stem"]["output"], channel_norms(stem_out))
     torch.testing.assert_close(captured["stem"]["input"], channel_norms(x))
     projected = capture_activations(
-        net, ["stem"], [x], representation="channel_norms_projected", projector=projector,
+        net, ["stem"], [x], representation="norms_projected", projector=projector,
         capture_inputs=False,
     )
     torch.testing.assert_close(
@@ -105,7 +108,7 @@ def test_register_reducer_refuses_a_taken_name_and_an_unknown_projection():
     with pytest.raises(ValueError, match="a reducer named 'flatten' is already registered"):
         register_reducer("flatten")(channel_norms)
     with pytest.raises(ValueError, match="unknown projection 'channel'"):
-        register_reducer("channel_norms", projection="channel")
+        register_reducer("norms", projection="channel")
     assert tuple(REDUCERS) == REPRESENTATIONS
-    with pytest.raises(ValueError, match=r"expected one of \('flatten', 'pool', 'tokens'\)"):
-        to_points(torch.randn(2, 3, 4), "channel_norms")
+    with pytest.raises(ValueError, match=r"expected one of \('flatten', 'pool', 'tokens', 'channel_norms'\)"):
+        to_points(torch.randn(2, 3, 4), "norms")
