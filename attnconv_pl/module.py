@@ -26,6 +26,16 @@ def warmup_cosine_factor(step: int, warmup_steps: int, total_steps: int) -> floa
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def warmup_steps_factor(step: int, warmup_steps: int, total_steps: int, milestones: tuple[float, ...],
+                        gamma: float = 0.1) -> float:
+    """Learning-rate multiplier of the step schedule: the same linear warm-up, then ``gamma`` to
+    the power of the number of ``milestones`` (fractions of ``total_steps``) already passed
+    (He et al. 2016's CIFAR schedule: x0.1 at 50% and 75% of training)."""
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    return gamma ** sum(step >= milestone * total_steps for milestone in milestones)
+
+
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy image classifier around ``create_model(arch, ...)``.
 
@@ -34,8 +44,11 @@ class ClassifierModule(pl.LightningModule):
         arch_kwargs: extra keyword arguments of that model's factory (widths, depth, ...).
         num_classes, in_chans, image_size: linked from the data module by ``train.py``.
         optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov, with ``momentum``).
-        lr: peak learning rate, reached after ``warmup_epochs`` of linear warm-up, then cosine
-            decay to zero at the end of training (scheduled per optimiser step).
+        lr: peak learning rate, reached after ``warmup_epochs`` of linear warm-up, then decayed
+            by ``schedule`` (per optimiser step).
+        schedule: ``"cosine"`` (to zero at the end of training) or ``"steps"`` (x0.1 at each of
+            ``milestones``).
+        milestones: fractions of training at which the ``steps`` schedule divides the rate by 10.
         weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
         label_smoothing: cross-entropy label smoothing in [0, 1).
 
@@ -57,6 +70,8 @@ class ClassifierModule(pl.LightningModule):
         momentum: float = 0.9,
         warmup_epochs: float = 1.0,
         label_smoothing: float = 0.0,
+        schedule: Literal["cosine", "steps"] = "cosine",
+        milestones: tuple[float, ...] = (0.5, 0.75),
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -113,7 +128,10 @@ class ClassifierModule(pl.LightningModule):
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         max_epochs = max(1, self.trainer.max_epochs or 1)
         warmup_steps = int(total_steps * min(1.0, hp.warmup_epochs / max_epochs))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps)
-        )
+        milestones = tuple(getattr(hp, "milestones", (0.5, 0.75)))
+        if getattr(hp, "schedule", "cosine") == "steps":
+            factor = lambda step: warmup_steps_factor(step, warmup_steps, total_steps, milestones)  # noqa: E731
+        else:
+            factor = lambda step: warmup_cosine_factor(step, warmup_steps, total_steps)  # noqa: E731
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -40,3 +40,10 @@ def test_logged_accuracy_is_the_fraction_of_inputs_classified_correctly():
     labels = torch.tensor([0] * 9 + [1])
     assert module.accuracy["val_acc"](logits, labels).item() == pytest.approx(0.9)
     assert module.accuracy["val_acc_top5"](logits, labels).item() == pytest.approx(1.0)
+
+
+def test_step_schedule_divides_by_ten_at_each_milestone_after_the_warm_up():
+    from attnconv_pl.module import warmup_steps_factor
+
+    factors = [warmup_steps_factor(step, 2, 100, (0.5, 0.75)) for step in (0, 1, 2, 49, 50, 74, 75, 99)]
+    assert factors == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01])

@@ -295,3 +295,21 @@ class ClassificationDataModule(L.LightningDataModule, ABC):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_dataset, shuffle=False)
+
+
+def rand_augment(config: Optional[str], mean: Sequence[float]) -> list:
+    """timm's RandAugment for PIL images (``config`` e.g. ``"rand-m9-mstd0.5-inc1"``, timm's
+    syntax; the fill colour of its geometric operations is ``mean``); [] for None.
+
+    Raises:
+        ValueError: ``config`` is not a RandAugment string timm understands.
+    """
+    if config is None:
+        return []
+    from timm.data.auto_augment import rand_augment_transform
+
+    try:
+        return [rand_augment_transform(config, {"img_mean": tuple(round(255 * m) for m in mean)})]
+    except (AssertionError, KeyError, ValueError, IndexError) as error:
+        raise ValueError(f"randaugment {config!r} is not a RandAugment string timm understands, e.g. "
+                         f"'rand-m9-mstd0.5-inc1' ({error})") from None

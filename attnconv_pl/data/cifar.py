@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Optional
 
 from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CIFAR100
@@ -13,6 +14,7 @@ from attnconv_pl.data.base import (
     DataFiles,
     TransformedSubset,
     normalized_tensor,
+    rand_augment,
     seeded_partition,
 )
 
@@ -27,13 +29,15 @@ class CIFARDataModule(ClassificationDataModule):
     train = the official train set minus a seeded validation subset of ``val_size`` images;
     val = that subset; test = the official test set. Train and val are views of one loaded
     train set with different transforms. Train augmentation: random crop 32 with 4-pixel zero
-    padding and horizontal flip.
+    padding and horizontal flip, then RandAugment when ``randaugment`` names one.
 
     Args:
         data_dir: folder holding (or receiving) the dataset's ``cifar-*-python*`` folder.
         batch_size, num_workers, seed, augment: see :class:`ClassificationDataModule`.
         download: fetch the files from the official URL in ``prepare_data`` when missing.
         val_size: images of the official train set held out for validation.
+        randaugment: timm's RandAugment string (e.g. ``"rand-m9-mstd0.5-inc1"``, the CCT
+            recipe's) applied to train images after crop and flip; None: none.
     """
 
     torchvision_class: type[CIFAR10]
@@ -52,8 +56,11 @@ class CIFARDataModule(ClassificationDataModule):
         augment: bool = True,
         download: bool = True,
         val_size: int = 5000,
+        randaugment: Optional[str] = None,
     ) -> None:
         super().__init__(data_dir, batch_size, num_workers, seed, augment)
+        rand_augment(randaugment, self.mean)  # a bad string fails here, not in a loader worker
+        self.randaugment = randaugment
         if val_size < 0:
             raise ValueError(f"val_size must be >= 0 images, got {val_size}")
         self.download = download
@@ -83,7 +90,8 @@ class CIFARDataModule(ClassificationDataModule):
 
     def _transform(self, augment: bool) -> v2.Compose:
         crop_flip = [v2.RandomCrop(self.image_size, padding=CIFAR_PADDING), v2.RandomHorizontalFlip()]
-        return v2.Compose([*(crop_flip if augment else []), *normalized_tensor(self.mean, self.std)])
+        augmented = [*crop_flip, *rand_augment(self.randaugment, self.mean)] if augment else []
+        return v2.Compose([*augmented, *normalized_tensor(self.mean, self.std)])
 
     def _load_splits(self, splits: Iterable[str], augment_train: bool) -> dict[str, Dataset]:
         splits = set(splits)

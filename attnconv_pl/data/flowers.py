@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Optional
 
 from torch.utils.data import Dataset
 from torchvision.datasets import Flowers102
 from torchvision.transforms import v2
 
-from attnconv_pl.data.base import ClassificationDataModule, DataFiles, TransformedSubset, normalized_tensor
+from attnconv_pl.data.base import ClassificationDataModule, DataFiles, TransformedSubset, normalized_tensor, rand_augment
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,6 +34,8 @@ class Flowers102DataModule(ClassificationDataModule):
         batch_size, num_workers, seed, augment: see :class:`ClassificationDataModule`.
         download: fetch the files from the official site in ``prepare_data`` when missing.
         image_size: side of the square images fed to the model, in pixels.
+        randaugment: timm's RandAugment string (e.g. ``"rand-m9-mstd0.5-inc1"``) applied to train
+            images after crop and flip; None: none.
     """
 
     num_classes = 102
@@ -49,8 +52,11 @@ class Flowers102DataModule(ClassificationDataModule):
         augment: bool = True,
         download: bool = True,
         image_size: int = 224,
+        randaugment: Optional[str] = None,
     ) -> None:
         super().__init__(data_dir, batch_size, num_workers, seed, augment)
+        rand_augment(randaugment, self.mean)  # a bad string fails here, not in a loader worker
+        self.randaugment = randaugment
         if image_size < 1:
             raise ValueError(f"image_size must be >= 1 pixel, got {image_size}")
         self.download = download
@@ -79,7 +85,8 @@ class Flowers102DataModule(ClassificationDataModule):
 
     def _transform(self, augment: bool) -> v2.Compose:
         if augment:
-            geometry = [v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip()]
+            geometry = [v2.RandomResizedCrop(self.image_size), v2.RandomHorizontalFlip(),
+                        *rand_augment(self.randaugment, self.mean)]
         else:
             geometry = [v2.Resize(round(self.image_size / CENTER_CROP_FRACTION)), v2.CenterCrop(self.image_size)]
         return v2.Compose([*geometry, *normalized_tensor(self.mean, self.std)])
