@@ -150,6 +150,10 @@ what to do (runs completed before a failing one stay in DIR).""")
                          help=f"inputs of the robustness evaluation (default {DEFAULT_ROBUSTNESS_SIZE}; "
                               "all of the split when smaller)")
     other = parser.add_argument_group("runs and execution")
+    other.add_argument("--set", action="append", default=[], metavar="ANALYSIS.FIELD=VALUE", dest="settings",
+                       help="set one field of an analysis's settings (VALUE in YAML syntax), e.g. "
+                            "--set single_node.threshold=0.5 or --set stiffness.jacobian_inputs=4; repeatable; "
+                            "the fields are those of the analysis's config section (see README)")
     other.add_argument("--analyses", nargs="+", choices=list_analyses(), metavar="NAME",
                        help="the analyses to run: " + ", ".join(list_analyses()) + " (default: what every run of "
                             "train.py records, dynamics and training_records; robustness too when --robustness is "
@@ -166,6 +170,38 @@ what to do (runs completed before a failing one stay in DIR).""")
 def setting_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The probe settings given on the command line, as ``DynamicsSettings`` fields."""
     return {name: getattr(args, name) for name in SETTING_OPTIONS if getattr(args, name) is not None}
+
+
+def settings_overrides(assignments: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--set ANALYSIS.FIELD=VALUE`` assignments as ``{analysis: {field: value}}`` (VALUE parsed
+    as YAML: ``0.5``, ``true``, ``[a, b]``); the values are checked when the settings are built.
+
+    Raises:
+        ProbeInputError: an assignment is malformed, or names an unknown analysis or field.
+    """
+    import yaml
+
+    from attnconv_pl.analyses import load_analysis
+
+    overrides: dict[str, dict[str, Any]] = {}
+    for assignment in assignments:
+        target, equals, text = assignment.partition("=")
+        name, dot, field = target.partition(".")
+        if not (equals and dot and field):
+            raise ProbeInputError(f"--set {assignment}: give ANALYSIS.FIELD=VALUE, e.g. --set single_node.threshold=0.5")
+        if name not in list_analyses():
+            raise ProbeInputError(f"--set {assignment}: unknown analysis {name!r}; analyses are: "
+                                  f"{', '.join(list_analyses())}")
+        fields = list(load_analysis(name).settings_type.__dataclass_fields__)
+        if field not in fields:
+            raise ProbeInputError(f"--set {assignment}: {name} has no setting {field!r}; its settings are: "
+                                  f"{', '.join(fields)}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ProbeInputError(f"--set {assignment}: VALUE is not YAML ({error})") from None
+        overrides.setdefault(name, {})[field] = tuple(value) if isinstance(value, list) else value
+    return overrides
 
 
 def run_labels(runs: list[RunCheckpoints], names: Optional[list[str]]) -> list[str]:
@@ -218,7 +254,8 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
 
     choice = DataChoice.parse(args.data, args.data_dir)
     analyses = selected_analyses(args)
-    overrides = {"dynamics": setting_overrides(args)}
+    overrides = settings_overrides(args.settings)
+    overrides["dynamics"] = {**overrides.get("dynamics", {}), **setting_overrides(args)}
     if "robustness" in analyses:
         overrides["robustness"] = dataclasses.asdict(robustness_request(args, choice))
     checkpoint_analyses = {name: overrides.get(name, {}) for name in checkpoint_analysis_names(analyses)}

@@ -19,7 +19,7 @@ from attnconv_pl.data import ClassificationDataModule
 from attnconv_pl.errors import ConfigError, check_creatable_dir
 from attnconv_pl.module import ClassifierModule
 from attnconv_pl.run_lock import acquire_run_lock, is_launching_process
-from callbacks import EpochCheckpoint, EpochMetrics, EpochSeeding, FeatureDynamics
+from callbacks import EpochCheckpoint, EpochMetrics, EpochSeeding, FeatureDynamics, SingleNodeProbing, StiffnessProbing
 from callbacks._probing import ProbingCallback
 
 RUN_ID_ENV = "ATTNCONV_RUN_ID"
@@ -110,6 +110,8 @@ class TrainCLI(LightningCLI):
         # epoch's metrics row and snapshot, and records its probes as done or pending (resume-safe)
         parser.add_lightning_class_args(EpochMetrics, "metrics")
         parser.add_lightning_class_args(FeatureDynamics, "dynamics")
+        parser.add_lightning_class_args(SingleNodeProbing, "single_node")
+        parser.add_lightning_class_args(StiffnessProbing, "stiffness")
         parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
         parser.set_defaults({"trainer.logger": DEFAULT_LOGGER})
         for attribute in ("num_classes", "in_chans", "image_size"):

@@ -14,6 +14,8 @@ ANALYSES = {
     "training_records": ("attnconv_pl.analyses.training_records", "TrainingRecordsAnalysis"),
     "dynamics": ("attnconv_pl.analyses.dynamics", "Dynamics"),
     "robustness": ("attnconv_pl.analyses.robustness", "Robustness"),
+    "single_node": ("attnconv_pl.analyses.single_node", "SingleNode"),
+    "stiffness": ("attnconv_pl.analyses.stiffness", "Stiffness"),
 }
 """Analysis name -> (module, class) of its runner, in report order."""
 

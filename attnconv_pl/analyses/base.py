@@ -90,11 +90,13 @@ class CheckpointInputs:
         model: the network with the checkpoint's weights, in eval mode, on ``device``.
         device: where the model runs.
         autocast: a context-manager factory reproducing the run's precision.
-        seed: the run's probe seed (its ``dynamics.seed``): draws probe sets and any randomness.
+        seed: the analysis's own ``settings.seed`` when it has one, else the run's probe seed
+            (its ``dynamics.seed``): draws the input sets and any randomness.
         batch_size: images per forward pass.
         max_epochs: the run's planned epochs (None when unknown), for epoch schedules.
         inputs: ``inputs(split, size)``: up to ``size`` inputs of ``split`` of the run's data
-            (or of ``probe.py --data``), drawn by ``seed``; loaded once per run and cached.
+            (or of ``probe.py --data``), drawn by ``seed`` as the training callbacks draw their
+            probe sets (``select_probe_indices`` over the un-augmented split); loaded once.
         earlier_epochs: the epochs of the run's numbered checkpoints before this one.
         weights_of: ``with weights_of(epoch):`` the model holds that earlier checkpoint's
             weights inside the block (this checkpoint's again after it).
@@ -110,6 +112,7 @@ class CheckpointInputs:
     inputs: Callable[[str, int], LabelledInputs]
     earlier_epochs: tuple[int, ...] = ()
     weights_of: Optional[Callable[[int], AbstractContextManager]] = None
+    """Offline only; during training (``callbacks.ModelProbing``) None and ``earlier_epochs`` ()."""
 
 
 class Analysis(ABC):

@@ -63,9 +63,10 @@ def probed_run(prober, outcomes: list, label: str, target: Optional[float] = DEF
     description = run_description(prober, outcomes)
     if training is not None:
         description["training"] = training_facts
+    rows = [row for o in outcomes for row in o.rows()]
     return ProbedRun(
-        label=label, group="", layers=prober.layers,
-        rows=[row for o in outcomes for row in o.rows()],
+        label=label, group="", layers=list(dict.fromkeys([*prober.layers, *(row[1] for row in rows if row[1])])),
+        rows=rows,
         diagrams={epoch: diagrams[epoch] for epoch in sorted(diagrams)[:1] + sorted(diagrams)[-1:]},
         accuracy={o.epoch: o.accuracy for o in outcomes if o.accuracy is not None},
         description=description, training=training, robustness=robustness, artifacts=artifacts,

@@ -8,9 +8,10 @@ user's overrides, so with no overrides the dynamics numbers equal the ones the r
 dynamics analysis captures the probe set exactly as ``callbacks.FeatureDynamics`` does. Every
 analysis is built from its settings dataclass, never from a callback.
 
-The run's dynamics settings always exist (defaults when the run has none): their ``seed`` draws
-every input set and their ``batch_size`` sizes every forward pass, for every analysis. Input
-sets are loaded only when an analysis asks for them, and shared between analyses and runs.
+The run's dynamics settings always exist (defaults when the run has none): their ``batch_size``
+sizes every forward pass, and their ``seed`` draws the input sets of every analysis whose
+settings have no ``seed`` of their own. Input sets are loaded only when an analysis asks for
+them, and shared between analyses and runs.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class RunProber:
         self.data_class_path = data_class_path
         self.device = device
         self.data_seconds = 0.0
-        self.input_sets: dict[tuple[str, int], ProbeSet] = {}
+        self.input_sets: dict[tuple[str, int, int], ProbeSet] = {}
         self._load_inputs = load_inputs
         dynamics = analyses.get("dynamics")
         self.layers: list[str] = list(dynamics.layers) if dynamics is not None else []
@@ -170,13 +171,12 @@ class RunProber:
         hparams = dict(module.hparams)
         cache = {} if probe_sets is None else probe_sets
 
-        def load_inputs(split: str, size: int) -> ProbeSet:
-            key = json.dumps([class_path, init_args, choice, split, size, probe_settings.seed,
+        def load_inputs(split: str, size: int, seed: int) -> ProbeSet:
+            key = json.dumps([class_path, init_args, choice, split, size, seed,
                               hparams.get("image_size"), hparams.get("in_chans")], sort_keys=True, default=str)
             if key not in cache:
                 datamodule = build_datamodule(class_path, init_args, choice, hparams)
-                cache[key] = load_probe_set(datamodule, split, size, probe_settings.seed,
-                                            own_data=choice.dataset is None)
+                cache[key] = load_probe_set(datamodule, split, size, seed, own_data=choice.dataset is None)
             return cache[key]
 
         return cls(run, module, (path, checkpoint), built, probe_settings, run_config, class_path, device,
@@ -186,15 +186,17 @@ class RunProber:
     def probe_set(self) -> Optional[ProbeSet]:
         """The dynamics probe set (None when dynamics did not run or loaded none yet)."""
         settings = self.probe_settings
-        return self.input_sets.get((settings.probe_split, settings.probe_size)) if "dynamics" in self.analyses else None
+        key = (settings.probe_split, settings.probe_size, settings.seed)
+        return self.input_sets.get(key) if "dynamics" in self.analyses else None
 
-    def inputs(self, split: str, size: int) -> ProbeSet:
-        """Up to ``size`` inputs of ``split`` drawn by the probe seed (loaded once)."""
-        if (split, size) not in self.input_sets:
+    def inputs(self, split: str, size: int, seed: int) -> ProbeSet:
+        """Up to ``size`` inputs of ``split`` drawn by ``seed`` (loaded once)."""
+        key = (split, size, seed)
+        if key not in self.input_sets:
             started = time.perf_counter()
-            self.input_sets[(split, size)] = self._load_inputs(split, size)
+            self.input_sets[key] = self._load_inputs(split, size, seed)
             self.data_seconds += time.perf_counter() - started
-        return self.input_sets[(split, size)]
+        return self.input_sets[key]
 
     def _read(self, path: Path) -> tuple[dict[str, Any], float]:
         """A checkpoint's content and the seconds already spent on it (:meth:`open` read the
@@ -231,14 +233,16 @@ class RunProber:
                 "epoch=NNN.ckpt)")
         load_weights(self.module, checkpoint, path)
         seconds = {"load": time.perf_counter() - started + earlier}
-        inputs = CheckpointInputs(
-            epoch=epoch, model=self.module.model, device=self.device, autocast=self.autocast,
-            seed=self.probe_settings.seed, batch_size=self.probe_settings.batch_size, max_epochs=self.max_epochs,
-            inputs=self.inputs, earlier_epochs=tuple(e for e in self.run.epoch_checkpoints() if e < epoch),
-            weights_of=lambda reference: self._weights_of(reference, (path, checkpoint)))
         results = {}
         for name, analysis in self.analyses.items():
             began = time.perf_counter()
+            seed = getattr(analysis.settings, "seed", self.probe_settings.seed)
+            inputs = CheckpointInputs(
+                epoch=epoch, model=self.module.model, device=self.device, autocast=self.autocast, seed=seed,
+                batch_size=self.probe_settings.batch_size, max_epochs=self.max_epochs,
+                inputs=lambda split, size, seed=seed: self.inputs(split, size, seed),
+                earlier_epochs=tuple(e for e in self.run.epoch_checkpoints() if e < epoch),
+                weights_of=lambda reference: self._weights_of(reference, (path, checkpoint)))
             results[name] = analysis.probe_checkpoint(inputs)
             stages = results[name].artifacts.pop("seconds", None)
             seconds |= stages if stages is not None else {name: time.perf_counter() - began}

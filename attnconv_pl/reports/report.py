@@ -27,7 +27,8 @@ from attnconv_pl.reports.figures import ReportFigure, save_figure
 from attnconv_pl.reports.html import render_html
 from attnconv_pl.reports.markdown import render_markdown
 from attnconv_pl.reports.records import ProbedRun
-from attnconv_pl.reports.sections import report_body, report_figures
+from attnconv_pl.analyses import list_analyses
+from attnconv_pl.reports.sections import report_body, report_figures, section_module
 from attnconv_pl.reports.summary import write_summary
 from attnconv_pl.reports.tables import last_epoch_table, probed_table, write_dynamics_csv
 
@@ -52,6 +53,14 @@ def write_figures(out_dir: Path, runs: list[ProbedRun]) -> list[ReportFigure]:
         if stale.name not in current:
             stale.unlink()
     return saved
+
+
+def write_analysis_files(out_dir: Path, runs: list[ProbedRun]) -> None:
+    """The files analyses keep beside the report (a section module's ``write_files``)."""
+    for analysis in list_analyses():
+        module = section_module(analysis)
+        if module is not None and hasattr(module, "write_files"):
+            module.write_files(out_dir, runs)
 
 
 def probed_section(runs: list[ProbedRun]) -> Section:
@@ -86,6 +95,7 @@ def build_document(runs: list[ProbedRun], figures: list[ReportFigure], context: 
 def write_report(out_dir: Path, runs: list[ProbedRun], context: dict[str, Any]) -> list[ReportFigure]:
     """Figures, ``report.html`` and ``report.md`` of ``runs``; returns the figures."""
     figures = write_figures(out_dir, runs)
+    write_analysis_files(out_dir, runs)
     document = build_document(runs, figures, context)
     atomic_write_text(out_dir / "report.html", render_html(document, out_dir / FIGURES_FOLDER))
     atomic_write_text(out_dir / "report.md", render_markdown(document))

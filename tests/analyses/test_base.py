@@ -17,6 +17,9 @@ def test_a_family_matches_whole_metric_names_only():
     ("variance", "compactness"), ("id_twonn", "compactness"), ("participation_ratio", "compactness"),
     ("stability_h1_w1", "stability"), ("lipschitz_p99", "stability"), ("next_h0_bottleneck", "next"),
     ("drift_init_w2", "drift"), ("h1_total_persistence", "topology"), ("overhead_seconds", None),
+    ("snp_snr", "single_node"), ("andc_acc_refit", "andc"), ("head_jaccard", "heads"), ("heads_per_label", "heads"),
+    ("stiffness_feature_q", "stiffness"), ("rate_mean", "stiffness"), ("jacobian_sigma_max", "stiffness"),
+    ("gate_rate_spearman", "gates"),
 ])
 def test_every_metric_of_dynamics_csv_has_its_family(metric, family):
     found = metric_family(metric)
@@ -24,9 +27,9 @@ def test_every_metric_of_dynamics_csv_has_its_family(metric, family):
 
 
 def test_the_registry_names_every_analysis_and_refuses_an_unknown_one():
-    assert list_analyses() == ["dynamics", "robustness", "training_records"]
+    assert list_analyses() == ["training_records", "dynamics", "robustness", "single_node", "stiffness"]
     assert [load_analysis(name).name for name in list_analyses()] == list_analyses()
-    with pytest.raises(ValueError, match="unknown analysis 'stifness'; analyses are: dynamics, robustness"):
+    with pytest.raises(ValueError, match="unknown analysis 'stifness'; analyses are: training_records, dynamics"):
         load_analysis("stifness")
 
 
