@@ -1,0 +1,123 @@
+"""End to end on digits: the single-node analysis on cct_2_3x1_16 and the stiffness analysis on
+resnet20 with each channel attention, during training (``callbacks.ModelProbing``) and from the
+checkpoints (``probe.py --analyses``): the same numbers both ways, next to the dynamics rows in
+one ``dynamics.csv``, a resume that keeps them, and one clear message for a model without what
+the analysis needs."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from train_helpers import REPO, check_ok, run_train
+
+pytestmark = pytest.mark.slow
+
+SMALL_SINGLE_NODE = ("--single_node.enabled", "true", "--single_node.every_n_epochs", "1",
+                     "--single_node.train_size", "300", "--single_node.eval_size", "120",
+                     "--single_node.random_count", "2", "--single_node.max_iter", "30")
+SMALL_STIFFNESS = ("--stiffness.enabled", "true", "--stiffness.every_n_epochs", "1", "--stiffness.probe_size", "60",
+                   "--stiffness.jacobian_inputs", "1", "--stiffness.jacobian_max_iter", "30")
+COMMON = ("--trainer.max_epochs", "1", "--trainer.logger", "false", "--checkpoint.every_n_epochs", "1",
+          "--trainer.limit_train_batches", "8")
+
+
+def run_probe(*args, timeout=600):
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(REPO / "probe.py"), *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def rows(path, run=None):
+    with open(path, newline="") as handle:
+        return {(int(r["epoch"]), r["layer"], r["metric"]): float(r["value"]) for r in csv.DictReader(handle)
+                if run is None or r["run"] == run}
+
+
+def assert_same(probed, logged, metrics):
+    """Every logged number of ``metrics`` (a predicate) reproduced, and nothing else."""
+    logged = {key: value for key, value in logged.items() if metrics(key[2])}
+    probed = {key: value for key, value in probed.items() if metrics(key[2])}
+    assert logged and set(probed) == set(logged)
+    for key, value in logged.items():
+        assert probed[key] == pytest.approx(value, rel=1e-6, abs=1e-9, nan_ok=True), key
+
+
+def test_single_node_live_equals_offline_and_the_report_draws_it(tmp_path):
+    check_ok(run_train("--run_id", "cct", "--model.init_args.arch", "cct_2_3x1_16", "--model.init_args.arch_kwargs",
+                       "{}", "--dynamics.enabled", "false", *SMALL_SINGLE_NODE, *COMMON, runs_dir=tmp_path))
+    run = tmp_path / "default" / "cct"
+    logged = rows(run / "dynamics.csv")
+    blocks = {layer for _, layer, _ in logged if layer}
+    assert blocks == {"blocks.0.attn.nodes", "blocks.0.mlp.fc2", "blocks.1.attn.nodes", "blocks.1.mlp.fc2"}
+    assert {epoch for epoch, _, _ in logged} == {0, 1}
+    assert (1, "blocks.1.attn.nodes", "head_jaccard_random") in logged
+    assert (1, "blocks.1.mlp.fc2", "head_jaccard") not in logged  # heads only for attention nodes
+    assert 0 < logged[(1, "blocks.1.mlp.fc2", "snp_readout_acc")] <= 1
+
+    out = tmp_path / "report"
+    check_ok(run_probe(run, "--out", out, "--analyses", "single_node", "--device", "cpu"))
+    assert_same(rows(out / "dynamics.csv", "default/cct"), logged, lambda metric: not metric.endswith("_seconds"))
+    figures = {path.name for path in (out / "figures").iterdir()}
+    assert {"single_node_depth.png", "single_node_andc.png", "single_node_cluster_sizes.png",
+            "single_node_heads_default_cct.png", "depth_snp_snr.png"} <= figures
+    with np.load(out / "single_node_matrices.npz") as saved:
+        matrices = saved["default_cct/epoch=001/blocks.1.attn.nodes/matrices"]
+    assert matrices.shape == (4, 10, 10) and np.abs(matrices).max() == pytest.approx(1.0)
+    assert "Single-node performance" in (out / "report.html").read_text()
+
+    swept = tmp_path / "swept"
+    check_ok(run_probe(run / "checkpoints" / "epoch=001.ckpt", "--out", swept, "--analyses", "single_node",
+                       "--set", "single_node.threshold=0.9"))
+    strict = rows(swept / "dynamics.csv", "default/cct")
+    key = (1, "blocks.1.mlp.fc2", "snp_cluster_size")
+    assert strict[key] <= logged[key]  # a higher threshold keeps fewer labels per node
+
+
+@pytest.mark.parametrize("attn", ["none", "se", "step"])
+def test_stiffness_live_equals_offline_beside_the_dynamics(attn, tmp_path):
+    dynamics = ("--dynamics.probe_size", "60", "--dynamics.topology", "false", "--dynamics.every_n_epochs", "1")
+    check_ok(run_train("--run_id", attn, "--model.init_args.arch", "resnet20", "--model.init_args.arch_kwargs",
+                       f"{{attn: {attn}}}", *dynamics, *SMALL_STIFFNESS, *COMMON, runs_dir=tmp_path))
+    run = tmp_path / "default" / attn
+    logged = rows(run / "dynamics.csv")
+    assert (0, "layer1.0", "variance") in logged and (1, "layer3.2", "stiffness_feature") in logged  # both analyses
+    assert ((1, "layer2.0", "gate_rate_spearman") in logged) == (attn != "none")
+    assert logged[(1, "layer2.0", "stiffness_feature")] >= logged[(1, "layer2.0", "stiffness_feature_q")] >= 1
+
+    out = tmp_path / "report"
+    check_ok(run_probe(run, "--out", out, "--analyses", "stiffness", "--device", "cpu"))
+    def stiffness_metric(metric):
+        return metric.startswith(("stiffness_", "jacobian_", "gate_", "rate_")) and not metric.endswith("_seconds")
+
+    assert_same(rows(out / "dynamics.csv", f"default/{attn}"), logged, stiffness_metric)
+    summary = json.loads((out / "summary.json").read_text())["runs"][0]
+    assert summary["analyses"] == ["stiffness"] and summary["analysis_settings"]["stiffness"]["jacobian_inputs"] == 1
+
+
+def test_a_resume_keeps_the_rows_of_every_analysis(tmp_path):
+    flags = ("--model.init_args.arch", "resnet20", "--model.init_args.arch_kwargs", "{}", "--dynamics.probe_size", "60",
+             "--dynamics.topology", "false",
+             "--dynamics.every_n_epochs", "1", *SMALL_STIFFNESS, "--trainer.logger", "false",
+             "--checkpoint.every_n_epochs", "1", "--trainer.limit_train_batches", "4")
+    check_ok(run_train("--run_id", "r", *flags, "--trainer.max_epochs", "1", runs_dir=tmp_path))
+    run = tmp_path / "default" / "r"
+    first = rows(run / "dynamics.csv")
+    check_ok(run_train("--config", str(run / "config.yaml"), "--trainer.max_epochs", "2", "--ckpt_path",
+                       str(run / "checkpoints" / "last.ckpt"), runs_dir=tmp_path))
+    resumed = rows(run / "dynamics.csv")
+    kept = {key: value for key, value in first.items() if not key[2].endswith("_seconds")}
+    assert all(resumed[key] == pytest.approx(value, nan_ok=True) for key, value in kept.items())
+    assert (2, "layer1.0", "variance") in resumed and (2, "layer1.0", "stiffness_feature") in resumed
+
+
+def test_a_model_without_the_described_points_gets_one_clear_message(tmp_path):
+    result = run_train("--run_id", "bad", "--trainer.max_epochs", "1", "--trainer.logger", "false",
+                       "--dynamics.enabled", "false", "--stiffness.enabled", "true", runs_dir=tmp_path)
+    assert result.returncode != 0
+    assert "describes no residual block with its input and residual branch" in result.stderr
+    assert "Traceback" not in result.stderr
