@@ -1,12 +1,16 @@
-"""The tables of docs/results.md, from the runs and reports of the three digits studies.
+"""The tables of docs/results.md, from the runs and reports of the digits studies.
 
     python -m attnconv_pl.study --config configs/studies/attention_vs_conv_digits.yaml --seeds 0 1 2
     python -m attnconv_pl.study --config configs/studies/vit_vs_resnet_digits.yaml --seeds 0 1 2
     python -m attnconv_pl.study --config configs/studies/metric_attention_digits.yaml --seeds 0 1 2
+    python -m attnconv_pl.study --config configs/studies/cct_digits.yaml --seeds 0 1 2
+    python -m attnconv_pl.study --config configs/studies/stiffness_digits.yaml --seeds 0 1 2 -- --stiffness.enabled false
     python docs/results_tables.py [--runs_dir runs] [--reports_dir reports]
 
 Reads ``<runs_dir>/<study>/<variant>-seed<N>/dynamics.csv`` (the numbers the training callback
-probed), ``.../metrics.csv`` (training records) and ``<reports_dir>/<study>/summary.json``
+probed; the study report's ``dynamics.csv`` adds the numbers only ``probe.py`` computed),
+``.../metrics.csv`` (training records), ``<reports_dir>/cct_digits_threshold_<T>/dynamics.csv``
+(the single-node threshold sweep, when present) and ``<reports_dir>/<study>/summary.json``
 (accuracy under input noise, ``probe.py --robustness``), and prints markdown: per study the
 numbers of each variant as mean ± sample standard deviation over the seeds, then the claims of
 the papers' claims (arXiv 2410.17628, 2412.18288) with a verdict by :func:`verdict`.
@@ -71,22 +75,42 @@ class Run:
         return self.values.get((epoch, layer, metric), math.nan)
 
 
-def read_run(run_dir: Path, variant: str, summary: dict) -> Run:
-    """A run of ``variant`` from its directory and its study's ``summary.json`` (``{}`` when there is none)."""
+def read_numbers(path: Path) -> dict[str, dict[tuple[int, str, str], float]]:
+    """``{run label: {(epoch, layer, metric): value}}`` of a report's ``dynamics.csv`` ({} when absent)."""
+    numbers: dict[str, dict[tuple[int, str, str], float]] = {}
+    if path.is_file():
+        with path.open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                numbers.setdefault(row["run"], {})[(int(row["epoch"]), row["layer"], row["metric"])] = \
+                    float(row["value"] or "nan")
+    return numbers
+
+
+def read_run(run_dir: Path, variant: str, summary: dict, reported: dict[tuple[int, str, str], float]) -> Run:
+    """A run of ``variant`` from its directory, its study's ``summary.json`` (``{}`` when there is
+    none) and the study report's numbers of the run (``reported``)."""
     with (run_dir / "dynamics.csv").open(newline="") as handle:
         values = {(int(row["epoch"]), row["layer"], row["metric"]): float(row["value"] or "nan")
                   for row in csv.DictReader(handle)}
     label = f"{run_dir.parent.name}/{run_dir.name}"
     entry = next((run for run in summary.get("runs", []) if run["label"] == label), {})
-    return Run(label, variant, values, read_metrics(run_dir / "metrics.csv"), entry.get("robustness"))
+    return Run(label, variant, {**values, **reported}, read_metrics(run_dir / "metrics.csv"), entry.get("robustness"))
 
 
 def read_study(study: str, variants: Sequence[str], runs_dir: Path, reports_dir: Path) -> dict[str, list[Run]]:
     """``{variant: [run of each seed in SEEDS]}``."""
     summary_path = reports_dir / study / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    return {variant: [read_run(runs_dir / study / f"{variant}-seed{seed}", variant, summary) for seed in SEEDS]
+    reported = read_numbers(reports_dir / study / "dynamics.csv")
+    return {variant: [read_run(runs_dir / study / f"{variant}-seed{seed}", variant, summary,
+                               reported.get(f"{study}/{variant}-seed{seed}", {})) for seed in SEEDS]
             for variant in variants}
+
+
+def at_epoch(run: Run, epoch: int, variant: str) -> Run:
+    """``run`` as the network of one ``epoch`` (its numbers of that epoch only), named ``variant``."""
+    return Run(run.name, variant, {key: value for key, value in run.values.items() if key[0] == epoch},
+               run.metrics, run.robustness)
 
 
 Measure = Callable[[Run], float]
@@ -188,7 +212,8 @@ def spread(values: Sequence[float], scale: float = 1.0) -> str:
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim "``a`` < ``b``" (``claimed_sign`` -1) or "``a`` > ``b``" (+1) about ``measure``."""
+    """A claim "``a`` < ``b``" (``claimed_sign`` -1) or "``a`` > ``b``" (+1) about ``measure``
+    (``measure_b`` for ``b`` when it differs: another metric or a constant)."""
 
     text: str
     compared: str
@@ -197,11 +222,12 @@ class Claim:
     b: str
     claimed_sign: int
     scale: float = 1.0
+    measure_b: Optional[Measure] = None
 
 
 def claim_row(claim: Claim, runs: dict[str, list[Run]]) -> str:
     a = [claim.measure(run) for run in runs[claim.a]]
-    b = [claim.measure(run) for run in runs[claim.b]]
+    b = [(claim.measure_b or claim.measure)(run) for run in runs[claim.b]]
     d = [x - y for x, y in zip(a, b)]
     decimals = decimals_for(float(np.std(d, ddof=1)) * claim.scale)
     per_seed = ", ".join(number(x * claim.scale, decimals) for x in d)
@@ -302,20 +328,151 @@ def metric_attention(runs: dict[str, list[Run]]) -> list[str]:
             *claims_table([claim for claim in claims if claim.a == "two_projection"], runs)]
 
 
+MHA, FF = re.compile(r"^blocks\.\d+\.attn\.nodes$"), re.compile(r"^blocks\.\d+\.mlp\.fc2$")
+THRESHOLDS = (0.2, 0.3, 0.5)
+"""The single-node threshold sweep (0.3, the default, is the study's own report)."""
+
+
+def constant(value: float) -> Measure:
+    return lambda run: value
+
+
+def sub_blocks(run: Run, pattern: re.Pattern) -> list[str]:
+    return [layer for layer in run.layers() if pattern.match(layer)]
+
+
+def mean_over(pattern: re.Pattern, metric: str, epoch: Optional[int] = None) -> Measure:
+    """Mean of ``metric`` over the layers matching ``pattern`` at ``epoch`` (default: the last)."""
+    return lambda run: float(np.mean([at_layer(layer, metric, epoch)(run) for layer in sub_blocks(run, pattern)]))
+
+
+def depth_gain(pattern: re.Pattern, metric: str) -> Measure:
+    """``metric`` of the deepest layer matching ``pattern`` minus that of the shallowest, last epoch."""
+    def measure(run: Run) -> float:
+        layers = sub_blocks(run, pattern)
+        return at_layer(layers[-1], metric)(run) - at_layer(layers[0], metric)(run)
+    return measure
+
+
+def single_node_claims(variant: str) -> list[Claim]:
+    """The claims of arXiv 2501.12900 about the network ``variant`` (trained or init)."""
+    claims = [Claim("clusters are small: mean cluster size far below L (below L/2 = 5)",
+                    f"{kind} nodes, mean over blocks", mean_over(pattern, "snp_cluster_size"), variant, variant, -1,
+                    measure_b=constant(5.0)) for kind, pattern in (("MHA", MHA), ("FF", FF))]
+    claims += [Claim(f"{label} rises with depth", f"{kind}, last block − first block",
+                     depth_gain(pattern, metric), variant, variant, +1, measure_b=constant(0.0))
+               for label, metric in (("SNR", "snp_snr"), ("readout accuracy", "snp_readout_acc"))
+               for kind, pattern in (("MHA", MHA), ("FF", FF))]
+    claims += [Claim("ANDC keeps accuracy better than random pruning", f"{kind}: refitted ANDC vs random masks, "
+                     "mean over blocks", mean_over(pattern, "andc_acc_refit"), variant, variant, +1, scale=100,
+                     measure_b=mean_over(pattern, "andc_random_acc")) for kind, pattern in (("MHA", MHA), ("FF", FF))]
+    claims.append(Claim("heads overlap less than random node groups", "MHA: Jaccard of the heads' label sets vs "
+                        "random partitions, mean over blocks", mean_over(MHA, "head_jaccard"), variant, variant, -1,
+                        measure_b=mean_over(MHA, "head_jaccard_random")))
+    return claims
+
+
+def threshold_sweep(runs: list[Run], reports_dir: Path) -> list[str]:
+    """Per threshold, the trained networks' single-node numbers (mean ± sd over seeds)."""
+    columns = [("cluster size MHA", mean_over(MHA, "snp_cluster_size")), ("cluster size FF", mean_over(FF, "snp_cluster_size")),
+               ("SNR MHA", mean_over(MHA, "snp_snr")), ("SNR FF", mean_over(FF, "snp_snr")),
+               ("ANDC − random (points), MHA", lambda run: 100 * (mean_over(MHA, "andc_acc_refit")(run)
+                                                                 - mean_over(MHA, "andc_random_acc")(run))),
+               ("Jaccard − random", lambda run: mean_over(MHA, "head_jaccard")(run)
+                - mean_over(MHA, "head_jaccard_random")(run))]
+    lines = ["| threshold | " + " | ".join(name for name, _ in columns) + " |", "| --- |" + " --- |" * len(columns)]
+    for threshold in THRESHOLDS:
+        if threshold == 0.3:
+            swept = runs
+        else:
+            numbers = read_numbers(reports_dir / f"cct_digits_threshold_{threshold:g}" / "dynamics.csv")
+            if not numbers:
+                continue
+            swept = [Run(run.name, run.variant, numbers.get(run.name, {}), run.metrics, None) for run in runs]
+        lines.append(f"| {threshold:g} | " + " | ".join(spread([measure(run) for run in swept])
+                                                      for _, measure in columns) + " |")
+    return lines
+
+
+def single_node(runs: dict[str, list[Run]], reports_dir: Path) -> list[str]:
+    trained = runs["cct_2_3x1_16"]
+    networks = {"trained": trained, "init": [at_epoch(run, 0, "init") for run in trained]}
+    layers = trained[0].layers()
+    rows = [(f"{metric} `{layer}`", lambda epoch, m=metric, layer=layer: at_layer(layer, m, epoch))
+            for metric in ("snp_readout_acc", "snp_snr", "snp_cluster_size") for layer in layers]
+    rows += [(f"{metric}, mean over {kind}", lambda epoch, m=metric, p=pattern: mean_over(p, m, epoch))
+             for metric in ("andc_acc", "andc_acc_refit", "andc_random_acc") for kind, pattern in (("MHA", MHA), ("FF", FF))]
+    rows += [(metric, lambda epoch, m=metric: mean_over(MHA, m, epoch))
+             for metric in ("head_labels", "heads_per_label", "head_jaccard", "head_jaccard_random")]
+    return ["### cct_digits: single-node performance of cct_2_3x1_16", "", *numbers_table(rows, {"cct_2_3x1_16": trained}),
+            "", *training_table({"cct_2_3x1_16": trained}), "",
+            "Claims about the trained networks (A and B as named in the row; each seed paired with itself):", "",
+            *claims_table(single_node_claims("trained"), networks), "",
+            "The same claims about the networks at initialisation (epoch 0):", "",
+            *claims_table(single_node_claims("init"), networks), "",
+            "Threshold sweep (trained networks; reported, not used for a verdict):", "",
+            *threshold_sweep(trained, reports_dir)]
+
+
+BLOCK = re.compile(r"^layer\d\.\d+$")
+
+
+def across_blocks_sd(metric: str) -> Measure:
+    """Standard deviation of ``metric`` across the residual blocks at the last epoch."""
+    return lambda run: float(np.std([at_layer(layer, metric)(run) for layer in sub_blocks(run, BLOCK)], ddof=1))
+
+
+def stiffness(runs: dict[str, list[Run]], reports_dir: Path) -> list[str]:
+    rows = [(f"{metric}, mean over blocks", lambda epoch, m=metric: mean_over(BLOCK, m, epoch))
+            for metric in ("stiffness_feature", "stiffness_feature_q", "rate_mean", "stiffness_jacobian",
+                           "jacobian_sigma_max", "gate_mean", "gate_rate_spearman")]
+    networks = {**runs, **{f"{variant} init": [at_epoch(run, 0, f"{variant} init") for run in variant_runs]
+                           for variant, variant_runs in runs.items()}}
+    claims = []
+    for variant in runs:
+        claims += [
+            Claim("stiffness index > 1 after training", f"{variant}: stiffness_feature_q, mean over blocks",
+                  mean_over(BLOCK, "stiffness_feature_q"), variant, variant, +1, measure_b=constant(1.0)),
+            Claim("stiffness varies across blocks more after training", f"{variant}: sd of stiffness_feature_q "
+                  "across blocks, trained vs init", across_blocks_sd("stiffness_feature_q"), variant,
+                  f"{variant} init", +1),
+            Claim("stiffness index above initialisation", f"{variant}: stiffness_feature_q, mean over blocks, "
+                  "trained vs init", mean_over(BLOCK, "stiffness_feature_q"), variant, f"{variant} init", +1),
+        ]
+    claims += [Claim("channel attention helps: se ≥ none", "best val acc (%)", best_val_acc, "se", "none", +1,
+                     scale=100),
+               Claim("a stiffness-aware step helps: step ≥ se", "best val acc (%)", best_val_acc, "step", "se", +1,
+                     scale=100)]
+    claims += [Claim("sign of the gate-rate correlation (reported; the paper's sign is unknown to us)",
+                     f"{variant}: gate_rate_spearman, mean over blocks, vs 0", mean_over(BLOCK, "gate_rate_spearman"),
+                     variant, variant, +1, measure_b=constant(0.0)) for variant in ("se", "step")]
+    return ["### stiffness_digits: resnet20 with no, SE or step-size channel attention", "",
+            *numbers_table(rows, runs), "", *training_table(runs), "",
+            "Claims (A and B as named in the row):", "", *claims_table(claims, networks)]
+
+
 STUDIES = {
     "attention_vs_conv_digits": (("attention_net", "conv_net"), attention_vs_conv),
     "vit_vs_resnet_digits": (("vit_mini", "resnet18"), vit_vs_resnet),
     "metric_attention_digits": (("dot", "shared_metric", "two_projection"), metric_attention),
+    "cct_digits": (("cct_2_3x1_16",), single_node),
+    "stiffness_digits": (("none", "se", "step"), stiffness),
 }
+"""Each study's variants and tables; a tables function taking ``reports_dir`` gets it too."""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs_dir", type=Path, default=Path("runs"))
     parser.add_argument("--reports_dir", type=Path, default=Path("reports"))
+    parser.add_argument("--studies", nargs="+", choices=list(STUDIES), help="default: every study")
     args = parser.parse_args()
-    for study, (variants, tables) in STUDIES.items():
-        print("\n".join(tables(read_study(study, variants, args.runs_dir, args.reports_dir))) + "\n")
+    chosen = args.studies or list(STUDIES)
+    for study in chosen:
+        variants, tables = STUDIES[study]
+        runs = read_study(study, variants, args.runs_dir, args.reports_dir)
+        takes_reports = "reports_dir" in tables.__code__.co_varnames[:tables.__code__.co_argcount]
+        print("\n".join(tables(runs, args.reports_dir) if takes_reports else tables(runs)) + "\n")
 
 
 if __name__ == "__main__":
