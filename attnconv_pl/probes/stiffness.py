@@ -25,24 +25,24 @@ paper's code:
   over inputs) and r_c; ties get average ranks (as ``scipy.stats.spearmanr``).
 
 How the singular values are computed: Golub-Kahan-Lanczos bidiagonalisation of J with full
-reorthogonalisation, from Jacobian-vector products (``torch.func.jvp``) and vector-Jacobian
-products (``torch.func.vjp``); J is never materialised. f acts on each input separately, so its
-Jacobian at a batch is block diagonal, diag(J_1, ..., J_n): one JVP (VJP) at the batch applies
-every J_i (J_i^T) to its own vector, and the inputs run their recurrences in lockstep, each
-with its own coefficients, stopping test and stop (the values equal those of one input at a
-time, up to rounding in the batched products). The first right vector is J^T u for a
-seeded random u, so the Krylov space lies in the row space of J and its Ritz values approximate
-the nonzero singular values. This replaces power iteration on J^T J and on
-(sigma_max^2 I - J^T J): one run gives both extremes, convergence to the smallest is far
-faster when the small singular values cluster (where the shifted power iteration stalls, its
-rate being a ratio of neighbouring eigenvalues), working on J rather than J^T J does not
-square the condition number in the rounding errors, and the shifted power iteration would
-converge to J's null space (sigma = 0), which the bidiagonalisation leaves out. Numerical rank:
-singular values below sqrt(eps) * sigma_max (3.5e-4 in float32, 1.5e-8 in float64) count as
-zero, so float32 measures indices up to ~3e3; pass float64 inputs and module for stiffer
-branches. Ritz values lie inside the spectrum: without rounding, the estimated sigma_max is
-never above the true one and the estimated sigma_min never below, so an unconverged index is a
-lower bound.
+reorthogonalisation, from vector-Jacobian products (``torch.func.vjp``) and Jacobian-vector
+products (the VJP of the linear map u -> J^T u, as exact as ``torch.func.jvp`` and cheaper); J
+is never materialised. f acts on each input separately, so its Jacobian at a batch is block
+diagonal, diag(J_1, ..., J_n): one JVP (VJP) at the batch applies every J_i (J_i^T) to its own
+vector, and the inputs run their recurrences in lockstep, each with its own coefficients,
+stopping test and stop (the values equal those of one input at a time, up to rounding in the
+batched products). The first right vector is J^T u for a seeded random u, so the Krylov space
+lies in the row space of J and its Ritz values approximate the nonzero singular values. This
+replaces power iteration on J^T J and on (sigma_max^2 I - J^T J): one run gives both extremes,
+convergence to the smallest is far faster when the small singular values cluster (where the
+shifted power iteration stalls, its rate being a ratio of neighbouring eigenvalues), working on
+J rather than J^T J does not square the condition number in the rounding errors, and the shifted
+power iteration would converge to J's null space (sigma = 0), which the bidiagonalisation leaves
+out. Numerical rank: singular values below sqrt(eps) * sigma_max (3.5e-4 in float32, 1.5e-8 in
+float64) count as zero, so float32 measures indices up to ~3e3; pass float64 inputs and module
+for stiffer branches. Ritz values lie inside the spectrum: without rounding, the estimated
+sigma_max is never above the true one and the estimated sigma_min never below, so an unconverged
+index is a lower bound.
 
 Measured on ResNet-20 branches (BN statistics from random images, float32): the estimates
 agree with ``torch.linalg.svdvals`` of the exact Jacobian to 1e-6 at 8 px (1,024 dimensions,
@@ -178,8 +178,10 @@ def jacobian_singular_extremes(
     with torch.no_grad():
         for points in x.split(chunk):
             jacobian = _BlockJacobian(branch, points)
-            starts = [torch.randn(jacobian.output.shape[1:], generator=generator, dtype=torch.float64) for _ in points]
-            parts.append(_bidiagonal_extremes(jacobian, torch.stack(starts).to(jacobian.output).flatten(1), max_iter, tol))
+            start = torch.stack(
+                [torch.randn(jacobian.output.shape[1:], generator=generator, dtype=torch.float64) for _ in points]
+            )
+            parts.append(_bidiagonal_extremes(jacobian, start.to(jacobian.output).flatten(1), max_iter, tol))
     sigma_max, sigma_min, converged = (torch.cat(part) for part in zip(*parts))
     unconverged = int((~converged).sum())
     if unconverged:
@@ -268,15 +270,22 @@ def _average_ranks(values: torch.Tensor) -> torch.Tensor:
 
 class _BlockJacobian:
     """df/dx of a branch at a batch of inputs, block diagonal diag(J_1, ..., J_a) as f acts on each
-    input separately: one JVP (VJP) at the batch applies every J_i (J_i^T) to its own vector."""
+    input separately: one VJP at the batch applies every J_i^T to its own vector, and one VJP of
+    that linear map u -> J^T u applies every J_i. The latter is a JVP as exact as
+    ``torch.func.jvp`` and costs a third of one on ResNet-20 branches on the CPU (1.3 against
+    3.5 ms for 8 inputs at 16 px), where functorch's forward mode runs BatchNorm as a Python
+    decomposition."""
 
     def __init__(self, branch: Branch, points: torch.Tensor) -> None:
         self.branch, self.points = branch, points
         self.output, self._pullback = torch.func.vjp(branch, points)
+        _, self._pushforward = torch.func.vjp(
+            lambda u: torch.func.vjp(branch, points)[1](u)[0], torch.zeros_like(self.output)
+        )
 
     def push(self, vectors: torch.Tensor) -> torch.Tensor:
         """J_i v_i for each row v_i of ``vectors`` (a, input size): (a, output size)."""
-        return torch.func.jvp(self.branch, (self.points,), (vectors.view_as(self.points),))[1].flatten(1)
+        return self._pushforward(vectors.view_as(self.points))[0].flatten(1)
 
     def pull(self, vectors: torch.Tensor) -> torch.Tensor:
         """J_i^T u_i for each row u_i of ``vectors`` (a, output size): (a, input size)."""
@@ -325,14 +334,14 @@ def _bidiagonal_extremes(
     alphas[:, 0] = _norms(vs[:, 0])
     rows = torch.arange(count)
     keep = alphas[:, 0] > 0
+    if not keep.any():
+        return sigma_max, sigma_min, converged
     if not keep.all():
         rows, us, vs, alphas, betas = _keep_rows(keep, rows, us, vs, alphas, betas)
         jacobian = jacobian.rows(keep)
     vs[:, 0] /= _column(alphas[:, 0], vs)
     scale = alphas[:, 0].clone()
     for k in range(1, steps + 1):
-        if len(rows) == 0:
-            break
         u = _reorthogonalise(jacobian.push(vs[:, k - 1]) - _column(alphas[:, k - 1], us) * us[:, k - 1], us[:, :k])
         beta = _norms(u)
         grows = beta > rounding * scale
@@ -352,7 +361,9 @@ def _bidiagonal_extremes(
             sigma_max[stopped], sigma_min[stopped] = top[stops], bottom[stops]
             converged[stopped] = (exact[checked] | settled)[stops] | (steps == min(input_size, output_size))
             keep = torch.ones_like(exact)
-            keep[checked.nonzero().squeeze(1)[stops]] = False
+            keep[checked] = ~stops
+            if not keep.any():
+                break
             if not keep.all():
                 rows, us, vs, alphas, betas, scale, alpha, v = _keep_rows(
                     keep, rows, us, vs, alphas, betas, scale, alpha, v
@@ -365,13 +376,13 @@ def _bidiagonal_extremes(
 
 def _norms(vectors: torch.Tensor) -> torch.Tensor:
     """Euclidean norms of the rows of ``vectors`` (a, d), computed in its dtype: (a,) float64 on the CPU."""
-    return torch.linalg.vector_norm(vectors, dim=1).to("cpu", torch.float64)
+    return torch.linalg.vector_norm(vectors, dim=1).cpu().double()
 
 
 def _column(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(a,) ``values`` as an (a, 1) column in ``like``'s device (and dtype, unless boolean)."""
     dtype = torch.bool if values.dtype == torch.bool else like.dtype
-    return values.to(like.device, dtype)[:, None]
+    return values.to(dtype).to(like.device)[:, None]
 
 
 def _keep_rows(keep: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -11,6 +11,7 @@ from torch import nn
 from attnconv_pl.models import create_model
 from attnconv_pl.probes import DegenerateInputWarning
 from attnconv_pl.probes.stiffness import (
+    CHECK_EVERY,
     channel_rates,
     feature_stiffness,
     feature_stiffness_quantile,
@@ -177,6 +178,132 @@ def test_a_cifar_resnet_branch_matches_its_exact_jacobian():
     reference = exact_singular_values(block.branch, x[0])
     assert (reference > 1e-9 * reference.max()).sum() < x[0].numel(), "the ReLU makes J rank-deficient"
     assert_extremes_match(sigma_max, sigma_min, reference)
+
+
+def serial_reference(f, x: torch.Tensor, max_iter: int, tol: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The former one-input-at-a-time implementation (batches of one, ``torch.func.jvp``), for parity.
+
+    Returns (sigma_max, sigma_min), (n,) float64 each, with the same seeded start vectors.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    extremes = []
+    with torch.no_grad():
+        for point in x.split(1):
+            output, pullback = torch.func.vjp(f, point)
+            start = torch.randn(output.shape, generator=generator, dtype=torch.float64).to(output).flatten()
+            extremes.append(
+                serial_extremes(
+                    push=lambda v, point=point: torch.func.jvp(f, (point,), (v.view_as(point),))[1].flatten(),
+                    pull=lambda u, pullback=pullback, output=output: pullback(u.view_as(output))[0].flatten(),
+                    start=start,
+                    input_size=point.numel(),
+                    max_iter=max_iter,
+                    tol=tol,
+                )
+            )
+    return torch.tensor(extremes, dtype=torch.float64).unbind(1)
+
+
+def serial_extremes(push, pull, start, input_size, max_iter, tol) -> tuple[float, float]:
+    """Golub-Kahan-Lanczos on one input with full reorthogonalisation, as the library documents it."""
+    output_size = start.numel()
+    steps = min(max_iter, input_size, output_size)
+    eps = torch.finfo(start.dtype).eps
+    rounding = math.sqrt(max(input_size, output_size)) * eps
+    us, vs = start.new_zeros(steps + 1, output_size), start.new_zeros(steps + 1, input_size)
+    us[0] = start / torch.linalg.vector_norm(start)
+    vs[0] = pull(us[0])
+    alphas, betas = [float(torch.linalg.vector_norm(vs[0]))], []
+    if alphas[0] == 0.0:
+        return 0.0, math.nan
+    vs[0] /= alphas[0]
+    scale = alphas[0]
+    for k in range(1, steps + 1):
+        u = reorthogonalise(push(vs[k - 1]) - alphas[-1] * us[k - 1], us[:k])
+        beta, alpha = float(torch.linalg.vector_norm(u)), 0.0
+        if beta > rounding * scale:
+            us[k] = u / beta
+            v = reorthogonalise(pull(us[k]) - beta * vs[k - 1], vs[:k])
+            alpha = float(torch.linalg.vector_norm(v))
+            scale = max(scale, beta, alpha)
+        exact = min(alpha, beta) <= rounding * scale
+        betas.append(0.0 if beta <= rounding * scale else beta)
+        if exact or k % CHECK_EVERY == 0 or k == steps:
+            bidiagonal = torch.zeros(k + 1, k, dtype=torch.float64)
+            bidiagonal[range(k), range(k)] = torch.tensor(alphas, dtype=torch.float64)
+            bidiagonal[range(1, k + 1), range(k)] = torch.tensor(betas, dtype=torch.float64)
+            _, values, right = torch.linalg.svd(bidiagonal, full_matrices=False)
+            smallest = int((values > math.sqrt(eps) * values[0]).sum()) - 1
+            bounds = alpha * betas[-1] * right[:, -1].abs() / (2 * values**2)
+            if exact or (bounds[0] <= tol and bounds[smallest] <= tol):
+                break
+        alphas.append(alpha)
+        vs[k] = v / alpha
+    return float(values[0]), float(values[smallest])
+
+
+def reorthogonalise(vector: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    for _ in range(2):
+        vector = vector - basis.T @ (basis @ vector)
+    return vector
+
+
+def resnet_branch_and_inputs(count: int, dtype=torch.float64) -> tuple[nn.Module, torch.Tensor]:
+    """A ResNet-20 branch at 4 px (256 dimensions) with random BN statistics, and ``count`` inputs of it."""
+    torch.manual_seed(0)
+    model = with_random_statistics(create_model("resnet20", img_size=4), seed=7).to(dtype)
+    images = torch.randn(count, 3, 4, 4, generator=generator(8), dtype=dtype)
+    return model.layer1[1].branch, model.layer1[0](model.stem(images)).detach()
+
+
+@pytest.fixture(scope="module")
+def resnet_reference() -> tuple[nn.Module, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """5 inputs whose serial runs stop after 110 or 120 steps, and their serial values."""
+    branch, x = resnet_branch_and_inputs(5)
+    return branch, x, serial_reference(branch, x, max_iter=500, tol=1e-4, seed=3)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 8])
+def test_inputs_in_lockstep_match_one_input_at_a_time(resnet_reference, chunk):
+    """Each input keeps the values of its own stop, whichever inputs share its chunk."""
+    branch, x, expected = resnet_reference
+    for value, reference in zip(jacobian_singular_extremes(branch, x, seed=3, chunk=chunk), expected):
+        torch.testing.assert_close(value, reference, rtol=1e-9, atol=0)
+
+
+def test_float32_inputs_in_lockstep_match_one_input_at_a_time():
+    """Serial runs stop after 120, 126 (an invariant subspace between two checks) and 120 steps."""
+    branch, x = resnet_branch_and_inputs(3, torch.float32)
+    expected = serial_reference(branch, x, max_iter=500, tol=1e-4, seed=3)
+    for value, reference in zip(jacobian_singular_extremes(branch, x, seed=3), expected):
+        torch.testing.assert_close(value, reference, rtol=1e-5, atol=0)
+
+
+def test_inputs_stop_on_their_own_at_a_zero_jacobian_an_exhausted_space_or_max_iter():
+    """f(z) = relu(z) M^T: J_i = M diag(z_i > 0), of rank the number of positive entries of z_i."""
+    matrix = linear_map(300, 300, torch.linspace(1.0, 10.0, 300).tolist())
+    x = -torch.ones(3, 300, dtype=torch.float64)
+    x[1, :5] = 1.0
+    x[2] = 1.0
+    branch = lambda z: torch.relu(z) @ matrix.T  # noqa: E731
+    with pytest.warns(RuntimeWarning, match="1 of 3 inputs did not reach tol=0.0001 in max_iter=15 steps"):
+        sigma_max, sigma_min = jacobian_singular_extremes(branch, x, max_iter=15, seed=5, chunk=3)
+    assert sigma_max[0] == 0.0 and math.isnan(sigma_min[0])
+    exact = torch.linalg.svdvals(matrix[:, :5])
+    assert sigma_max[1] == pytest.approx(float(exact.max()), rel=1e-9)
+    assert sigma_min[1] == pytest.approx(float(exact.min()), rel=1e-9)
+    assert 9.9 < sigma_max[2] <= 10.0 + 1e-9 and 1.01 < sigma_min[2]
+    expected = serial_reference(branch, x, max_iter=15, tol=1e-4, seed=5)
+    torch.testing.assert_close(sigma_max, expected[0], rtol=1e-9, atol=0, equal_nan=True)
+    torch.testing.assert_close(sigma_min, expected[1], rtol=1e-9, atol=0, equal_nan=True)
+
+
+def test_settings_out_of_range_are_named():
+    x = torch.randn(2, 4, generator=generator(15))
+    with pytest.raises(ValueError, match="max_iter=500, tol=0.0001, chunk=0: expected .* chunk >= 1"):
+        jacobian_singular_extremes(lambda z: z, x, chunk=0)
+    with pytest.raises(ValueError, match="max_iter=0, tol=0.0001, chunk=8: expected max_iter >= 1"):
+        jacobian_singular_extremes(lambda z: z, x, max_iter=0)
 
 
 def unconverged_case(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
