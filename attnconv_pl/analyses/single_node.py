@@ -110,8 +110,9 @@ def sub_block_numbers(train: tuple[torch.Tensor, torch.Tensor], evaluation: tupl
         settings: thresholds, fits and controls.
 
     Returns:
-        ``({metric: value}, {"cluster_sizes": (D,), "matrices": (k, L, L) normalised node
-        matrices of the k nodes with the largest clusters, "head_sets": (H, L) bool})``.
+        ``({metric: value}, {"cluster_sizes": (D,), "nodes": (k,) the indices of the k nodes
+        with the largest clusters, "matrices": (k, L, L) their normalised node matrices,
+        "head_sets": (H, L) bool})``.
     """
     weight, bias = snp.fit_readout(*train, num_classes, l2=settings.l2, max_iter=settings.max_iter)
     features, labels = evaluation
@@ -126,7 +127,7 @@ def sub_block_numbers(train: tuple[torch.Tensor, torch.Tensor], evaluation: tupl
     sizes = clusters.clusters.sum(dim=1)
     shown = torch.argsort(sizes, descending=True, stable=True)[:settings.matrices_per_block]
     scale = matrices.flatten(1).abs().amax(dim=1).clamp_min(torch.finfo(matrices.dtype).tiny)
-    drawn = {"cluster_sizes": sizes.cpu().numpy(),
+    drawn = {"cluster_sizes": sizes.cpu().numpy(), "nodes": shown.cpu().numpy(),
              "matrices": (matrices[shown] / scale[shown, None, None]).float().cpu().numpy()}
     if num_heads is not None:
         values |= snp.head_statistics(fields, labels, num_classes, num_heads, threshold=settings.threshold,

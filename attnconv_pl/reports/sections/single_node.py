@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from attnconv_pl.atomic import atomic_path
 from attnconv_pl.reports.comparison import mean_and_std
@@ -57,6 +58,7 @@ def depth_figure(runs: list[ProbedRun]) -> Figure:
                               color=f"C{index}", label=group)
             axis.set_title(f"{metric}, {KIND_TITLES[kind]}", fontsize=9)
             axis.set_xlabel("encoder block", fontsize=8)
+            axis.xaxis.set_major_locator(MaxNLocator(integer=True))
             axis.grid(alpha=0.3)
             axis.tick_params(labelsize=7)
     entries = {label: handle for axis in axes.flat for handle, label in zip(*axis.get_legend_handles_labels())}
@@ -135,8 +137,8 @@ def matrices_figure(run: ProbedRun) -> Figure | None:
     """A few normalised node matrices M_k / max|M_k| of the last attention and FF sub-blocks."""
     found = last_artifacts(run)
     blocks = [kind_blocks[-1] for kind_blocks in (sub_blocks(run, kind) for kind in KIND_TITLES) if kind_blocks]
-    shown = [(block, index, matrix) for block in blocks
-             for index, matrix in enumerate(found["sub_blocks"][block]["matrices"])]
+    shown = [(block, int(node), matrix) for block in blocks
+             for node, matrix in zip(found["sub_blocks"][block]["nodes"], found["sub_blocks"][block]["matrices"])]
     if not shown:
         return None
     columns = min(4, len(shown))
@@ -145,7 +147,7 @@ def matrices_figure(run: ProbedRun) -> Figure | None:
     axes = figure.subplots(rows, columns, squeeze=False)
     for axis, (block, index, matrix) in zip(axes.flat, shown):
         axis.imshow(matrix, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
-        axis.set_title(f"{block}, node #{index + 1}", fontsize=7)
+        axis.set_title(f"{block}, node {index}", fontsize=7)
         axis.tick_params(labelsize=6)
     for axis in list(axes.flat)[len(shown):]:
         axis.set_visible(False)
@@ -188,13 +190,13 @@ def sections(runs: list[ProbedRun], figures: list[ReportFigure]) -> list[Section
 
 def write_files(out_dir: Path, runs: list[ProbedRun]) -> None:
     """``single_node_matrices.npz``: per run, epoch and sub-block, the normalised node matrices
-    (k, L, L) kept for the report and every node's cluster size (D,); keys
-    ``<run>/epoch=NNN/<sub-block>/matrices`` and ``.../cluster_sizes``."""
+    (k, L, L) kept for the report, those nodes' indices (k,) and every node's cluster size (D,);
+    keys ``<run>/epoch=NNN/<sub-block>/matrices``, ``.../nodes`` and ``.../cluster_sizes``."""
     arrays = {}
     for run in runs:
         for epoch, found in sorted((run.artifacts.get(NAME) or {}).items()):
             for block, drawn in found["sub_blocks"].items():
-                for name in ("matrices", "cluster_sizes"):
+                for name in ("matrices", "nodes", "cluster_sizes"):
                     arrays[f"{re.sub(r'[^A-Za-z0-9._-]+', '_', run.label)}/epoch={epoch:03d}/{block}/{name}"] = \
                         drawn[name]
     if arrays:
