@@ -88,10 +88,13 @@ def read_numbers(path: Path) -> dict[str, dict[tuple[int, str, str], float]]:
 
 def read_run(run_dir: Path, variant: str, summary: dict, reported: dict[tuple[int, str, str], float]) -> Run:
     """A run of ``variant`` from its directory, its study's ``summary.json`` (``{}`` when there is
-    none) and the study report's numbers of the run (``reported``)."""
-    with (run_dir / "dynamics.csv").open(newline="") as handle:
-        values = {(int(row["epoch"]), row["layer"], row["metric"]): float(row["value"] or "nan")
-                  for row in csv.DictReader(handle)}
+    none) and the study report's numbers of the run (``reported``); a run trained with no
+    per-epoch analysis has no ``dynamics.csv`` of its own."""
+    values = {}
+    if (run_dir / "dynamics.csv").is_file():
+        with (run_dir / "dynamics.csv").open(newline="") as handle:
+            values = {(int(row["epoch"]), row["layer"], row["metric"]): float(row["value"] or "nan")
+                      for row in csv.DictReader(handle)}
     label = f"{run_dir.parent.name}/{run_dir.name}"
     entry = next((run for run in summary.get("runs", []) if run["label"] == label), {})
     return Run(label, variant, {**values, **reported}, read_metrics(run_dir / "metrics.csv"), entry.get("robustness"))
