@@ -8,16 +8,15 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn, Optional, Sequence
 
+import lightning.pytorch as pl
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from typing_extensions import override
 
 from attnconv_pl.atomic import atomic_write_text
-from attnconv_pl.capture import resolve_layers
 from attnconv_pl.offline.checkpoints import callback_state, read_checkpoint, run_dir_of
 from attnconv_pl.data import ClassificationDataModule
 from attnconv_pl.errors import ConfigError, check_creatable_dir
-from attnconv_pl.module import ClassifierModule
 from attnconv_pl.run_lock import acquire_run_lock, is_launching_process
 from callbacks import EpochCheckpoint, EpochMetrics, EpochSeeding, FeatureDynamics, SingleNodeProbing, StiffnessProbing
 from callbacks._probing import ProbingCallback
@@ -29,6 +28,9 @@ DEFAULT_LOGGER = {
     "class_path": "lightning.pytorch.loggers.WandbLogger",
     "init_args": {"project": "attnconv-pl"},
 }
+
+DEFAULT_MODEL = {"class_path": "attnconv_pl.module.ClassifierModule"}
+"""The model of a config that names none."""
 
 
 def run_dir_to_resume(ckpt_path: Path) -> Optional[Path]:
@@ -75,13 +77,18 @@ class TrainCLI(LightningCLI):
     run (:class:`callbacks.EpochMetrics`, no options), and links the data
     module's ``num_classes``, ``in_chans`` and ``image_size`` into the model. The ``dynamics``
     section configures :class:`callbacks.FeatureDynamics`.
+
+    The model is any LightningModule that takes ``num_classes``, ``in_chans`` and
+    ``image_size`` (``model.class_path``; :data:`DEFAULT_MODEL`, the image classifier, when the
+    config names none) and configures its own optimiser: :class:`attnconv_pl.module.ClassifierModule`
+    or :class:`attnconv_pl.heads.HeadModule`.
     """
 
     def __init__(self, args: Optional[list[str]] = None) -> None:
         """Parse ``args`` (default: ``sys.argv[1:]``) and build data, model and trainer."""
         self.run_dir: Optional[Path] = None
         super().__init__(
-            ClassifierModule,
+            pl.LightningModule,
             ClassificationDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
@@ -94,7 +101,7 @@ class TrainCLI(LightningCLI):
             parser_kwargs={"description": "Train a classifier and probe its feature dynamics.", "allow_abbrev": False},
             args=args,
             run=False,
-            auto_configure_optimizers=False,  # ClassifierModule configures its optimiser and schedule
+            auto_configure_optimizers=False,  # every model configures its optimiser and schedule
         )
 
     @override
@@ -102,7 +109,7 @@ class TrainCLI(LightningCLI):
         parser.add_argument("--experiment", type=Optional[str], default=None,
                             help="Experiment name (run directory level); default: the config file's name.")
         parser.add_argument("--run_id", type=Optional[str], default=None,
-                            help="Run name inside the experiment; default: <arch>-<timestamp>.")
+                            help="Run name inside the experiment; default: <arch or head>-<timestamp>.")
         parser.add_argument("--runs_dir", type=str, default="runs", help="Root of all run directories.")
         parser.add_argument("--ckpt_path", type=Optional[str], default=None,
                             help="Resume from this checkpoint (e.g. runs/EXP/RUN/checkpoints/last.ckpt).")
@@ -113,7 +120,7 @@ class TrainCLI(LightningCLI):
         parser.add_lightning_class_args(SingleNodeProbing, "single_node")
         parser.add_lightning_class_args(StiffnessProbing, "stiffness")
         parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
-        parser.set_defaults({"trainer.logger": DEFAULT_LOGGER})
+        parser.set_defaults({"trainer.logger": DEFAULT_LOGGER, "model": DEFAULT_MODEL})
         for attribute in ("num_classes", "in_chans", "image_size"):
             parser.link_arguments(f"data.{attribute}", f"model.init_args.{attribute}", apply_on="instantiate")
 
@@ -137,15 +144,23 @@ class TrainCLI(LightningCLI):
 
     def _new_run_dir(self, config: Namespace) -> Path:
         experiment = config.experiment or _config_stem(config) or "default"
-        arch = config.model.init_args.get("arch", "model") if "init_args" in config.model else "model"
-        run_id = config.run_id or os.environ.get(RUN_ID_ENV) or f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+        name = model_name(config.model.get("init_args") or {}) or "model"
+        run_id = config.run_id or os.environ.get(RUN_ID_ENV) or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         os.environ[RUN_ID_ENV] = run_id
         return Path(config.runs_dir) / experiment / run_id
 
 
-def check_resume_checkpoint(path: Path, module: ClassifierModule, probing: Sequence[ProbingCallback] = ()) -> None:
+def model_name(hyperparameters: Any) -> Optional[str]:
+    """What a model's arguments say it is: ``arch`` (ClassifierModule) or ``head`` (HeadModule);
+    None for a model with neither."""
+    return hyperparameters.get("arch") or hyperparameters.get("head")
+
+
+def check_resume_checkpoint(path: Path, module: pl.LightningModule,
+                            probing: Sequence[ProbingCallback] = ()) -> None:
     """Check, before training, that ``path`` can resume ``module``: a checkpoint that the safe
-    loader (``torch.load(weights_only=True)``, as probe.py) reads, of the same architecture, whose
+    loader (``torch.load(weights_only=True)``, as probe.py) reads, of the same model class and
+    architecture (``arch`` or ``head``, :func:`model_name`), whose
     weights have the module's names and shapes, and whose ``probing`` callbacks probed the layers
     and seed they are set to now (see :meth:`ProbingCallback.check_state`).
 
@@ -154,8 +169,14 @@ def check_resume_checkpoint(path: Path, module: ClassifierModule, probing: Seque
         ConfigError: it is one, of another architecture or with other weights.
     """
     checkpoint = read_checkpoint(path)
-    saved_arch, arch = checkpoint["hyper_parameters"].get("arch"), module.hparams.get("arch")
+    hyperparameters = checkpoint.get("hyper_parameters") or {}
     advice = "resume with the run's own config (--config <run_dir>/config.yaml) and its checkpoint"
+    saved_class = hyperparameters.get("_class_path")
+    model_class = f"{type(module).__module__}.{type(module).__qualname__}"
+    if saved_class is not None and saved_class.rsplit(".", 1)[-1] != type(module).__qualname__:
+        raise ConfigError(f"--ckpt_path {path} holds a {saved_class} model, but the config trains a {model_class}; "
+                          f"{advice}")
+    saved_arch, arch = model_name(hyperparameters), model_name(module.hparams)
     if saved_arch != arch:
         raise ConfigError(f"--ckpt_path {path} holds a {saved_arch!r} model, but the config trains {arch!r}; {advice}")
     saved = {name: tuple(tensor.shape) for name, tensor in checkpoint["state_dict"].items()}
@@ -170,8 +191,8 @@ def check_resume_checkpoint(path: Path, module: ClassifierModule, probing: Seque
                           f"({shown}); {advice}")
     for callback in probing:
         if callback.enabled:
-            layers = resolve_layers(module.model, callback.settings.layers or module.model.probe_layers)
-            callback.check_state(callback_state(checkpoint, type(callback).__name__), layers)
+            state = callback_state(checkpoint, type(callback).__name__)
+            callback.check_state(state, callback.probed_layers(module))
 
 
 def check_max_epochs(max_epochs: Optional[int]) -> None:

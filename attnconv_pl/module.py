@@ -36,6 +36,40 @@ def warmup_steps_factor(step: int, warmup_steps: int, total_steps: int, mileston
     return gamma ** sum(step >= milestone * total_steps for milestone in milestones)
 
 
+def accuracy_metrics(num_classes: int) -> nn.ModuleDict:
+    """The accuracies :func:`classification_step` logs: ``<stage>_acc`` (train, val, test) and
+    ``<stage>_acc_top5`` (val, test; top-min(5, c)).
+
+    Keys are "<stage>_acc" because nn.Module reserves the name "train"; "micro" is the fraction
+    of inputs classified correctly (torchmetrics' default, "macro", averages per-class accuracies).
+    """
+    top5 = min(5, num_classes)
+    return nn.ModuleDict(
+        {f"{stage}_acc": MulticlassAccuracy(num_classes, top_k=1, average="micro")
+         for stage in ("train", "val", "test")}
+        | {f"{stage}_acc_top5": MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+           for stage in ("val", "test")}
+    )
+
+
+def classification_step(module: pl.LightningModule, batch: tuple[torch.Tensor, torch.Tensor],
+                        stage: str) -> torch.Tensor:
+    """The loss ``module.criterion(module(inputs), labels)`` of one batch, logged as
+    ``<stage>/loss`` with the accuracies ``<stage>/acc`` and ``<stage>/acc_top5`` of
+    ``module.accuracy`` (:func:`accuracy_metrics`)."""
+    inputs, labels = batch
+    logits = module(inputs)
+    loss = module.criterion(logits, labels)
+    on_step = stage == "train"
+    module.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+    for name in ("acc", "acc_top5"):
+        metric = module.accuracy[f"{stage}_{name}"] if f"{stage}_{name}" in module.accuracy else None
+        if metric is not None:
+            metric(logits, labels)
+            module.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "acc")
+    return loss
+
+
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy image classifier around ``create_model(arch, ...)``.
 
@@ -79,41 +113,20 @@ class ClassifierModule(pl.LightningModule):
             arch, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **(arch_kwargs or {})
         )
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-        top5 = min(5, num_classes)
-        # keys "<stage>_acc": nn.Module reserves the name "train"; "micro": the fraction of inputs
-        # classified correctly (torchmetrics' default, "macro", would average per-class accuracies)
-        self.accuracy = nn.ModuleDict(
-            {f"{stage}_acc": MulticlassAccuracy(num_classes, top_k=1, average="micro")
-             for stage in ("train", "val", "test")}
-            | {f"{stage}_acc_top5": MulticlassAccuracy(num_classes, top_k=top5, average="micro")
-               for stage in ("val", "test")}
-        )
+        self.accuracy = accuracy_metrics(num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits (B, num_classes) of images (B, C, H, W)."""
         return self.model(images)
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        images, labels = batch
-        logits = self(images)
-        loss = self.criterion(logits, labels)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
-        for name in ("acc", "acc_top5"):
-            metric = self.accuracy[f"{stage}_{name}"] if f"{stage}_{name}" in self.accuracy else None
-            if metric is not None:
-                metric(logits, labels)
-                self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "acc")
-        return loss
-
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        return classification_step(self, batch, "train")
 
     def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
+        classification_step(self, batch, "val")
 
     def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
+        classification_step(self, batch, "test")
 
     def configure_optimizers(self):
         hp = self.hparams

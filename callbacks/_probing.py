@@ -26,6 +26,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import nn
 from torch.utils.data import Dataset
 from typing_extensions import override
 
@@ -128,8 +129,7 @@ class ProbingCallback(Callback, ABC):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or not self.enabled:
             return
-        network = pl_module.model
-        self.layers = resolve_layers(network, self.settings.layers or network.probe_layers)
+        self.layers = self.probed_layers(pl_module)
         self.analysis = self.make_analysis(self.layers)
         self.max_epochs = trainer.max_epochs
         split, size, seed = self.settings.probe_split, self.settings.probe_size, self.settings.seed
@@ -141,6 +141,22 @@ class ProbingCallback(Callback, ABC):
                            f"the probe set uses all of them (probe_size={size})")
         self._dataset, self._shard = dataset, (trainer.global_rank, trainer.world_size)
         self._load_probe_images(*self._shard)
+
+    def probed_layers(self, pl_module: pl.LightningModule) -> list[str]:
+        """The layers of ``pl_module.model`` this callback probes: ``settings.layers``, or the
+        network's own ``probe_layers``.
+
+        Raises:
+            ConfigError: the network declares no ``probe_layers`` and the settings name none.
+        """
+        network = getattr(pl_module, "model", None)
+        if not isinstance(network, nn.Module):
+            raise ConfigError(f"{self.prefix}: {type(pl_module).__name__} has no network `model` to probe; "
+                              f"set --{self.prefix}.enabled false")
+        if not self.settings.layers and not hasattr(network, "probe_layers"):
+            raise ConfigError(f"{self.prefix}: {type(network).__name__} declares no probe_layers to probe; "
+                              f"set --{self.prefix}.enabled false (or name layers with --{self.prefix}.layers)")
+        return resolve_layers(network, self.settings.layers or network.probe_layers)
 
     def _load_probe_images(self, rank: int, world_size: int) -> None:
         """This rank's shard of the probe set's images and labels."""

@@ -1,0 +1,58 @@
+"""fit_head: with its defaults at the optimum of the digit-rows instance, deterministic per seed."""
+
+import math
+
+import pytest
+import torch
+
+from attnconv_pl.heads import fit_head, lifted_predict, attention_lifting
+
+BETA = 1e-3
+
+
+def proximal_gradient_optimum(tokens, targets, beta, iterations=1500):
+    """The optimum of linear attention's convex program by accelerated proximal gradient (FISTA,
+    singular-value thresholding) on its explicit lifting: an independent convex solver
+    (1500 iterations: within 2e-4 of the optimum here)."""
+    lifting = attention_lifting(tokens, targets.shape[1])
+    n, c = targets.shape
+    p, q = lifting.block_shape
+    features = lifting.dense_features().reshape(n, -1)
+    step = n / torch.linalg.matrix_norm(features, ord=2) ** 2
+    Z = W = torch.zeros(1, p, q, dtype=torch.float64)
+    t = 1.0
+    for _ in range(iterations):
+        gradient = (features.T @ (features @ W.reshape(-1, c) - targets) / n).reshape(1, p, q)
+        U, S, Vh = torch.linalg.svd(W - step * gradient, full_matrices=False)
+        Z_next = U @ torch.diag_embed((S - step * beta).clamp_min(0)) @ Vh
+        t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        W, Z, t = Z_next + (t - 1) / t_next * (Z_next - Z), Z_next, t_next
+    residual = lifted_predict(lifting, Z) - targets
+    return float(0.5 * residual.pow(2).sum() / n + beta * torch.linalg.matrix_norm(Z, ord="nuc").sum())
+
+
+def test_the_default_fit_reaches_the_optimum_of_digit_rows(digit_rows):
+    tokens, targets = digit_rows
+    fitted = fit_head("linear_attention", tokens, targets, BETA)
+    reference = proximal_gradient_optimum(tokens, targets, BETA)
+    assert fitted.objective == pytest.approx(reference, rel=1e-3)
+    assert 0 <= fitted.duality_gap <= 1e-3 * fitted.objective
+    assert 1 < fitted.rank < 64  # the head has max_rank = 64 units; the optimum needs fewer
+
+
+def test_a_fit_is_fixed_by_its_seed(small_instance):
+    tokens, targets = small_instance
+    first, second, other = (fit_head("gated_relu_attention", tokens, targets, BETA, heads=2, gates=2, steps=100, seed=s)
+                            for s in (3, 3, 4))
+    assert first.objective == second.objective
+    assert all(torch.equal(first.parameters[name], second.parameters[name]) for name in first.parameters)
+    assert not torch.equal(first.parameters["A"], other.parameters["A"])
+
+
+@pytest.mark.parametrize("name", ["linear", "mlp", "attention"])
+def test_heads_without_convex_form_fit_without_a_gap(name, small_instance):
+    tokens, targets = small_instance
+    fitted = fit_head(name, tokens, targets, BETA, steps=50)
+    assert math.isnan(fitted.duality_gap) and fitted.rank == -1
+    assert fitted.objective == pytest.approx(fitted.data_loss + fitted.regulariser)
+    assert fitted.data_loss < 0.5 * float(targets.pow(2).sum(dim=1).mean())  # better than predicting 0
