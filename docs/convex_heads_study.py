@@ -1,0 +1,127 @@
+"""Convex attention heads on the raw digits: accuracy of each head, global optimality of the
+Burer-Monteiro fit, and the rank of Z* against beta, over seeds 0, 1, 2; prints markdown.
+
+    OMP_NUM_THREADS=1 python docs/convex_heads_study.py      # the tables of docs/results.md, section 6
+
+Each 8x8 digit is 8 tokens (its rows) of 8 pixels in [0, 1]. Per seed: a seeded 70/30
+train/val split of the 1797 digits, every head fitted by :func:`attnconv_pl.heads.fit_head`
+(squared loss, weight decay beta, full-batch L-BFGS, initialisation from the seed); and a small
+instance (60 digits of classes 0-2, 2x2-pooled: 4 tokens of 4 pixels) on which the fit is
+compared with :func:`attnconv_pl.heads.solve_convex` (CVXPY) and Z*'s rank is read per beta.
+A claim "A > B" gets a verdict from the paired per-seed differences A - B: agree when every
+difference is positive and |mean| > 2 sd, disagree when every one is negative with that margin,
+else inconclusive.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from sklearn.datasets import load_digits
+
+from attnconv_pl.heads import fit_head, one_hot, solve_convex
+
+SEEDS = (0, 1, 2)
+HEADS = {"linear": {}, "mlp": {}, "attention": {}, "linear_attention": {"heads": 32},
+         "gated_relu_attention": {"heads": 8, "gates": 8}}
+BETA = 1e-3
+STEPS = 300
+BETAS = (1e-4, 1e-3, 1e-2, 1e-1)
+CLAIMS = (("linear_attention", "linear"), ("linear_attention", "mlp"), ("attention", "linear"))
+
+
+def digits() -> tuple[torch.Tensor, torch.Tensor]:
+    """All 1797 digits as tokens (n, 8, 8) in [0, 1] and labels (n,)."""
+    bunch = load_digits()
+    return torch.tensor(bunch.images / 16.0), torch.tensor(bunch.target)
+
+
+def split(n: int, seed: int, train_fraction: float = 0.7) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train and val indices of a seeded random split."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    cut = int(train_fraction * n)
+    return order[:cut], order[cut:]
+
+
+def small_instance(tokens: torch.Tensor, labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """60 seeded digits of classes 0-2, 2x2-pooled to 4 tokens of 4 pixels, one-hot targets."""
+    keep = torch.nonzero(labels < 3).squeeze(1)
+    chosen = keep[torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))[:60]]
+    pooled = tokens[chosen].reshape(-1, 4, 2, 4, 2).mean(dim=(2, 4))
+    return pooled, one_hot(labels[chosen], 3, torch.float64)
+
+
+def accuracy(head: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((head(tokens.double()).argmax(dim=1) == labels).double().mean())
+
+
+def mean_sd(values: list[float]) -> str:
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
+def verdict(differences: list[float]) -> str:
+    """agree / disagree / inconclusive by the paired-seed rule (module docstring)."""
+    mean, sd = statistics.mean(differences), statistics.stdev(differences)
+    if abs(mean) <= 2 * sd:
+        return "inconclusive"
+    if all(d > 0 for d in differences):
+        return "agree"
+    if all(d < 0 for d in differences):
+        return "disagree"
+    return "inconclusive"
+
+
+def main() -> None:
+    started = time.perf_counter()
+    tokens, labels = digits()
+    val_acc = {head: [] for head in HEADS}
+    seconds = {head: [] for head in HEADS}
+    optimality = []
+    ranks = {beta: [] for beta in BETAS}
+    for seed in SEEDS:
+        train, val = split(len(labels), seed)
+        targets = one_hot(labels[train], 10, torch.float64)
+        for head, options in HEADS.items():
+            t0 = time.perf_counter()
+            fit = fit_head(head, tokens[train], targets, BETA, steps=STEPS, seed=seed, **options)
+            seconds[head].append(time.perf_counter() - t0)
+            val_acc[head].append(accuracy(fit.head, tokens[val], labels[val]))
+        small, small_targets = small_instance(tokens, labels, seed)
+        fit = fit_head("linear_attention", small, small_targets, BETA, seed=seed, gap_tol=1e-6)
+        exact = solve_convex("linear_attention", small, small_targets, BETA)
+        optimality.append(((fit.objective - exact.objective) / exact.objective, fit.duality_gap / fit.objective,
+                           fit.rank, exact.rank))
+        for beta in BETAS:
+            ranks[beta].append(solve_convex("linear_attention", small, small_targets, beta).rank)
+
+    print(f"## Heads on raw digit rows (8 tokens x 8 pixels), seeds {', '.join(map(str, SEEDS))}\n")
+    print(f"Squared loss, beta = {BETA}, at most {STEPS} L-BFGS iterations, 70/30 split per seed.\n")
+    print("| head | val accuracy (mean ± sd) | fit seconds (mean) |")
+    print("|---|---|---|")
+    for head in HEADS:
+        print(f"| {head} | {mean_sd(val_acc[head])} | {statistics.mean(seconds[head]):.1f} |")
+    print("\n## Global optimality (linear_attention, 60 digits of classes 0-2, 4 tokens x 4 pixels)\n")
+    print("| seed | (fit - CVXPY) / CVXPY objective | certificate duality_gap / objective | rank fit | rank Z* |")
+    print("|---|---|---|---|---|")
+    for seed, (gap, certificate, fit_rank, exact_rank) in zip(SEEDS, optimality):
+        print(f"| {seed} | {gap:.2e} | {certificate:.2e} | {fit_rank} | {exact_rank} |")
+    print("\n## Rank of Z* (solve_convex, linear_attention, small instance) against beta\n")
+    print("| beta | rank Z* per seed | mean ± sd |")
+    print("|---|---|---|")
+    for beta in BETAS:
+        print(f"| {beta:g} | {', '.join(map(str, ranks[beta]))} | {mean_sd([float(r) for r in ranks[beta]])} |")
+    print("\n## Verdicts (val accuracy, paired over seeds)\n")
+    print("| claim | differences per seed | mean ± sd | verdict |")
+    print("|---|---|---|---|")
+    for better, worse in CLAIMS:
+        differences = [a - b for a, b in zip(val_acc[better], val_acc[worse])]
+        shown = ", ".join(f"{d:+.4f}" for d in differences)
+        print(f"| {better} > {worse} | {shown} | {mean_sd(differences)} | {verdict(differences)} |")
+    print(f"\nTotal {time.perf_counter() - started:.0f} s.")
+
+
+if __name__ == "__main__":
+    main()
