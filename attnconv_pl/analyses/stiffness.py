@@ -148,11 +148,19 @@ class Stiffness(Analysis):
             norms: per block, ``{"input": (N, C), "residual": (N, C), "gate": (N, C)}`` per-channel
                 norms per input ("gate" only with a gate).
             jacobians: per block, (sigma_max (n,), sigma_min (n,)) ({} without Jacobian numbers).
+
+        Returns:
+            The numbers, and the artifact ``channels``: per gated block, (rates (C,), mean gate (C,))
+            per channel, what the report draws.
         """
         result = AnalysisResult(epoch)
+        channels = result.artifacts["channels"] = {}
         for block in self.blocks:
             found = norms[block.module]
             values = rate_numbers(found["input"], found["residual"], found.get("gate"), self.settings)
+            if "gate" in found:
+                channels[block.module] = (maths.channel_rates(found["input"], found["residual"]).numpy(),
+                                          found["gate"].double().mean(dim=0).numpy())
             if block.module in jacobians:
                 sigma_max, sigma_min = jacobians[block.module]
                 with warnings.catch_warnings():

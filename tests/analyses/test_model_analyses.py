@@ -93,6 +93,11 @@ def test_stiffness_rates_from_channel_norms_equal_the_rates_of_the_full_tensors(
     assert result.values[("layer2.0", "stiffness_feature")] == pytest.approx(maths.feature_stiffness(x, fx), rel=1e-5)
     assert result.values[("layer2.0", "rate_mean")] == pytest.approx(maths.rate_mean(x, fx), rel=1e-5)
     assert (("layer2.0", "gate_mean") in result.values) == (attn == "step")
+    assert ("layer2.0" in result.artifacts["channels"]) == (attn == "step")
+    if attn == "step":
+        rates, gates = result.artifacts["channels"]["layer2.0"]
+        torch.testing.assert_close(torch.from_numpy(rates), maths.channel_rates(x, fx), rtol=1e-5, atol=0)
+        assert gates.shape == rates.shape == (32,)
     exact = [torch.linalg.svdvals(torch.autograd.functional.jacobian(block.branch, full["input"][i:i + 1])
                                   .flatten(0, 3).flatten(1).double())[0] for i in range(2)]
     assert result.values[("layer2.0", "jacobian_sigma_max")] == pytest.approx(float(sum(exact) / 2), rel=1e-3)

@@ -95,6 +95,9 @@ def test_stiffness_live_equals_offline_beside_the_dynamics(attn, tmp_path):
         return metric.startswith(("stiffness_", "jacobian_", "gate_", "rate_")) and not metric.endswith("_seconds")
 
     assert_same(rows(out / "dynamics.csv", f"default/{attn}"), logged, stiffness_metric)
+    figures = {path.name for path in (out / "figures").iterdir()}
+    assert {"depth_stiffness_feature_q.png", "epochs_stiffness_feature_q.png"} <= figures
+    assert (f"stiffness_gates_default_{attn}.png" in figures) == (attn != "none")
     summary = json.loads((out / "summary.json").read_text())["runs"][0]
     assert summary["analyses"] == ["stiffness"] and summary["analysis_settings"]["stiffness"]["jacobian_inputs"] == 1
 
