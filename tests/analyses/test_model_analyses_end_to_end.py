@@ -1,8 +1,8 @@
 """End to end on digits: the single-node analysis on cct_2_3x1_16 and the stiffness analysis on
 resnet20 with each channel attention, during training (``callbacks.ModelProbing``) and from the
 checkpoints (``probe.py --analyses``): the same numbers both ways, next to the dynamics rows in
-one ``dynamics.csv``, a resume that keeps them, and one clear message for a model without what
-the analysis needs."""
+one ``dynamics.csv``, a resume that keeps them, DDP (rank zero writes, epoch 0 as in one
+process), and one clear message for a model without what the analysis needs."""
 
 import csv
 import json
@@ -124,3 +124,20 @@ def test_a_model_without_the_described_points_gets_one_clear_message(tmp_path):
     assert result.returncode != 0
     assert "describes no residual block with its input and residual branch" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_under_ddp_rank_zero_writes_each_row_once_and_epoch_0_equals_one_process(tmp_path):
+    flags = ("--model.init_args.arch", "resnet20", "--model.init_args.arch_kwargs", "{attn: se}",
+             "--dynamics.enabled", "false", *SMALL_STIFFNESS, "--trainer.logger", "false", "--trainer.max_epochs",
+             "1", "--trainer.limit_train_batches", "4", "--trainer.accelerator", "cpu")
+    check_ok(run_train("--run_id", "single", *flags, runs_dir=tmp_path))
+    check_ok(run_train("--run_id", "ddp", *flags, "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                       runs_dir=tmp_path))
+    with open(tmp_path / "default" / "ddp" / "dynamics.csv", newline="") as handle:
+        keys = [(row["epoch"], row["layer"], row["metric"]) for row in csv.DictReader(handle)]
+    assert len(keys) == len(set(keys)) and ("1", "layer3.2", "gate_rate_spearman") in keys
+    single = rows(tmp_path / "default" / "single" / "dynamics.csv")
+    ddp = rows(tmp_path / "default" / "ddp" / "dynamics.csv")
+    at_init = {key: value for key, value in single.items() if key[0] == 0 and not key[2].endswith("_seconds")}
+    for key, value in at_init.items():
+        assert ddp[key] == pytest.approx(value, rel=1e-5, abs=1e-7, nan_ok=True), key
