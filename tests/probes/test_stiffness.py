@@ -10,8 +10,8 @@ from torch import nn
 
 from attnconv_pl.models import create_model
 from attnconv_pl.probes import DegenerateInputWarning
+from attnconv_pl.probes._lanczos import CHECK_EVERY
 from attnconv_pl.probes.stiffness import (
-    CHECK_EVERY,
     channel_rates,
     feature_stiffness,
     feature_stiffness_quantile,
