@@ -257,7 +257,11 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
     overrides = settings_overrides(args.settings)
     overrides["dynamics"] = {**overrides.get("dynamics", {}), **setting_overrides(args)}
     if "robustness" in analyses:
-        overrides["robustness"] = dataclasses.asdict(robustness_request(args, choice))
+        overrides["robustness"] = {**dataclasses.asdict(robustness_request(args, choice)),
+                                   **overrides.get("robustness", {})}
+    if "single_node" in analyses and choice.dataset is not None:
+        raise ProbeInputError(f"--analyses single_node reads the run's own labels, but --data {args.data} names a "
+                              "dataset; give only a split (--data val) or leave --data out")
     checkpoint_analyses = {name: overrides.get(name, {}) for name in checkpoint_analysis_names(analyses)}
     device = resolve_device(args.device)
     context = {"command": command, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(device)}
@@ -267,8 +271,8 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
               disable=None) as bar:  # None: shown on a terminal, not in logs
         for run, label in zip(runs, labels):
             bar.set_postfix_str(f"{label}: loading data and model")
-            prober = RunProber.open(run, analyses=checkpoint_analyses, choice=choice, device=device,
-                                    probe_sets=probe_sets)
+            prober = RunProber.open(run, analyses=checkpoint_analyses, probe_overrides=overrides["dynamics"],
+                                    choice=choice, device=device, probe_sets=probe_sets)
             run_outcomes = []
             for path in run.checkpoints:
                 bar.set_postfix_str(f"{label}: {path.name} ({len(prober.layers)} layers)")

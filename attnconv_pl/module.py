@@ -32,7 +32,7 @@ def warmup_steps_factor(step: int, warmup_steps: int, total_steps: int, mileston
     the power of the number of ``milestones`` (fractions of ``total_steps``) already passed
     (He et al. 2016's CIFAR schedule: x0.1 at 50% and 75% of training)."""
     if step < warmup_steps:
-        return (step + 1) / (warmup_steps + 1)
+        return warmup_cosine_factor(step, warmup_steps, total_steps)
     return gamma ** sum(step >= milestone * total_steps for milestone in milestones)
 
 
@@ -108,6 +108,8 @@ class ClassifierModule(pl.LightningModule):
         milestones: tuple[float, ...] = (0.5, 0.75),
     ) -> None:
         super().__init__()
+        if not all(0 < milestone < 1 for milestone in milestones):
+            raise ValueError(f"milestones are fractions of training in (0, 1), e.g. [0.5, 0.75]; got {list(milestones)}")
         self.save_hyperparameters()
         self.model = create_model(
             arch, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **(arch_kwargs or {})

@@ -242,17 +242,24 @@ def test_analyses_choose_what_is_computed(attention_run, tmp_path):
     """--analyses training_records robustness: no dynamics (only the cost rows, no comparison
     figure), the records and the accuracy under noise; --analyses dynamics: no records."""
     check_ok(run_probe(attention_run, "--out", tmp_path / "records", "--analyses", "training_records", "robustness",
-                       "--robustness-size", "50"))
+                       "--robustness-size", "50", "--seed", "7"))
     with open(tmp_path / "records" / "dynamics.csv", newline="") as handle:
         assert {row["metric"] for row in csv.DictReader(handle)} == {"overhead_seconds"}
     (run,) = json.loads((tmp_path / "records" / "summary.json").read_text())["runs"]
     assert run["training"]["best_val_acc"] is not None and len(run["robustness"]["final_accuracy"]) == 5
     assert run["analyses"] == ["robustness"] and "probe_inputs" not in run["dataset"]  # no probe set loaded
+    assert run["robustness"]["seed"] == 7  # the probe options reach every analysis, dynamics run or not
     assert sorted(p.name for p in (tmp_path / "records" / "figures").iterdir()) == ["robustness.png"]
 
     check_ok(run_probe(attention_run, "--out", tmp_path / "dynamics", "--analyses", "dynamics"))
     (run,) = json.loads((tmp_path / "dynamics" / "summary.json").read_text())["runs"]
     assert run["training"] is None and run.get("robustness") is None and run["last_epoch_metrics"]
+
+
+def test_single_node_on_another_dataset_is_refused_before_loading(attention_run, tmp_path):
+    result = run_probe(attention_run, "--out", tmp_path, "--analyses", "single_node", "--data", "digits")
+    assert result.returncode == 2 and "--analyses single_node reads the run's own labels" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_an_unknown_analysis_is_refused(attention_run, tmp_path):

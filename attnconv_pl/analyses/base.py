@@ -92,7 +92,8 @@ class CheckpointInputs:
         autocast: a context-manager factory reproducing the run's precision.
         seed: the analysis's own ``settings.seed`` when it has one, else the run's probe seed
             (its ``dynamics.seed``): draws the input sets and any randomness.
-        batch_size: images per forward pass.
+        batch_size: images per forward pass (the analysis's own ``settings.batch_size`` when it
+            has one, else the run's dynamics batch size).
         max_epochs: the run's planned epochs (None when unknown), for epoch schedules.
         inputs: ``inputs(split, size)``: up to ``size`` inputs of ``split`` of the run's data
             (or of ``probe.py --data``), drawn by ``seed`` as the training callbacks draw their

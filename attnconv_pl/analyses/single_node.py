@@ -178,8 +178,11 @@ class SingleNode(Analysis):
                              "such as cct_2_3x1_16")
         heads = {point.module: int(model.get_submodule(point.module).num_heads)
                  for point in points if point.kind == "mha_nodes"}
-        (head,) = points_of_kind(model.feature_info, "head")
-        return cls(settings, points, heads, head.num_chs)
+        classifiers = points_of_kind(model.feature_info, "head")
+        if len(classifiers) != 1:
+            raise ValueError(f"{type(model).__name__} describes {len(classifiers)} head points; the single_node "
+                             "analysis reads the number of labels from its one classifier (a 'head' probe point)")
+        return cls(settings, points, heads, classifiers[0].num_chs)
 
     def run(self, epoch: int, train: dict[str, tuple[torch.Tensor, torch.Tensor]],
             evaluation: dict[str, tuple[torch.Tensor, torch.Tensor]], num_classes: int) -> AnalysisResult:

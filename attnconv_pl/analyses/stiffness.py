@@ -117,7 +117,7 @@ class Stiffness(Analysis):
     settings_type = StiffnessSettings
     families = (
         MetricFamily("stiffness", "Stiffness: how unevenly each residual block moves its channels",
-                     r"stiffness_.+|rate_mean|jacobian_.+"),
+                     r"stiffness_feature(_q)?|stiffness_jacobian|rate_mean|jacobian_.+"),
         MetricFamily("gates", "Gates: channel attention as a per-channel step size", r"gate_.+"),
     )
 

@@ -8,9 +8,10 @@ user's overrides, so with no overrides the dynamics numbers equal the ones the r
 dynamics analysis captures the probe set exactly as ``callbacks.FeatureDynamics`` does. Every
 analysis is built from its settings dataclass, never from a callback.
 
-The run's dynamics settings always exist (defaults when the run has none): their ``batch_size``
-sizes every forward pass, and their ``seed`` draws the input sets of every analysis whose
-settings have no ``seed`` of their own. Input sets are loaded only when an analysis asks for
+The run's dynamics settings always exist (defaults when the run has none, with the user's
+probe options applied whichever analyses run): their ``seed`` draws the input sets, and their
+``batch_size`` sizes the forward passes, of every analysis whose settings have no ``seed`` or
+``batch_size`` of their own (as during training). Input sets are loaded only when an analysis asks for
 them, and shared between analyses and runs.
 """
 
@@ -127,7 +128,8 @@ class RunProber:
 
     @classmethod
     def open(cls, run: RunCheckpoints, *, analyses: dict[str, dict[str, Any]], choice: DataChoice,
-             device: torch.device, probe_sets: Optional[dict[str, ProbeSet]] = None) -> RunProber:
+             device: torch.device, probe_overrides: Optional[dict[str, Any]] = None,
+             probe_sets: Optional[dict[str, ProbeSet]] = None) -> RunProber:
         """Read the run's first checkpoint and build its analyses.
 
         Args:
@@ -136,6 +138,8 @@ class RunProber:
                 fields replacing the run's (e.g. ``{"dynamics": {"layers": [...]}}``).
             choice: the data to probe on (``--data``); its split replaces the dynamics probe split.
             device: where the model runs.
+            probe_overrides: :class:`DynamicsSettings` fields replacing the run's probe settings
+                (seed, batch size, ...), whether dynamics runs or not.
             probe_sets: input sets already loaded for earlier runs, by data settings; those this
                 run needs are taken from it or added to it.
 
@@ -150,7 +154,7 @@ class RunProber:
         model_seconds = time.perf_counter() - opened
         run_config = read_run_config(run.run_dir)
         source = run.run_dir or path
-        dynamics_overrides = dict(analyses.get("dynamics", {}))
+        dynamics_overrides = {**(probe_overrides or {}), **analyses.get("dynamics", {})}
         if choice.split:
             dynamics_overrides["probe_split"] = choice.split
         probe_settings = analysis_settings("dynamics", run_config, checkpoint, dynamics_overrides, source)
@@ -239,7 +243,8 @@ class RunProber:
             seed = getattr(analysis.settings, "seed", self.probe_settings.seed)
             inputs = CheckpointInputs(
                 epoch=epoch, model=self.module.model, device=self.device, autocast=self.autocast, seed=seed,
-                batch_size=self.probe_settings.batch_size, max_epochs=self.max_epochs,
+                batch_size=getattr(analysis.settings, "batch_size", self.probe_settings.batch_size),
+                max_epochs=self.max_epochs,
                 inputs=lambda split, size, seed=seed: self.inputs(split, size, seed),
                 earlier_epochs=tuple(e for e in self.run.epoch_checkpoints() if e < epoch),
                 weights_of=lambda reference: self._weights_of(reference, (path, checkpoint)))

@@ -52,16 +52,17 @@ def file_stem(text: str) -> str:
 
 
 def depth_figure(runs: list[ProbedRun], metric: str) -> Figure:
-    """``metric`` against depth (probed layers in order) at each run's last epoch, one line per
-    run; x is the layer when all runs share their layers, else the relative depth."""
-    shared = shared_layers(runs)
+    """``metric`` against depth (the layers with that metric, in order) at each run's last epoch,
+    one line per run; x is the layer when all runs share those layers, else the relative depth."""
+    shared = shared_layers(runs, metric)
     figure = Figure(figsize=(4.4, 3.1))
     axis = figure.subplots()
     values = []
     for run in runs:
-        y = np.array([run.value(run.last_epoch, layer, metric) for layer in run.layers])
+        layers = run.metric_layers(metric)
+        y = np.array([run.value(run.last_epoch, layer, metric) for layer in layers])
         values.append(y)
-        axis.plot(layer_positions(run.layers, shared is not None), y, marker="o", markersize=4,
+        axis.plot(layer_positions(layers, shared is not None), y, marker="o", markersize=4,
                   label=f"{run.label} (epoch {run.last_epoch})")
     if use_log_scale(np.concatenate(values)):
         axis.set_yscale("log")
@@ -77,9 +78,9 @@ def depth_figure(runs: list[ProbedRun], metric: str) -> Figure:
 
 
 def epoch_figure(runs: list[ProbedRun], metric: str) -> Figure:
-    """``metric`` against epoch, one panel per layer (all runs' layers, in depth order), one
-    line per run."""
-    layers = list(dict.fromkeys(layer for run in runs for layer in run.layers))
+    """``metric`` against epoch, one panel per layer with that metric (all runs' such layers, in
+    depth order), one line per run."""
+    layers = list(dict.fromkeys(layer for run in runs for layer in run.metric_layers(metric)))
     columns = min(PANEL_COLUMNS, len(layers))
     rows = math.ceil(len(layers) / columns)
     figure = Figure(figsize=(2.3 * columns, 2.0 * rows + 1.0))

@@ -102,6 +102,11 @@ class ProbedRun:
         """Names of the per-layer metrics, in the order they were first computed."""
         return list(dict.fromkeys(metric for _, layer, metric, _ in self.rows if layer))
 
+    def metric_layers(self, metric: str) -> list[str]:
+        """The layers (in :attr:`layers` order) with any number of ``metric``."""
+        found = {layer for _, layer, name in self._values if name == metric}
+        return [layer for layer in self.layers if layer in found]
+
     def value(self, epoch: int, layer: str, metric: str) -> float:
         """One number; NaN when it was not computed."""
         return self._values.get((epoch, layer, metric), math.nan)
@@ -135,10 +140,11 @@ def report_metrics(runs: list[ProbedRun]) -> list[str]:
     return sorted(metrics, key=lambda metric: order.index(metric_section(metric)))
 
 
-def shared_layers(runs: list[ProbedRun]) -> Optional[list[str]]:
-    """The runs' common layer list when every run probed the same layers, else None."""
-    first = runs[0].layers
-    return first if all(run.layers == first for run in runs) else None
+def shared_layers(runs: list[ProbedRun], metric: Optional[str] = None) -> Optional[list[str]]:
+    """The runs' common layer list (of the layers with ``metric``, when given) when it is the same
+    for every run, else None."""
+    layers = [run.layers if metric is None else run.metric_layers(metric) for run in runs]
+    return layers[0] if all(found == layers[0] for found in layers) else None
 
 
 def layer_positions(layers: list[str], shared: bool) -> np.ndarray:

@@ -66,7 +66,7 @@ def test_single_node_live_equals_offline_and_the_report_draws_it(tmp_path):
     assert {"single_node_depth.png", "single_node_andc.png", "single_node_cluster_sizes.png",
             "single_node_heads_default_cct.png", "depth_snp_snr.png"} <= figures
     with np.load(out / "single_node_matrices.npz") as saved:
-        matrices = saved["default_cct/epoch=001/blocks.1.attn.nodes/matrices"]
+        matrices = saved["default/cct/epoch=001/blocks.1.attn.nodes/matrices"]
     assert matrices.shape == (4, 10, 10) and np.abs(matrices).max() == pytest.approx(1.0)
     assert "Single-node performance" in (out / "report.html").read_text()
 
@@ -113,6 +113,8 @@ def test_a_resume_keeps_the_rows_of_every_analysis(tmp_path):
     check_ok(run_train("--config", str(run / "config.yaml"), "--trainer.max_epochs", "2", "--ckpt_path",
                        str(run / "checkpoints" / "last.ckpt"), runs_dir=tmp_path))
     resumed = rows(run / "dynamics.csv")
+    with open(run / "dynamics.csv", newline="") as handle:
+        assert sum(1 for _ in csv.DictReader(handle)) == len(resumed)  # no row written twice
     kept = {key: value for key, value in first.items() if not key[2].endswith("_seconds")}
     assert all(resumed[key] == pytest.approx(value, nan_ok=True) for key, value in kept.items())
     assert (2, "layer1.0", "variance") in resumed and (2, "layer1.0", "stiffness_feature") in resumed

@@ -5,7 +5,6 @@ label coverage map and a few node matrices; the node matrices are also saved bes
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,14 +190,16 @@ def sections(runs: list[ProbedRun], figures: list[ReportFigure]) -> list[Section
 def write_files(out_dir: Path, runs: list[ProbedRun]) -> None:
     """``single_node_matrices.npz``: per run, epoch and sub-block, the normalised node matrices
     (k, L, L) kept for the report, those nodes' indices (k,) and every node's cluster size (D,);
-    keys ``<run>/epoch=NNN/<sub-block>/matrices``, ``.../nodes`` and ``.../cluster_sizes``."""
+    keys ``<run label>/epoch=NNN/<sub-block>/matrices``, ``.../nodes`` and ``.../cluster_sizes``
+    (run labels are distinct). Without single-node numbers, an earlier report's file is removed."""
     arrays = {}
     for run in runs:
         for epoch, found in sorted((run.artifacts.get(NAME) or {}).items()):
             for block, drawn in found["sub_blocks"].items():
                 for name in ("matrices", "nodes", "cluster_sizes"):
-                    arrays[f"{re.sub(r'[^A-Za-z0-9._-]+', '_', run.label)}/epoch={epoch:03d}/{block}/{name}"] = \
-                        drawn[name]
+                    arrays[f"{run.label}/epoch={epoch:03d}/{block}/{name}"] = drawn[name]
     if arrays:
         with atomic_path(out_dir / MATRICES_FILE) as tmp, open(tmp, "wb") as handle:
             np.savez_compressed(handle, **arrays)
+    else:
+        (out_dir / MATRICES_FILE).unlink(missing_ok=True)  # an earlier report's, stale now
