@@ -28,8 +28,10 @@ from train_helpers import REPO
 STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
 DIGITS_STUDIES = [path for path in STUDIES if path.stem.endswith("_digits")]
 BRIEF = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-         "--dynamics.probe_size", "32", "--dynamics.topology", "false", "--trainer.logger", "false")
-"""train.py flags of a brief run: one epoch of two batches, a small probe set, no W&B."""
+         "--dynamics.probe_size", "32", "--dynamics.topology", "false", "--trainer.logger", "false",
+         "--single_node.train_size", "300", "--single_node.random_count", "1", "--single_node.max_iter", "30",
+         "--stiffness.probe_size", "32", "--stiffness.jacobian_inputs", "1", "--stiffness.jacobian_max_iter", "30")
+"""train.py flags of a brief run: one epoch of two batches, small probe sets and fits, no W&B."""
 
 
 def resolved_config(study: Study, variant: str) -> dict:
@@ -50,7 +52,8 @@ def test_every_study_variant_is_a_valid_train_config_whose_model_builds(path):
         model = resolved_config(study, variant)["model"]["init_args"]
         create_model(model["arch"], num_classes=10, in_chans=3, img_size=32, **(model["arch_kwargs"] or {}))
         models.append((model["arch"], json.dumps(model["arch_kwargs"], sort_keys=True)))
-    assert len(set(models)) == len(models) >= 2, f"variants of {path.name} train the same model: {models}"
+    # one variant is a study of the trained network against itself at initialisation (cct_*)
+    assert len(set(models)) == len(models) >= 1, f"variants of {path.name} train the same model: {models}"
 
 
 def test_a_train_config_leads_to_the_study_file_naming_it():
