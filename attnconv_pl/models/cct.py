@@ -35,7 +35,6 @@ dropout and the residual sum.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import torch
@@ -44,9 +43,9 @@ from timm.models.vision_transformer import Attention
 from torch import nn
 
 from ._features import ProbePoint, attach_feature_info
-from ._registry import register_model, reject_unknown_kwargs
+from ._registry import register_model
 from .metric_attention import use_metric_attention
-from .vit import ATTENTION_OPTIONS
+from .vit import pop_attention_options
 
 POOL_KERNEL, POOL_STRIDE, POOL_PADDING = 3, 2, 1
 """The tokenizer's max-pool after every conv (public CCT's defaults)."""
@@ -253,13 +252,6 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.kaiming_normal_(module.weight)
 
 
-_CCT_OPTIONS = [
-    name
-    for name in inspect.signature(CompactTransformer.__init__).parameters
-    if name not in ("self", "num_classes", "in_chans", "img_size")
-]
-
-
 def build_cct(
     model_name: str,
     num_classes: int,
@@ -283,8 +275,7 @@ def build_cct(
     Raises:
         TypeError: an override is not a :class:`CompactTransformer` or attention option.
     """
-    attention = {key: overrides.pop(key) for key in ATTENTION_OPTIONS if key in overrides}
-    reject_unknown_kwargs(model_name, overrides, [*_CCT_OPTIONS, *ATTENTION_OPTIONS])
+    attention = pop_attention_options(model_name, CompactTransformer, overrides)
     model = CompactTransformer(num_classes, in_chans, img_size, **{**defaults, **overrides})
     if attention:
         use_metric_attention(model, **({"score": "dot"} | attention))

@@ -27,11 +27,19 @@ from .metric_attention import use_metric_attention
 ATTENTION_OPTIONS = ("score", "tau", "learn_tau")
 """Options of the attention in every block (metric-attention when not plain dot-product)."""
 
-_VIT_OPTIONS = [
-    name
-    for name in inspect.signature(VisionTransformer.__init__).parameters
-    if name not in ("self", "num_classes", "in_chans", "img_size")
-]
+def pop_attention_options(model_name: str, network: type, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Remove the metric-attention options (``ATTENTION_OPTIONS``) from a transformer factory's
+    ``overrides`` and return them; what is left must be options of ``network``'s constructor
+    (besides ``num_classes``, ``in_chans`` and ``img_size``, which every factory sets).
+
+    Raises:
+        TypeError: an override is neither a ``network`` option nor an attention option.
+    """
+    attention = {key: overrides.pop(key) for key in ATTENTION_OPTIONS if key in overrides}
+    own = [name for name in inspect.signature(network.__init__).parameters
+           if name not in ("self", "num_classes", "in_chans", "img_size")]
+    reject_unknown_kwargs(model_name, overrides, [*own, *ATTENTION_OPTIONS])
+    return attention
 
 
 def build_vit(
@@ -56,8 +64,7 @@ def build_vit(
     Raises:
         TypeError: an override is not a ``VisionTransformer`` option.
     """
-    attention = {key: overrides.pop(key) for key in ATTENTION_OPTIONS if key in overrides}
-    reject_unknown_kwargs(model_name, overrides, [*_VIT_OPTIONS, *ATTENTION_OPTIONS])
+    attention = pop_attention_options(model_name, VisionTransformer, overrides)
     options = {**defaults, **overrides}
     options["patch_size"] = resolve_patch_size(img_size, options.get("patch_size"))
     model = VisionTransformer(img_size=img_size, in_chans=in_chans, num_classes=num_classes, **options)
