@@ -22,9 +22,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from attnconv_pl.analyses.base import Analysis, CheckpointInputs, LabelledInputs
-from attnconv_pl.capture.probe_set import load_probe_images, select_probe_indices
 from attnconv_pl.dynamics_csv import drop_epochs_after, write_epochs
 from attnconv_pl.errors import ConfigError
+from attnconv_pl.offline.data_choice import load_probe_set
 from attnconv_pl.wandb_dynamics import metric_key
 
 DYNAMICS_FILE = "dynamics.csv"
@@ -86,12 +86,10 @@ class ModelProbing(Callback):
         self._datamodule = trainer.datamodule
 
     def _inputs(self, split: str, size: int) -> LabelledInputs:
-        """Up to ``size`` inputs of the un-augmented ``split``, drawn by the analysis's seed."""
+        """Up to ``size`` inputs of the un-augmented ``split``, drawn by the analysis's seed
+        exactly as ``probe.py`` draws them."""
         if (split, size) not in self._input_sets:
-            dataset = self._datamodule.eval_dataset(split)
-            indices = select_probe_indices(len(dataset), size, self.settings.seed)
-            images, labels = load_probe_images(dataset, indices)
-            self._input_sets[(split, size)] = LabelledInputs(images, labels, indices, type(dataset).__name__, split,
+            self._input_sets[(split, size)] = load_probe_set(self._datamodule, split, size, self.settings.seed,
                                                              own_data=True)
         return self._input_sets[(split, size)]
 

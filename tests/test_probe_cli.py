@@ -5,34 +5,17 @@ message, exit 2)."""
 import base64
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from attnconv_pl.analyses.training_records import read_metrics, training_records
-from train_helpers import EVERY_EPOCH, REPO, check_ok, run_train
+from train_helpers import EVERY_EPOCH, check_ok, read_numbers, run_probe, run_train
 
 pytestmark = pytest.mark.slow
 
 TRAIN_ARGS = ("--trainer.max_epochs", "2", "--dynamics.probe_size", "100", "--trainer.logger", "false",
               *EVERY_EPOCH)
-
-
-def run_probe(*args, timeout=600):
-    """``python probe.py ARGS...`` from the repository root, W&B offline; output captured."""
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(REPO / "probe.py"), *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def read_numbers(path, run=None):
-    """``{(epoch, layer, metric): value}`` of a dynamics CSV (of one ``run`` when it has that column)."""
-    with open(path, newline="") as handle:
-        return {(int(r["epoch"]), r["layer"], r["metric"]): float(r["value"]) for r in csv.DictReader(handle)
-                if run is None or r["run"] == run}
 
 
 def assert_same_numbers(probed, logged):

@@ -1,7 +1,8 @@
-"""Run ``train.py`` as a user would: a subprocess from the repository root."""
+"""Run ``train.py`` and ``probe.py`` as a user would: subprocesses from the repository root."""
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -21,6 +22,20 @@ def run_train(*args: str, runs_dir: Path, timeout: float = 600) -> subprocess.Co
     env.pop("ATTNCONV_RUN_ID", None)
     return subprocess.run([sys.executable, str(REPO / "train.py"), "--runs_dir", str(runs_dir), *args],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_probe(*args, timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python probe.py ARGS...`` from the repository root, W&B offline; output captured."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(REPO / "probe.py"), *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read_numbers(path: Path, run: str | None = None) -> dict[tuple[int, str, str], float]:
+    """``{(epoch, layer, metric): value}`` of a dynamics CSV (of one ``run`` when it has that column)."""
+    with open(path, newline="") as handle:
+        return {(int(r["epoch"]), r["layer"], r["metric"]): float(r["value"]) for r in csv.DictReader(handle)
+                if run is None or r["run"] == run}
 
 
 def check_ok(result: subprocess.CompletedProcess) -> str:

@@ -6,14 +6,11 @@ process), and one clear message for a model without what the analysis needs."""
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from train_helpers import REPO, check_ok, run_train
+from train_helpers import check_ok, read_numbers, run_probe, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -24,18 +21,6 @@ SMALL_STIFFNESS = ("--stiffness.enabled", "true", "--stiffness.every_n_epochs", 
                    "--stiffness.jacobian_inputs", "1", "--stiffness.jacobian_max_iter", "30")
 COMMON = ("--trainer.max_epochs", "1", "--trainer.logger", "false", "--checkpoint.every_n_epochs", "1",
           "--trainer.limit_train_batches", "8")
-
-
-def run_probe(*args, timeout=600):
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(REPO / "probe.py"), *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def rows(path, run=None):
-    with open(path, newline="") as handle:
-        return {(int(r["epoch"]), r["layer"], r["metric"]): float(r["value"]) for r in csv.DictReader(handle)
-                if run is None or r["run"] == run}
 
 
 def assert_same(probed, logged, metrics):
@@ -51,7 +36,7 @@ def test_single_node_live_equals_offline_and_the_report_draws_it(tmp_path):
     check_ok(run_train("--run_id", "cct", "--model.init_args.arch", "cct_2_3x1_16", "--model.init_args.arch_kwargs",
                        "{}", "--dynamics.enabled", "false", *SMALL_SINGLE_NODE, *COMMON, runs_dir=tmp_path))
     run = tmp_path / "default" / "cct"
-    logged = rows(run / "dynamics.csv")
+    logged = read_numbers(run / "dynamics.csv")
     blocks = {layer for _, layer, _ in logged if layer}
     assert blocks == {"blocks.0.attn.nodes", "blocks.0.mlp.fc2", "blocks.1.attn.nodes", "blocks.1.mlp.fc2"}
     assert {epoch for epoch, _, _ in logged} == {0, 1}
@@ -61,7 +46,7 @@ def test_single_node_live_equals_offline_and_the_report_draws_it(tmp_path):
 
     out = tmp_path / "report"
     check_ok(run_probe(run, "--out", out, "--analyses", "single_node", "--device", "cpu"))
-    assert_same(rows(out / "dynamics.csv", "default/cct"), logged, lambda metric: not metric.endswith("_seconds"))
+    assert_same(read_numbers(out / "dynamics.csv", "default/cct"), logged, lambda metric: not metric.endswith("_seconds"))
     figures = {path.name for path in (out / "figures").iterdir()}
     assert {"single_node_depth.png", "single_node_andc.png", "single_node_cluster_sizes.png",
             "single_node_heads_default_cct.png", "depth_snp_snr.png"} <= figures
@@ -73,7 +58,7 @@ def test_single_node_live_equals_offline_and_the_report_draws_it(tmp_path):
     swept = tmp_path / "swept"
     check_ok(run_probe(run / "checkpoints" / "epoch=001.ckpt", "--out", swept, "--analyses", "single_node",
                        "--set", "single_node.threshold=0.9"))
-    strict = rows(swept / "dynamics.csv", "default/cct")
+    strict = read_numbers(swept / "dynamics.csv", "default/cct")
     key = (1, "blocks.1.mlp.fc2", "snp_cluster_size")
     assert strict[key] <= logged[key]  # a higher threshold keeps fewer labels per node
 
@@ -84,7 +69,7 @@ def test_stiffness_live_equals_offline_beside_the_dynamics(attn, tmp_path):
     check_ok(run_train("--run_id", attn, "--model.init_args.arch", "resnet20", "--model.init_args.arch_kwargs",
                        f"{{attn: {attn}}}", *dynamics, *SMALL_STIFFNESS, *COMMON, runs_dir=tmp_path))
     run = tmp_path / "default" / attn
-    logged = rows(run / "dynamics.csv")
+    logged = read_numbers(run / "dynamics.csv")
     assert (0, "layer1.0", "variance") in logged and (1, "layer3.2", "stiffness_feature") in logged  # both analyses
     assert ((1, "layer2.0", "gate_rate_spearman") in logged) == (attn != "none")
     assert logged[(1, "layer2.0", "stiffness_feature")] >= logged[(1, "layer2.0", "stiffness_feature_q")] >= 1
@@ -94,7 +79,7 @@ def test_stiffness_live_equals_offline_beside_the_dynamics(attn, tmp_path):
     def stiffness_metric(metric):
         return metric.startswith(("stiffness_", "jacobian_", "gate_", "rate_")) and not metric.endswith("_seconds")
 
-    assert_same(rows(out / "dynamics.csv", f"default/{attn}"), logged, stiffness_metric)
+    assert_same(read_numbers(out / "dynamics.csv", f"default/{attn}"), logged, stiffness_metric)
     figures = {path.name for path in (out / "figures").iterdir()}
     assert {"depth_stiffness_feature_q.png", "epochs_stiffness_feature_q.png"} <= figures
     assert (f"stiffness_gates_default_{attn}.png" in figures) == (attn != "none")
@@ -109,10 +94,10 @@ def test_a_resume_keeps_the_rows_of_every_analysis(tmp_path):
              "--checkpoint.every_n_epochs", "1", "--trainer.limit_train_batches", "4")
     check_ok(run_train("--run_id", "r", *flags, "--trainer.max_epochs", "1", runs_dir=tmp_path))
     run = tmp_path / "default" / "r"
-    first = rows(run / "dynamics.csv")
+    first = read_numbers(run / "dynamics.csv")
     check_ok(run_train("--config", str(run / "config.yaml"), "--trainer.max_epochs", "2", "--ckpt_path",
                        str(run / "checkpoints" / "last.ckpt"), runs_dir=tmp_path))
-    resumed = rows(run / "dynamics.csv")
+    resumed = read_numbers(run / "dynamics.csv")
     with open(run / "dynamics.csv", newline="") as handle:
         assert sum(1 for _ in csv.DictReader(handle)) == len(resumed)  # no row written twice
     kept = {key: value for key, value in first.items() if not key[2].endswith("_seconds")}
@@ -138,8 +123,8 @@ def test_under_ddp_rank_zero_writes_each_row_once_and_epoch_0_equals_one_process
     with open(tmp_path / "default" / "ddp" / "dynamics.csv", newline="") as handle:
         keys = [(row["epoch"], row["layer"], row["metric"]) for row in csv.DictReader(handle)]
     assert len(keys) == len(set(keys)) and ("1", "layer3.2", "gate_rate_spearman") in keys
-    single = rows(tmp_path / "default" / "single" / "dynamics.csv")
-    ddp = rows(tmp_path / "default" / "ddp" / "dynamics.csv")
+    single = read_numbers(tmp_path / "default" / "single" / "dynamics.csv")
+    ddp = read_numbers(tmp_path / "default" / "ddp" / "dynamics.csv")
     at_init = {key: value for key, value in single.items() if key[0] == 0 and not key[2].endswith("_seconds")}
     for key, value in at_init.items():
         assert ddp[key] == pytest.approx(value, rel=1e-5, abs=1e-7, nan_ok=True), key
