@@ -39,6 +39,8 @@ class FitResult:
             head without convex form.
         rank: max_b rank(Z_b) of the lifted blocks (-1 without convex form).
         head: the fitted module (float64, on the tokens' device).
+        history: ``(iterations, objective, duality_gap)`` at every check of a convex-capable
+            head (every ``check_every`` L-BFGS iterations); empty for other heads.
     """
 
     objective: float
@@ -47,6 +49,7 @@ class FitResult:
     duality_gap: float
     rank: int
     head: nn.Module
+    history: tuple[tuple[int, float, float], ...] = ()
 
     @property
     def parameters(self) -> dict[str, Tensor]:
@@ -77,12 +80,12 @@ def build_head(head: str, dim: int, num_classes: int, tokens: int, heads: Option
 
 def fit_head(head: str, tokens: Tensor, targets: Tensor, beta: float, *, heads: Optional[int] = None,
              steps: int = DEFAULT_STEPS, gap_tol: float = DEFAULT_GAP_TOL, seed: int = 0, rank_tol: float = RANK_TOL,
-             **options: Any) -> FitResult:
+             check_every: int = CHECK_EVERY, **options: Any) -> FitResult:
     """Minimise the head's objective on ``tokens`` (n, s, d) and ``targets`` (n, c) by L-BFGS
     (strong Wolfe line search, float64, full batch).
 
     A convex-capable head stops once its duality gap is at most ``gap_tol`` times its objective
-    (checked every ``CHECK_EVERY`` iterations; then the objective is within that relative
+    (checked every ``check_every`` iterations; then the objective is within that relative
     distance of the global optimum), else after ``steps`` iterations; other heads run ``steps``
     (L-BFGS may stop earlier when its own tolerances are met).
     Deterministic for a ``seed`` (the initialisation; gates have their own ``gate_seed``).
@@ -93,10 +96,11 @@ def fit_head(head: str, tokens: Tensor, targets: Tensor, beta: float, *, heads: 
         heads: units per block (m); None: ``max_rank`` for convex-capable heads (reaches the
             convex optimum), else the head's default.
         rank_tol: absolute tolerance of the reported rank.
+        check_every: L-BFGS iterations between two certificates (each one a point of ``history``).
         **options: the head's other options (``gates``, ``gate_seed``, ``hidden``).
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1 L-BFGS iterations, got {steps}")
+    if steps < 1 or check_every < 1:
+        raise ValueError(f"steps and check_every must be >= 1 L-BFGS iterations, got {steps} and {check_every}")
     _, s, d = tokens.shape
     module = build_head(head, d, targets.shape[1], s, heads, seed, **options).to(tokens.device)
     tokens, targets = tokens.double(), targets.double()
@@ -108,19 +112,20 @@ def fit_head(head: str, tokens: Tensor, targets: Tensor, beta: float, *, heads: 
         loss.backward()
         return loss
 
-    done = 0
+    done, history = 0, []
     while done < steps:
-        chunk = min(CHECK_EVERY, steps - done)
+        chunk = min(check_every, steps - done)
         optimizer.param_groups[0].update(max_iter=chunk, max_eval=2 * chunk)
         optimizer.step(closure)
         done += chunk
         if isinstance(module, ConvexHead):
             result = certify(module, tokens, targets, beta, rank_tol=rank_tol)
+            history.append((done, result.objective, result.duality_gap))
             if result.relative_gap <= gap_tol:
                 break
     if isinstance(module, ConvexHead):
         return FitResult(result.objective, result.data_loss, result.regulariser, result.duality_gap, result.rank,
-                         module)
+                         module, tuple(history))
     with torch.no_grad():
         data_loss, regulariser = float(squared_loss(module(tokens), targets)), beta * float(weight_decay(module))
     return FitResult(data_loss + regulariser, data_loss, regulariser, math.nan, -1, module)

@@ -56,3 +56,15 @@ def test_heads_without_convex_form_fit_without_a_gap(name, small_instance):
     assert math.isnan(fitted.duality_gap) and fitted.rank == -1
     assert fitted.objective == pytest.approx(fitted.data_loss + fitted.regulariser)
     assert fitted.data_loss < 0.5 * float(targets.pow(2).sum(dim=1).mean())  # better than predicting 0
+
+
+def test_the_history_records_every_certificate_down_to_the_result(small_instance):
+    """L-BFGS with a strong Wolfe line search never raises the objective; every recorded gap is
+    a valid bound (>= 0) and the last entry is the returned fit."""
+    tokens, targets = small_instance
+    fitted = fit_head("linear_attention", tokens, targets, BETA, steps=200, check_every=40, gap_tol=0.0)
+    assert [iterations for iterations, _, _ in fitted.history] == [40, 80, 120, 160, 200]
+    objectives = [objective for _, objective, _ in fitted.history]
+    assert all(later <= earlier * (1 + 1e-12) for earlier, later in zip(objectives, objectives[1:]))
+    assert all(gap >= 0 for _, _, gap in fitted.history)
+    assert fitted.history[-1][1:] == (fitted.objective, fitted.duality_gap)
