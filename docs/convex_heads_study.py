@@ -1,7 +1,9 @@
 """Convex attention heads on the raw digits: accuracy of each head, global optimality of the
-Burer-Monteiro fit, and the rank of Z* against beta, over seeds 0, 1, 2; prints markdown.
+Burer-Monteiro fit, the rank of Z* against beta and the token groups an attention head induces,
+over seeds 0, 1, 2; prints markdown and writes four figures.
 
-    OMP_NUM_THREADS=1 python docs/convex_heads_study.py      # the tables of docs/results.md, section 6
+    OMP_NUM_THREADS=1 python docs/convex_heads_study.py      # docs/results.md, section 6
+    OMP_NUM_THREADS=1 python docs/convex_heads_study.py --figures DIR   # figures elsewhere
 
 Each 8x8 digit is 8 tokens (its rows) of 8 pixels in [0, 1]. Per seed: a seeded 70/30
 train/val split of the 1797 digits, every head fitted by :func:`attnconv_pl.heads.fit_head`
@@ -15,13 +17,19 @@ else inconclusive.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
 from attnconv_pl.heads import fit_head, one_hot, solve_convex
+from attnconv_pl.heads.figures import accuracy_figure, certificate_figure, rank_figure, token_figure
+from attnconv_pl.heads.tokens import token_clusters, token_token_matrices
+from attnconv_pl.reports.figures import save_figure
 
 SEEDS = (0, 1, 2)
 HEADS = {"linear": {}, "mlp": {}, "attention": {}, "linear_attention": {"heads": 32},
@@ -30,6 +38,11 @@ BETA = 1e-3
 STEPS = 300
 BETAS = (1e-4, 1e-3, 1e-2, 1e-1)
 CLAIMS = (("linear_attention", "linear"), ("linear_attention", "mlp"), ("attention", "linear"))
+CERTIFIED_EVERY = 20
+"""L-BFGS iterations between two certificates of a convex-capable fit (points of its history)."""
+TOKEN_CLASSES = (0, 3, 4, 7)
+"""The classes of the validation digits whose token-token matrices are drawn (seed 0)."""
+TOKEN_GROUPS = 3
 
 
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,9 +66,21 @@ def small_instance(tokens: torch.Tensor, labels: torch.Tensor, seed: int) -> tup
     return pooled, one_hot(labels[chosen], 3, torch.float64)
 
 
-def accuracy(head: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor) -> float:
+def accuracy(head: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor, top: int = 1) -> float:
+    """Fraction of inputs whose label is among the head's ``top`` largest outputs."""
     with torch.no_grad():
-        return float((head(tokens.double()).argmax(dim=1) == labels).double().mean())
+        best = head(tokens.double()).topk(top, dim=1).indices
+    return float((best == labels.unsqueeze(1)).any(dim=1).double().mean())
+
+
+def token_panels(head: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tensor):
+    """The first validation digit of each of ``TOKEN_CLASSES``: tokens, summed token-token
+    matrices sum_j X A_j X^T and their token groups."""
+    chosen = torch.stack([torch.nonzero(labels == c)[0, 0] for c in TOKEN_CLASSES])
+    images = tokens[chosen].double()
+    matrices = token_token_matrices(head, images).sum(dim=(1, 2))
+    groups = [token_clusters(matrix, TOKEN_GROUPS) for matrix in matrices]
+    return images.numpy(), matrices.numpy(), np.stack(groups)
 
 
 def mean_sd(values: list[float]) -> str:
@@ -75,9 +100,16 @@ def verdict(differences: list[float]) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--figures", type=Path, default=Path(__file__).parent / "results",
+                        help="folder of the four convex_heads_*.png figures (default: docs/results)")
+    figures_dir = parser.parse_args().figures
+    figures_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     tokens, labels = digits()
     val_acc = {head: [] for head in HEADS}
+    val_top5 = {head: [] for head in HEADS}
+    histories = {}
     seconds = {head: [] for head in HEADS}
     optimality = []
     ranks = {beta: [] for beta in BETAS}
@@ -86,9 +118,17 @@ def main() -> None:
         targets = one_hot(labels[train], 10, torch.float64)
         for head, options in HEADS.items():
             t0 = time.perf_counter()
-            fit = fit_head(head, tokens[train], targets, BETA, steps=STEPS, seed=seed, **options)
+            fit = fit_head(head, tokens[train], targets, BETA, steps=STEPS, seed=seed, check_every=CERTIFIED_EVERY,
+                           **options)
             seconds[head].append(time.perf_counter() - t0)
             val_acc[head].append(accuracy(fit.head, tokens[val], labels[val]))
+            val_top5[head].append(accuracy(fit.head, tokens[val], labels[val], top=5))
+            if head == "linear_attention":
+                histories[f"seed {seed}"] = {"step": [i for i, _, _ in fit.history],
+                                             "objective": [o for _, o, _ in fit.history],
+                                             "duality_gap": [g for _, _, g in fit.history]}
+                if seed == SEEDS[0]:
+                    panels = token_panels(fit.head, tokens[val], labels[val])
         small, small_targets = small_instance(tokens, labels, seed)
         fit = fit_head("linear_attention", small, small_targets, BETA, seed=seed, gap_tol=1e-6)
         exact = solve_convex("linear_attention", small, small_targets, BETA)
@@ -99,10 +139,23 @@ def main() -> None:
 
     print(f"## Heads on raw digit rows (8 tokens x 8 pixels), seeds {', '.join(map(str, SEEDS))}\n")
     print(f"Squared loss, beta = {BETA}, at most {STEPS} L-BFGS iterations, 70/30 split per seed.\n")
-    print("| head | val accuracy (mean ± sd) | fit seconds (mean) |")
-    print("|---|---|---|")
+    print("| head | val top-1 (mean ± sd) | val top-5 (mean ± sd) | fit seconds (mean) |")
+    print("|---|---|---|---|")
     for head in HEADS:
-        print(f"| {head} | {mean_sd(val_acc[head])} | {statistics.mean(seconds[head]):.1f} |")
+        print(f"| {head} | {mean_sd(val_acc[head])} | {mean_sd(val_top5[head])} | {statistics.mean(seconds[head]):.1f} |")
+    drawn = {
+        "accuracy": accuracy_figure({head: {"top-1": val_acc[head], "top-5": val_top5[head]} for head in HEADS}),
+        "certificate": certificate_figure(histories, step_label="L-BFGS iterations"),
+        "rank": rank_figure(ranks),
+        "tokens": token_figure(*panels, titles=[f"digit {c}" for c in TOKEN_CLASSES]),
+    }
+    for name, figure in drawn.items():
+        save_figure(figure, figures_dir / f"convex_heads_{name}.png")
+    print("\n![accuracy per head](results/convex_heads_accuracy.png)\n")
+    print(f"The certificate of linear_attention's fits, every {CERTIFIED_EVERY} L-BFGS iterations (an epoch of "
+          "configs/convex_heads_digits.yaml is 50 iterations; its runs log the same numbers per epoch as "
+          "certificate/*):\n")
+    print("![objective and duality gap](results/convex_heads_certificate.png)\n")
     print("\n## Global optimality (linear_attention, 60 digits of classes 0-2, 4 tokens x 4 pixels)\n")
     print("| seed | (fit - CVXPY) / CVXPY objective | certificate duality_gap / objective | rank fit | rank Z* |")
     print("|---|---|---|---|---|")
@@ -113,6 +166,11 @@ def main() -> None:
     print("|---|---|---|")
     for beta in BETAS:
         print(f"| {beta:g} | {', '.join(map(str, ranks[beta]))} | {mean_sd([float(r) for r in ranks[beta]])} |")
+    print("\n![rank of Z* against beta](results/convex_heads_rank.png)\n")
+    print(f"Token-token matrices sum_j X A_j X^T of seed {SEEDS[0]}'s linear_attention head (32 units) on one "
+          f"validation digit per class {', '.join(map(str, TOKEN_CLASSES))}, and the {TOKEN_GROUPS} token groups "
+          "that spectral clustering of |M + M^T| / 2 finds:\n")
+    print("![token-token matrices](results/convex_heads_tokens.png)")
     print("\n## Verdicts (val accuracy, paired over seeds)\n")
     print("| claim | differences per seed | mean ± sd | verdict |")
     print("|---|---|---|---|")

@@ -32,9 +32,10 @@ def accuracy_figure(accuracy: Mapping[str, Mapping[str, Sequence[float]]]) -> Fi
                  capsize=3, label=kind)
     axes.set_xticks(np.arange(len(heads)), heads, rotation=20, ha="right")
     axes.set_ylabel("validation accuracy")
-    axes.set_ylim(0, 1)
+    axes.set_ylim(0, 1.15)
+    axes.set_yticks(np.linspace(0, 1, 6))
     axes.set_title("Accuracy per head (mean ± sd over seeds)")
-    axes.legend(loc="lower right")
+    axes.legend(loc="upper left", ncols=len(kinds), fontsize="small")
     return figure
 
 
