@@ -1,37 +1,53 @@
 """Assembling a probed run for the report: its records (``ProbedRun``), its comparison group, its
-description in ``summary.json`` and its training records."""
+description in ``summary.json``, its training curves and records, and the compactness of its
+probe inputs."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Optional
 
+from attnconv_pl.analyses.dynamics import compactness_metrics
 from attnconv_pl.analyses.training_records import (DEFAULT_TARGET_LOSS, METRICS_FILE, TrainingRecordsAnalysis,
                                                    TrainingRecordsSettings, loss_floor, read_metrics)
 from attnconv_pl.errors import ProbeInputError
+from attnconv_pl.reports.records import INPUT_LAYER
 
 
-def training_records_of(prober, target: Optional[float]):
-    """The training records of the run's ``metrics.csv`` for the ``target`` loss (None when not
-    asked for (``target`` None), without a run directory, without the file, or before its first
-    epoch) and the facts the summary adds to them.
+def metrics_rows(prober) -> list[dict[str, float]]:
+    """The rows of the run's ``metrics.csv`` ([] without a run directory or the file).
 
     Raises:
         ProbeInputError: the file is not a metrics.csv.
     """
     path = prober.run.run_dir / METRICS_FILE if prober.run.run_dir is not None else None
-    if target is None or path is None or not path.is_file():
-        return None, {}
+    if path is None or not path.is_file():
+        return []
     try:
-        rows = read_metrics(path)
+        return read_metrics(path)
     except ValueError as error:
         raise ProbeInputError(f"{error}; metrics.csv is written by train.py, restore it or move it away") from error
-    if not rows:
+
+
+def training_records_of(prober, rows: list[dict[str, float]], target: Optional[float]):
+    """The training records of the run's ``metrics.csv`` ``rows`` for the ``target`` loss (None when
+    not asked for (``target`` None) or before the first epoch) and the facts the summary adds to them."""
+    if target is None or not rows:
         return None, {}
     floor = loss_floor(float(prober.hparams.get("label_smoothing") or 0.0), int(prober.hparams["num_classes"]))
     analysis = TrainingRecordsAnalysis(TrainingRecordsSettings(target))
     records = analysis.run(int(max(row["epoch"] for row in rows)), rows).artifacts["records"]
-    return records, {"metrics_csv": str(path), "loss_floor": floor}
+    return records, {"metrics_csv": str(prober.run.run_dir / METRICS_FILE), "loss_floor": floor}
+
+
+def input_metrics(prober) -> dict[str, float]:
+    """The compactness numbers (``variance``, ``participation_ratio``, ``id_<method>``) of the dynamics
+    probe set's inputs themselves, flattened to (N, C*H*W) in float32 and measured by the same
+    function as every layer's output: layer 0 of the report's depth profiles ({} without dynamics)."""
+    probe_set = prober.probe_set
+    if probe_set is None:
+        return {}
+    return compactness_metrics(INPUT_LAYER, probe_set.images.flatten(1).float(), prober.probe_settings)
 
 
 def unreachable_target(record) -> Optional[str]:
@@ -52,7 +68,8 @@ def probed_run(prober, outcomes: list, label: str, target: Optional[float] = DEF
     artifacts = {name: {o.epoch: o.results[name].artifacts for o in outcomes} for name in prober.analyses}
     diagrams = {epoch: found["diagrams"] for epoch, found in artifacts.get("dynamics", {}).items()
                 if found.get("diagrams")}
-    training, training_facts = training_records_of(prober, target)
+    curves = metrics_rows(prober)
+    training, training_facts = training_records_of(prober, curves, target)
     robustness = None
     if "robustness" in prober.analyses and outcomes:
         measured = artifacts["robustness"]
@@ -70,6 +87,7 @@ def probed_run(prober, outcomes: list, label: str, target: Optional[float] = DEF
         diagrams={epoch: diagrams[epoch] for epoch in sorted(diagrams)[:1] + sorted(diagrams)[-1:]},
         accuracy={o.epoch: o.accuracy for o in outcomes if o.accuracy is not None},
         description=description, training=training, robustness=robustness, artifacts=artifacts,
+        inputs=input_metrics(prober), curves=curves,
     )
 
 

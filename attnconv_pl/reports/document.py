@@ -64,10 +64,12 @@ class Figures:
 
 @dataclass(frozen=True)
 class Subsection:
-    """A sub-heading and its blocks (e.g. one metric's figures)."""
+    """A sub-heading and its blocks (e.g. one metric's figures); ``folded``: shown by its heading
+    alone until opened, where the format allows (HTML)."""
 
     title: tuple[Inline, ...]
     blocks: tuple[Block, ...]
+    folded: bool = False
 
 
 Block = Union[Paragraph, Table, Figures, Subsection]
@@ -76,11 +78,13 @@ Block = Union[Paragraph, Table, Figures, Subsection]
 @dataclass(frozen=True)
 class Section:
     """A top-level section: ``key`` is its anchor, the part of ``title`` before a colon its
-    entry in the page's navigation."""
+    entry in the table of contents; ``folded``: shown by its heading alone until opened, where
+    the format allows (HTML)."""
 
     key: str
     title: str
     blocks: tuple[Block, ...]
+    folded: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The figures every analysis's metrics get in a probe report (each metric against depth and
-against epoch) and how figures are grouped into sections; each saved as a PNG. An analysis's
+"""The figures every analysis's metrics get in a probe report (depth profiles per metric family
+and each metric against epoch) and how figures are grouped into sections; each saved as a PNG. An analysis's
 own figures are drawn by its section module (``reports/sections/<analysis>.py``)."""
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from attnconv_pl.atomic import atomic_path
+from attnconv_pl.reports.bands import EPOCH_LABEL, draw_band, group_bands, probed_epochs, set_epoch_ticks
 from attnconv_pl.reports.comparison import use_log_scale
-from attnconv_pl.reports.layout import legend_below, set_margins
-from attnconv_pl.reports.records import ProbedRun, layer_positions, metric_section, metric_title, shared_layers
+from attnconv_pl.reports.layout import fitted, legend_below, set_margins
+from attnconv_pl.reports.profiles import depth_profile_figure, depth_profiles
+from attnconv_pl.reports.records import (INPUT_LAYER, ProbedRun, metric_families, metric_section, metric_title,
+                                         metric_unit, runs_by_group)
 
 DPI = 80
 """Resolution of the saved PNGs: enough to read on screen, small enough to embed dozens."""
@@ -51,68 +53,68 @@ def file_stem(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "run"
 
 
-def depth_figure(runs: list[ProbedRun], metric: str) -> Figure:
-    """``metric`` against depth (the layers with that metric, in order) at each run's last epoch,
-    one line per run; x is the layer when all runs share those layers, else the relative depth."""
-    shared = shared_layers(runs, metric)
-    figure = Figure(figsize=(4.4, 3.1))
-    axis = figure.subplots()
-    values = []
-    for run in runs:
-        layers = run.metric_layers(metric)
-        y = np.array([run.value(run.last_epoch, layer, metric) for layer in layers])
-        values.append(y)
-        axis.plot(layer_positions(layers, shared is not None), y, marker="o", markersize=4,
-                  label=f"{run.label} (epoch {run.last_epoch})")
-    if use_log_scale(np.concatenate(values)):
-        axis.set_yscale("log")
-    if shared:
-        axis.set_xticks(range(len(shared)), shared, rotation=45, ha="right", fontsize=8)
-    else:
-        axis.set_xlabel("relative depth")
-    axis.set_title(f"{metric_title(metric)} by depth, last epoch", fontsize=10)
-    axis.grid(alpha=0.3)
-    legend = legend_below(figure, *axis.get_legend_handles_labels(), fontsize=7)
-    set_margins(figure, bottom=(0.85 if shared else 0.55) + legend, top=0.35)
-    return figure
-
-
 def epoch_figure(runs: list[ProbedRun], metric: str) -> Figure:
-    """``metric`` against epoch, one panel per layer with that metric (all runs' such layers, in
-    depth order), one line per run."""
+    """``metric`` against completed epochs, one panel per layer with that metric (all runs' such
+    layers, in depth order), one line per group: the mean over its runs (seeds) and, with several,
+    a band of ± one sample standard deviation; x ticks on the probed epochs."""
     layers = list(dict.fromkeys(layer for run in runs for layer in run.metric_layers(metric)))
     columns = min(PANEL_COLUMNS, len(layers))
     rows = math.ceil(len(layers) / columns)
-    figure = Figure(figsize=(2.3 * columns, 2.0 * rows + 1.0))
-    axes = figure.subplots(rows, columns, squeeze=False, sharex=True)
+    figure = Figure(figsize=(max(4.4, 2.4 * columns + 0.5), 2.0 * rows + 0.9))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    groups = list(runs_by_group(runs))
     for axis, layer in zip(axes.flat, layers):
-        for index, run in enumerate(runs):
-            epochs, values = run.series(layer, metric)
-            axis.plot(epochs, values, marker="o", markersize=3, color=f"C{index}", label=run.label)
-        axis.set_title(layer, fontsize=9)
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        for band in group_bands(runs, lambda run, layer=layer: run.series(layer, metric)):
+            draw_band(axis, band, f"C{groups.index(band.group)}", label=band.label)
+        axis.set_title(fitted(layer, 30), fontsize=8)
+        if use_log_scale(np.concatenate([line.get_ydata() for line in axis.lines] or [np.zeros(0)])):
+            axis.set_yscale("log")
+        set_epoch_ticks(axis, probed_epochs(runs))
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(layers):]:
         axis.set_visible(False)
-    for axis in axes[-1]:
-        axis.set_xlabel("epoch", fontsize=8)
+    for axis in axes[:, 0]:
+        axis.set_ylabel(metric_unit(metric), fontsize=7)
+    for index in range(max(0, len(layers) - columns), len(layers)):  # the lowest panel of each column
+        axes.flat[index].set_xlabel(EPOCH_LABEL, fontsize=7)
     entries = {label: handle for axis in axes.flat for handle, label in zip(*axis.get_legend_handles_labels())}
     legend = legend_below(figure, list(entries.values()), list(entries))
-    figure.suptitle(f"{metric_title(metric)} over training", fontsize=10)
-    set_margins(figure, left=0.55, bottom=0.5 + legend, top=0.5, wspace=0.5, hspace=0.45)
+    several = any(run_count > 1 for run_count in map(len, runs_by_group(runs).values()))
+    figure.suptitle(fitted(f"{metric_title(metric)} ({metric}) per layer over training"
+                           + (", mean ± sd over seeds" if several else ""), int(14 * figure.get_figwidth())),
+                    fontsize=9)
+    set_margins(figure, left=0.7, bottom=0.55 + legend, top=0.5, wspace=0.55, hspace=0.7)
     return figure
 
 
+def family_titles() -> dict[str, str]:
+    """The short title (before its colon) of each metric family's report section, by key."""
+    return {family.key: family.title.split(":")[0] for family in metric_families()} | {"other": "Other metrics"}
+
+
 def metric_figures(runs: list[ProbedRun], metrics: list[str]) -> Iterator[tuple[ReportFigure, Figure]]:
-    """Each of ``metrics`` against depth (last epoch) and against epoch (per layer), in its
-    report section (:func:`~attnconv_pl.reports.records.metric_section`)."""
+    """Per report section (:func:`~attnconv_pl.reports.records.metric_section`) of ``metrics``: the
+    depth profiles of its metrics (one figure per group, a panel per metric), then each metric
+    against epoch (a panel per layer)."""
+    by_section: dict[str, list[str]] = {}
     for metric in metrics:
-        section, title = metric_section(metric), metric_title(metric)
-        yield (ReportFigure(f"depth_{metric}", section, f"{title} ({metric}) against depth at the last epoch.",
-                            metric), depth_figure(runs, metric))
-        yield (ReportFigure(f"epochs_{metric}", section, f"{title} ({metric}) against epoch, per layer.", metric),
-               epoch_figure(runs, metric))
+        by_section.setdefault(metric_section(metric), []).append(metric)
+    titles = family_titles()
+    for section, section_metrics in by_section.items():
+        for group, profiles in depth_profiles(runs, section_metrics).items():
+            seeds = profiles[0].runs
+            averaged = f", mean over {seeds} seeds" if seeds > 1 else ""
+            yield (ReportFigure(f"depth_{section}_{file_stem(group)}", section,
+                                f"{titles.get(section, section)} of {group} against depth, one line per probed epoch "
+                                f"(colour: completed epochs){averaged}; layer {INPUT_LAYER!r} is the probe inputs "
+                                "themselves where they have the metric."),
+                   depth_profile_figure(profiles, f"{group}: {titles.get(section, section).lower()} against depth, "
+                                                  f"per probed epoch{averaged}"))
+        for metric in section_metrics:
+            yield (ReportFigure(f"epochs_{metric}", section, f"{metric_title(metric)} ({metric}) against completed "
+                                "epochs, per layer; lines: group means, bands: ± one sd over seeds.", metric),
+                   epoch_figure(runs, metric))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """``report.html``: a :class:`~attnconv_pl.reports.document.Document` as one self-contained page
-(figures embedded as base64 PNGs), with a navigation bar of its sections."""
+(figures embedded as base64 PNGs), with a table of contents; every section and folded
+sub-section is a collapsible ``<details>`` element (sections open unless folded)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ h3 { font-size: 15px; margin: 22px 0 6px; }
 p.meta { color: #5b6475; margin: 0 0 16px; font-size: 13px; }
 code { background: #f0f2f5; padding: 1px 4px; border-radius: 3px; font-size: 12px; }
 nav { font-size: 13px; margin: 12px 0; }
-nav a { margin-right: 14px; color: #2357c6; text-decoration: none; }
+nav ol { margin: 4px 0; padding-left: 22px; columns: 2; }
+nav a { color: #2357c6; text-decoration: none; }
+nav button { font-size: 12px; margin-right: 6px; }
+summary { cursor: pointer; }
+summary > h2, summary > h3 { display: inline-block; }
+summary > h2 { border-bottom: none; }
+details > details, details > div, details > p, details > figure { margin-left: 4px; }
 table { border-collapse: collapse; font-size: 12.5px; margin: 8px 0; }
 th, td { border: 1px solid #dde1e7; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #f0f2f5; }
@@ -31,6 +38,18 @@ figure img { max-width: 100%; height: auto; border: 1px solid #eceef2; }
 figcaption { display: table-caption; caption-side: bottom; font-size: 12px; color: #5b6475; padding-top: 2px; }
 .scroll { overflow-x: auto; }
 """
+
+SCRIPT = """
+function openTarget() {
+  var target = document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  for (var node = target; node; node = node.parentElement) { if (node.tagName === "DETAILS") node.open = true; }
+  if (target) target.querySelectorAll(":scope > details").forEach(function (d) { d.open = true; });
+}
+function openAll(open) { document.querySelectorAll("details").forEach(function (d) { d.open = open; }); }
+window.addEventListener("hashchange", openTarget);
+window.addEventListener("DOMContentLoaded", openTarget);
+"""
+"""Opens the sections a link of the contents (or the address) points into."""
 
 
 def _inline(runs: tuple[Inline, ...]) -> str:
@@ -62,7 +81,9 @@ def _block(block: Block, figure_dir: Path) -> list[str]:
     if isinstance(block, Table):
         return [_table(block)]
     if isinstance(block, Subsection):
-        return [f"<h3>{_inline(block.title)}</h3>", *(line for b in block.blocks for line in _block(b, figure_dir))]
+        lines = [line for b in block.blocks for line in _block(b, figure_dir)]
+        heading = f"<h3>{_inline(block.title)}</h3>"
+        return [f"<details><summary>{heading}</summary>", *lines, "</details>"] if block.folded else [heading, *lines]
     return ['<div class="figures">' + "".join(_figure(f, figure_dir) for f in block.figures) + "</div>"]
 
 
@@ -78,15 +99,18 @@ def render_html(document: Document, figure_dir: Path) -> str:
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title>",
-        f"<style>{STYLE}</style></head><body><main>",
+        f"<style>{STYLE}</style><script>{SCRIPT}</script></head><body><main>",
         f"<h1>{escape(document.title)}</h1>",
         f'<p class="meta">{escape(document.created)} &middot; <code>{escape(document.command)}</code></p>',
-        "<nav>" + "".join(f'<a href="#{escape(s.key)}">{escape(s.title.split(":")[0])}</a>'
-                          for s in document.sections) + "</nav>",
+        '<nav><strong>Contents</strong> <button type="button" onclick="openAll(true)">open all</button>'
+        '<button type="button" onclick="openAll(false)">close all</button><ol>'
+        + "".join(f'<li><a href="#{escape(s.key)}">{escape(s.title.split(":")[0])}</a></li>' for s in document.sections)
+        + "</ol></nav>",
     ]
     for section in document.sections:
-        parts.append(f'<section id="{escape(section.key)}"><h2>{escape(section.title)}</h2>')
+        parts.append(f'<section id="{escape(section.key)}"><details{"" if section.folded else " open"}>'
+                     f"<summary><h2>{escape(section.title)}</h2></summary>")
         parts += [line for block in section.blocks for line in _block(block, figure_dir)]
-        parts.append("</section>")
+        parts.append("</details></section>")
     parts.append("</main></body></html>")
     return "\n".join(parts) + "\n"

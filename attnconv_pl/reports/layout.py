@@ -30,6 +30,15 @@ def set_margins(figure: Figure, left: float = 0.65, right: float = 0.15, bottom:
                            wspace=wspace / panel_width, hspace=hspace / panel_height)
 
 
+def fitted(text: str, characters: int) -> str:
+    """``text`` shortened to at most ``characters`` characters by an ellipsis in its middle
+    (the start and end of a layer's or metric's name tell it apart best)."""
+    if len(text) <= characters:
+        return text
+    head = (characters - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (characters - 1 - head):]}"
+
+
 def legend_below(figure: Figure, handles: Sequence[Artist], labels: Sequence[str], fontsize: float = 8) -> float:
     """A legend along the figure's bottom edge, as many entries per row as fit the width;
     the figure grows by the legend's height, which is returned (inches) so the caller can

@@ -1,5 +1,6 @@
 """``report.md``: a :class:`~attnconv_pl.reports.document.Document` as Markdown, figures linked
-as ``figures/<file_name>``."""
+as ``figures/<file_name>``, with a table of contents linking each section's anchor (folded
+sections and sub-sections are shown in full)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def _block(block: Block) -> list[str]:
 
 def render_markdown(document: Document) -> str:
     """The report as Markdown."""
-    lines = [f"# {document.title}", "", f"{document.created} · `{document.command}`", ""]
+    lines = [f"# {document.title}", "", f"{document.created} · `{document.command}`", "", "Contents:", "",
+             *(f"- [{section.title.split(':')[0]}](#{section.key})" for section in document.sections), ""]
     for section in document.sections:
-        lines += [f"## {section.title}", "", *(line for block in section.blocks for line in _block(block))]
+        lines += [f'<a id="{section.key}"></a>', "", f"## {section.title}", "",
+                  *(line for block in section.blocks for line in _block(block))]
     return "\n".join(lines)

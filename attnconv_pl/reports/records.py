@@ -15,6 +15,9 @@ from attnconv_pl.analyses.training_records import TrainingRecords
 Row = tuple[int, str, str, float]
 """``(epoch, layer, metric, value)``: one number of ``dynamics.csv``."""
 
+INPUT_LAYER = "input"
+"""The name of layer 0 in depth profiles: the probe inputs themselves (flattened images)."""
+
 def metric_families() -> list[MetricFamily]:
     """The report sections of the metrics: every analysis's families, in analysis order; metrics
     of none go to ``other``."""
@@ -73,6 +76,10 @@ class ProbedRun:
         robustness: accuracy under input noise (None when not evaluated).
         artifacts: every analysis's artifacts by checkpoint, ``{analysis: {epoch: {name: value}}}``
             (what its report section draws beyond ``rows``).
+        inputs: the compactness numbers of the probe inputs themselves (layer 0 of the depth
+            profiles, the same at every epoch), ``{metric: value}``; empty when not measured.
+        curves: the rows of the run's ``metrics.csv`` (``epoch`` = completed epochs; see
+            ``analyses.training_records.COLUMNS``); empty without the file.
     """
 
     label: str
@@ -85,6 +92,8 @@ class ProbedRun:
     training: Optional[TrainingRecords] = None
     robustness: Optional[RobustnessRecord] = None
     artifacts: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    inputs: dict[str, float] = field(default_factory=dict)
+    curves: list[dict[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._values = {(epoch, layer, metric): value for epoch, layer, metric, value in self.rows}
@@ -115,6 +124,22 @@ class ProbedRun:
         """``(epochs, values)`` of a layer's metric over the epochs where it was computed."""
         epochs = [e for e in self.epochs if (e, layer, metric) in self._values]
         return epochs, [self._values[(e, layer, metric)] for e in epochs]
+
+    def profile_layers(self, metric: str) -> list[str]:
+        """The layers of ``metric``'s depth profile: :data:`INPUT_LAYER` first when the probe inputs
+        have the metric, then :meth:`metric_layers`."""
+        return [INPUT_LAYER] * (metric in self.inputs) + self.metric_layers(metric)
+
+    def profile_value(self, epoch: int, layer: str, metric: str) -> float:
+        """A number of a depth profile: the probe inputs' (any epoch) for :data:`INPUT_LAYER`,
+        else :meth:`value`."""
+        return self.inputs.get(metric, math.nan) if layer == INPUT_LAYER else self.value(epoch, layer, metric)
+
+    def curve(self, column: str) -> tuple[list[int], list[float]]:
+        """``(completed epochs, values)`` of a ``metrics.csv`` column over the rows that have it."""
+        rows = [(int(row["epoch"]), float(row[column])) for row in self.curves
+                if math.isfinite(float(row.get(column, math.nan)))]
+        return [epoch for epoch, _ in rows], [value for _, value in rows]
 
     def final_accuracy(self) -> Optional[float]:
         """Probe-set accuracy at the last probed epoch, if known."""
@@ -169,12 +194,32 @@ def metric_title(metric: str) -> str:
         return f"intrinsic dimension ({metric[3:]})"
     if metric.startswith("lipschitz_"):
         return f"Lipschitz ratio ({metric.removeprefix('lipschitz_')})"
-    match = re.match(r"^(stability|next|drift_prev|drift_init)_(?:h(\d+)_)?(w1|w2|bottleneck|displacement)$", metric)
+    match = re.match(r"^(stability|next|drift_prev|drift_init)_(?:h(\d+)_)?(w1|w2|bottleneck|displacement)(_sliced|_paired)?$",
+                     metric)
     if match:
-        prefix, dim, distance = match.groups()
+        prefix, dim, distance, method = match.groups()
         space = f"H{dim} " if dim is not None else "point cloud "
-        return f"{PREFIX_TITLES[prefix]}, {space if distance != 'displacement' else ''}{DISTANCE_TITLES[distance]}"
+        return (f"{PREFIX_TITLES[prefix]}, {space if distance != 'displacement' else ''}{DISTANCE_TITLES[distance]}"
+                f"{f' ({method[1:]})' if method else ''}")
     match = re.match(r"^h(\d+)_(bars|total_persistence)$", metric)
     if match:
         return f"H{match.group(1)} {'bars' if match.group(2) == 'bars' else 'total persistence'}"
     return metric.replace("_", " ")
+
+
+UNITS = (
+    (r"variance", "activation units²"),
+    (r"participation_ratio", "directions"),
+    (r"id_.+", "dimensions"),
+    (r"lipschitz_.+", "‖Δ output‖ / ‖Δ input‖"),
+    (r".+_(w1|w2|bottleneck|displacement)(_sliced|_paired)?", "distance (activation units)"),
+    (r"h\d+_bars", "bars"),
+    (r"h\d+_total_persistence", "activation units"),
+)
+"""``(metric pattern, unit)`` of the dynamics metrics (activation units: those of the probed,
+projected points)."""
+
+
+def metric_unit(metric: str) -> str:
+    """The y-axis label of a metric (its unit), "" for metrics of unknown unit."""
+    return next((unit for pattern, unit in UNITS if re.fullmatch(pattern, metric)), "")

@@ -4,12 +4,15 @@ Layout of the folder::
 
     dynamics.csv     run,epoch,layer,metric,value (every number of every run)
     summary.json     per run: model, dataset, settings, accuracy, last-epoch numbers, timings
-    figures/*.png    depth_<metric>.png, epochs_<metric>.png, and each analysis's own (comparison.png, ...)
-    report.html      self-contained page (figures embedded)
+    figures/*.png    training_curves.png, depth_<family>_<group>.png (depth profiles, a line per
+                     probed epoch), epochs_<metric>.png (a panel per layer, mean ± sd bands per
+                     group), and each analysis's own (comparison.png, ...)
+    report.html      self-contained page (figures embedded; collapsible sections, contents)
     report.md        the same, figures linked
 
 Both pages render one :class:`~attnconv_pl.reports.document.Document`: what was probed, the
-analyses' sections (``reports/sections``, in the analyses' order), then the last-epoch table.
+analyses' sections (``reports/sections``, in the analyses' order: the training curves and
+records first), then the last-epoch table.
 
 Every file is written atomically, so an interrupted run never leaves a half-written file; a
 report written again into the same folder replaces the earlier one (its stale figures too).

@@ -24,7 +24,8 @@ def json_ready(value: Any) -> Any:
 
 def run_summary(run: ProbedRun) -> dict[str, Any]:
     """One run's entry: its label, group, description (model, dataset, settings, checkpoints,
-    timings), probe-set accuracy, ``last_epoch_metrics[layer][metric]``, the ``training`` records
+    timings), probe-set accuracy, ``last_epoch_metrics[layer][metric]``, the compactness numbers of
+    the probe inputs themselves (``probe_inputs_metrics[metric]``), the ``training`` records
     of its ``metrics.csv`` and its ``robustness`` (each None when not available)."""
     last = run.last_epoch
     last_metrics: dict[str, dict[str, float]] = {layer: {} for layer in run.layers}
@@ -41,6 +42,7 @@ def run_summary(run: ProbedRun) -> dict[str, Any]:
         "accuracy": {str(epoch): value for epoch, value in sorted(run.accuracy.items())},
         "last_epoch": last,
         "last_epoch_metrics": last_metrics,
+        "probe_inputs_metrics": run.inputs,
         "training": None if run.training is None else {**run.training.as_dict(),
                                                         **run.description.get("training", {})},
         "robustness": None if run.robustness is None else run.robustness.summary(last),

@@ -49,7 +49,7 @@ def test_single_node_live_equals_offline_and_the_report_draws_it(tmp_path):
     assert_same(read_numbers(out / "dynamics.csv", "default/cct"), logged, lambda metric: not metric.endswith("_seconds"))
     figures = {path.name for path in (out / "figures").iterdir()}
     assert {"single_node_depth.png", "single_node_andc.png", "single_node_cluster_sizes.png",
-            "single_node_heads_default_cct.png", "depth_snp_snr.png"} <= figures
+            "single_node_heads_default_cct.png", "depth_single_node_cct_2_3x1_16.png"} <= figures
     with np.load(out / "single_node_matrices.npz") as saved:
         matrices = saved["default/cct/epoch=001/blocks.1.attn.nodes/matrices"]
     assert matrices.shape == (4, 10, 10) and np.abs(matrices).max() == pytest.approx(1.0)
@@ -81,7 +81,7 @@ def test_stiffness_live_equals_offline_beside_the_dynamics(attn, tmp_path):
 
     assert_same(read_numbers(out / "dynamics.csv", f"default/{attn}"), logged, stiffness_metric)
     figures = {path.name for path in (out / "figures").iterdir()}
-    assert {"depth_stiffness_feature_q.png", "epochs_stiffness_feature_q.png"} <= figures
+    assert {"depth_stiffness_resnet20.png", "epochs_stiffness_feature_q.png"} <= figures
     assert (f"stiffness_gates_default_{attn}.png" in figures) == (attn != "none")
     summary = json.loads((out / "summary.json").read_text())["runs"][0]
     assert summary["analyses"] == ["stiffness"] and summary["analysis_settings"]["stiffness"]["jacobian_inputs"] == 1

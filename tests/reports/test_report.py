@@ -50,7 +50,9 @@ def test_report_embeds_every_figure_with_the_comparison_first(tmp_path, make_run
     files = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
     metrics = {"variance", "id_twonn", "stability_h0_w1", "stability_h0_w2", "stability_h0_bottleneck",
                "drift_prev_w2", "h0_bars"}
-    expected = {"comparison.png", *(f"{kind}_{m}.png" for kind in ("depth", "epochs") for m in metrics),
+    families = ("compactness", "stability", "drift", "topology")
+    expected = {"comparison.png", *(f"epochs_{m}.png" for m in metrics),
+                *(f"depth_{family}_{group}.png" for family in families for group in ("attention_net", "conv_net")),
                 "persistence_attn_s0.png", "persistence_attn_s1.png", "persistence_conv_s0.png"}
     assert set(files) == expected and sorted(f.file_name for f in figures) == files
     page = (tmp_path / "report.html").read_text()

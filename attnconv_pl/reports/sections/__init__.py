@@ -5,8 +5,9 @@ A section module may expose ``figures(runs)``, yielding ``(ReportFigure, Figure)
 report order (its own figures and, where it places them, :func:`family_figures`), and
 ``sections(runs, figures) -> list[Section]``, its part of the report (empty when the runs hold
 nothing to show; :func:`family_sections` gives its metrics' figure sections). Every analysis's
-per-layer metrics get a figure against depth and one against epoch without any code of its
-own; an analysis without a section module shows just those.
+per-layer metrics get depth profiles (a figure per metric family and group) and a figure
+against epoch per metric without any code of its own; an analysis without a section module
+shows just those.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from typing import Callable, Optional
 from matplotlib.figure import Figure
 
 from attnconv_pl.analyses import list_analyses, load_analysis
-from attnconv_pl.reports.document import Code, Figures, Section, Subsection
+from attnconv_pl.reports.document import Code, Figures, Paragraph, Section, Subsection
 from attnconv_pl.reports.figures import ReportFigure, ReportSection, metric_figures, report_sections
-from attnconv_pl.reports.records import ProbedRun, metric_section, report_metrics
+from attnconv_pl.reports.records import ProbedRun, metric_section, metric_title, report_metrics
 
 SectionBuilder = Callable[[list[ProbedRun], list[ReportFigure]], list[Section]]
 OTHER = ("other", "Other metrics")
@@ -48,17 +49,23 @@ def family_sections(analysis: str, figures: list[ReportFigure]) -> list[Section]
     return [figure_section(section) for section in report_sections(figures, family_titles(analysis))]
 
 
-def figure_section(section: ReportSection) -> Section:
-    """A section of figures: one sub-heading (the metric, as code) per metric, figures without a
-    metric directly under the title."""
-    blocks = [Subsection((Code(metric),), (Figures(tuple(figures)),)) if metric else Figures(tuple(figures))
-              for metric, figures in section.figures_by_metric.items()]
-    return Section(section.key, section.title, tuple(blocks))
+PER_METRIC_NOTE = "Each metric against completed epochs, one panel per layer:"
 
 
-def figure_sections(figures: list[ReportFigure], titles: list[tuple[str, str]]) -> list[Section]:
-    """The sections ``titles`` (``(key, title)``) that hold any of ``figures``, in that order."""
-    return [figure_section(section) for section in report_sections(figures, titles)]
+def figure_section(section: ReportSection, folded: bool = False) -> Section:
+    """A section of figures: figures without a metric (the depth profiles) directly under the
+    title, then one folded sub-heading (the metric, as code, and its name) per metric."""
+    unnamed = [Figures(tuple(figures)) for metric, figures in section.figures_by_metric.items() if not metric]
+    per_metric = [Subsection((Code(metric), f" {metric_title(metric)}"), (Figures(tuple(figures)),), folded=True)
+                  for metric, figures in section.figures_by_metric.items() if metric]
+    note = [Paragraph((PER_METRIC_NOTE,))] if per_metric else []
+    return Section(section.key, section.title, tuple([*unnamed, *note, *per_metric]), folded)
+
+
+def figure_sections(figures: list[ReportFigure], titles: list[tuple[str, str]], folded: bool = False) -> list[Section]:
+    """The sections ``titles`` (``(key, title)``) that hold any of ``figures``, in that order
+    (``folded``: shown closed in HTML)."""
+    return [figure_section(section, folded) for section in report_sections(figures, titles)]
 
 
 def family_figures(analysis: str, runs: list[ProbedRun]) -> Iterator[tuple[ReportFigure, Figure]]:

@@ -1,5 +1,5 @@
-"""The dynamics sections: the comparison of models, one section per metric family (each metric
-against depth and against epoch) and the persistence diagrams of each run."""
+"""The dynamics sections: the comparison of models, one section per metric family (depth profiles
+per group, each metric against epoch) and the persistence diagrams of each run."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def figures(runs: list[ProbedRun]) -> Iterator[tuple[ReportFigure, Figure]]:
 
 
 def sections(runs: list[ProbedRun], figures: list[ReportFigure]) -> list[Section]:
-    """The comparison, the metric families' sections (a sub-heading per metric), the persistence
-    diagrams."""
+    """The comparison, the metric families' sections (depth profiles, then a folded sub-heading
+    per metric), the persistence diagrams (folded)."""
     return (figure_sections(figures, [COMPARISON]) + family_sections("dynamics", figures)
-            + figure_sections(figures, [PERSISTENCE]))
+            + figure_sections(figures, [PERSISTENCE], folded=True))

@@ -1,18 +1,39 @@
-"""The training-records section: per run, its training records (from its ``metrics.csv``) and
-its accuracy under input noise at the last probed epoch."""
+"""The training sections: the runs' training curves (loss and accuracy from their
+``metrics.csv``), then per run its training records and its accuracy under input noise at the
+last probed epoch."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+
+from matplotlib.figure import Figure
 
 from attnconv_pl.reports.document import Paragraph, Section, Table
 from attnconv_pl.reports.figures import ReportFigure
 from attnconv_pl.reports.records import ProbedRun
+from attnconv_pl.reports.sections import figure_sections
 from attnconv_pl.reports.tables import RECORDS_NOTE, has_records, records_table
+from attnconv_pl.reports.training_curves import has_curves, training_curves_figure
+
+CURVES = ("training", "Training curves")
+
+
+def figures(runs: list[ProbedRun]) -> Iterator[tuple[ReportFigure, Figure]]:
+    """The training curves, when any run has a ``metrics.csv``."""
+    if has_curves(runs):
+        yield (ReportFigure("training_curves", CURVES[0],
+                            "Training (solid: mean over the epoch's batches) and validation (dashed) loss and accuracy "
+                            "from each run's metrics.csv against completed epochs, on the axis of the dynamics below "
+                            "(ticks: the probed epochs); per model the mean over seeds, bands: ± one sd."),
+               training_curves_figure(runs))
 
 
 def sections(runs: list[ProbedRun], figures: list[ReportFigure]) -> list[Section]:
-    """The records table and what its columns mean, when any run has records or robustness numbers."""
+    """The training curves, then the records table and what its columns mean (when any run has
+    records or robustness numbers)."""
+    found = figure_sections(figures, [CURVES])
     if not has_records(runs):
-        return []
+        return found
     header, rows = records_table(runs)
-    return [Section("records", "Training records and robustness",
-                    (Table.of(header, rows, range(2, len(header))), Paragraph((RECORDS_NOTE,))))]
+    return [*found, Section("records", "Training records and robustness",
+                            (Table.of(header, rows, range(2, len(header))), Paragraph((RECORDS_NOTE,))))]
