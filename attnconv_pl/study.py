@@ -3,6 +3,9 @@
     python -m attnconv_pl.study --config configs/studies/attention_vs_conv_digits.yaml --seeds 0 1 2
     python -m attnconv_pl.study --config configs/attention_vs_conv_digits.yaml    # the study naming it
     python -m attnconv_pl.study --config configs/studies/NAME.yaml --out reports/NAME -- --trainer.max_epochs 3
+    python -m attnconv_pl.study --config configs/studies/NAME.yaml --jobs 2        # two runs at a time
+    python -m attnconv_pl.study --config configs/studies/NAME.yaml --launcher slurm --time 24:00:00 \\
+        --partition gpu --gpus-per-run 1 --cpus-per-run 8 --mem 32 -- --trainer.accelerator gpu
 
 A study file (``configs/studies/<name>.yaml``) names a ``train.py`` config and its variants, each a
 list of ``train.py`` flags added to that config; ``probe`` optionally lists flags of the report's
@@ -13,28 +16,35 @@ list of ``train.py`` flags added to that config; ``probe`` optionally lists flag
       attention_net: [--model.init_args.arch, attention_net]
       conv_net: [--model.init_args.arch, conv_net]
     probe: [--no-topology]
+    slurm: {time: "24:00:00", partition: gpu, gpus_per_run: 1, sbatch: {account: my_lab}}   # optional
 
 Variant ``V`` with seed ``N`` is the run ``<runs_dir>/<name>/V-seedN/``, trained by
 
     python train.py --config CONFIG VARIANT_FLAGS EXTRA_FLAGS --seed_everything N \\
-        --experiment <name> --run_id V-seedN --runs_dir RUNS_DIR
+        --experiment <name> --run_id V-seedN --runs_dir RUNS_DIR --wandb_group <name> --wandb_job_type V
 
-one run at a time (every variant with the first seed, then with the next one, ...), its output
-in ``train.log`` of the run directory. A run whose checkpoints
-reach its ``trainer.max_epochs`` is finished and skipped (``--force`` trains it again from
-scratch); one with ``last.ckpt`` short of it resumes from there; a failed run is reported with its
-log and the others still run. Then one ``probe.py`` call over the finished runs writes the
-comparison report (``--out``, default ``reports/<name>``), where the seeds of a variant form one
-group.
+in that order (every variant with the first seed, then with the next one, ...), its output in
+``train.log`` of the run directory. ``--launcher local`` (the default) runs them on this
+machine, ``--jobs N`` at a time (each on its own GPUs); ``--launcher slurm`` submits one SLURM
+job per run through submitit (resources from the flags ``--time``, ``--partition``,
+``--gpus-per-run``, ``--cpus-per-run``, ``--mem``, over the study file's ``slurm:``), requeued on
+preemption or at its time limit and resumed from ``last.ckpt`` (see ``attnconv_pl/launchers.py``).
+While runs train, each new epoch of a run prints a line with its validation accuracy (read from
+its ``metrics.csv``). A run whose checkpoints reach its ``trainer.max_epochs`` is finished and
+skipped (``--force`` trains it again from scratch); one with ``last.ckpt`` short of it resumes
+from there; a failed run is reported with its log and the others still run. Then one ``probe.py`` call over the finished runs writes the
+comparison report (``--out``, default ``reports/<name>``), once every run has ended, where the
+seeds of a variant form one group.
 
 A run directory that another live process is writing (its ``.lock`` file, see
 ``attnconv_pl/run_lock.py``) is left alone and reported as failed. Stopping the runner (Ctrl-C,
-SIGTERM) stops the running ``train.py`` (SIGTERM, then SIGKILL after 30 s or at a second Ctrl-C);
-on Linux the child also gets SIGTERM when the runner is killed (even by SIGKILL).
+SIGTERM) stops the running ``train.py`` children (SIGTERM, then SIGKILL after 30 s or at a second
+Ctrl-C), or cancels the SLURM jobs; on Linux a child also gets SIGTERM when the runner is killed
+(even by SIGKILL).
 
 Exit status: 0 when every run finished and the report was written; 1 when a run or the report
-failed (the report then holds the runs that finished); 2 for a bad study file or command line;
-130 when interrupted (Ctrl-C or SIGTERM).
+failed (the report then holds the runs that finished); 2 for a bad study file or command line
+(or SLURM job resources that sbatch refused); 130 when interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -42,19 +52,18 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shlex
 import shutil
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
+from attnconv_pl import launchers
 from attnconv_pl.child_process import EXIT_INTERRUPTED, run_child, sigterm_as_interrupt
 from attnconv_pl.errors import ProbeInputError, StudyError
+from attnconv_pl.launchers import LOG_NAME, SLURM_KEYS, TrainJob, run_jobs, shown, slurm_resources
 from attnconv_pl.offline.checkpoints import epoch_checkpoints, read_run_config
 from attnconv_pl.run_lock import RunLockedError, check_run_unlocked
 
@@ -63,16 +72,15 @@ TRAIN_SCRIPT = REPO / "train.py"
 PROBE_SCRIPT = REPO / "probe.py"
 STUDIES_FOLDER = "studies"
 """Study files of the configs in a folder live in its ``studies/`` subfolder."""
-STUDY_KEYS = ("config", "variants", "probe")
-RUNNER_FLAGS = ("--experiment", "--run_id", "--runs_dir", "--seed_everything", "--ckpt_path")
+STUDY_KEYS = ("config", "variants", "probe", "slurm")
+RUNNER_FLAGS = ("--experiment", "--run_id", "--runs_dir", "--seed_everything", "--ckpt_path", "--wandb_group",
+                "--wandb_job_type")
 """``train.py`` flags the runner sets itself for every run (not allowed after ``--``)."""
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-LOG_NAME = "train.log"
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-STOP_GRACE_S = 30.0
-"""Seconds a child (``train.py``, ``probe.py``) has to exit after SIGTERM when the runner is
-interrupted, before it is killed; Lightning stops at the next batch."""
+SUBMITIT_CLUSTER = "slurm"
+"""submitit's executor of ``--launcher slurm`` (``"local"`` runs the same jobs on this machine)."""
 
 @dataclass(frozen=True)
 class Study:
@@ -84,6 +92,7 @@ class Study:
         config: the ``train.py`` config every variant starts from.
         variants: ``{variant name: train.py flags}`` in file order.
         probe_flags: extra flags of the ``probe.py`` call.
+        slurm: the ``slurm:`` mapping, resources of ``--launcher slurm`` (``launchers.SLURM_KEYS``).
     """
 
     name: str
@@ -91,6 +100,7 @@ class Study:
     config: Path
     variants: dict[str, tuple[str, ...]]
     probe_flags: tuple[str, ...] = ()
+    slurm: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,19 @@ class StudyRun:
         return self.run_dir.name
 
 
+class StudyFileLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s YAML, except that ``12:00:00`` stays a string (SLURM's time format), not
+    the base-60 integer 43200 of YAML 1.1."""
+
+
+StudyFileLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:int"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+StudyFileLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"))
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """The YAML mapping in ``path``.
 
@@ -116,7 +139,7 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         raise StudyError(f"{path} does not exist; give a study file such as "
                          "configs/studies/attention_vs_conv_digits.yaml")
     try:
-        content = yaml.safe_load(path.read_text())
+        content = yaml.load(path.read_text(), Loader=StudyFileLoader)
     except yaml.YAMLError as error:
         raise StudyError(f"{path} is not valid YAML: {error}") from error
     if not isinstance(content, dict):
@@ -150,7 +173,8 @@ def load_study(path: Path) -> Study:
         problem = f"unknown key(s) {', '.join(unknown)}" if unknown else f"no {' and no '.join(missing)}"
         hint = " (it looks like a train.py config: give its study file instead)" if "trainer" in content else ""
         raise StudyError(f"{path} has {problem}{hint}; a study file has `config:` (a train.py config), "
-                         "`variants:` ({name: [train.py flags]}) and optionally `probe:` ([probe.py flags])")
+                         "`variants:` ({name: [train.py flags]}) and optionally `probe:` ([probe.py flags]) "
+                         f"and `slurm:` ({{{', '.join(SLURM_KEYS)}}})")
     config = Path(os.path.normpath(path.parent / str(content["config"])))
     if not config.is_file():
         raise StudyError(f"{path}: config {content['config']} does not exist ({config.resolve()}); "
@@ -162,10 +186,13 @@ def load_study(path: Path) -> Study:
         if not VARIANT_NAME.match(str(name)):
             raise StudyError(f"{path}: variant name {name!r} cannot be part of a run id; use letters, digits, "
                              "'_', '.' and '-'")
+    slurm = content.get("slurm") or {}
+    if not isinstance(slurm, dict):
+        raise StudyError(f"{path}: slurm must be a mapping of job resources ({', '.join(SLURM_KEYS)}); got {slurm!r}")
     return Study(
         name=path.stem, path=path, config=config,
         variants={str(name): flag_list(flags or [], f"{path}: variant {name}") for name, flags in variants.items()},
-        probe_flags=flag_list(content.get("probe") or [], f"{path}: probe"),
+        probe_flags=flag_list(content.get("probe") or [], f"{path}: probe"), slurm=slurm,
     )
 
 
@@ -226,12 +253,17 @@ def check_extra_flags(extra: Sequence[str]) -> None:
                              "rerun the same command to resume")
 
 
-def train_args(study: Study, run: StudyRun, extra: Sequence[str], resume: bool) -> list[str]:
-    """The ``train.py`` arguments of a run: config, variant flags, extra flags, then the run's own."""
-    resume_from = ["--ckpt_path", str(run.run_dir / "checkpoints" / "last.ckpt")] if resume else []
-    return ["--config", str(study.config), *study.variants[run.variant], *extra,
+def train_args(study: Study, run: StudyRun, extra: Sequence[str]) -> tuple[str, ...]:
+    """The ``train.py`` arguments of a run: config, variant flags, extra flags, then the run's own
+    (its W&B group is the study, its job type the variant). ``--ckpt_path`` is added when the run
+    starts (``launchers.TrainJob.argv``)."""
+    return ("--config", str(study.config), *study.variants[run.variant], *extra,
             "--seed_everything", str(run.seed), "--experiment", study.name, "--run_id", run.run_id,
-            "--runs_dir", str(run.run_dir.parent.parent), *resume_from]
+            "--runs_dir", str(run.run_dir.parent.parent), "--wandb_group", study.name, "--wandb_job_type", run.variant)
+
+
+def train_job(study: Study, run: StudyRun, extra: Sequence[str], label: str) -> TrainJob:
+    return TrainJob(label=label, run_dir=run.run_dir, script=TRAIN_SCRIPT, args=train_args(study, run, extra))
 
 
 def probe_args(study: Study, run_dirs: Sequence[Path], out: Path) -> list[str]:
@@ -239,85 +271,48 @@ def probe_args(study: Study, run_dirs: Sequence[Path], out: Path) -> list[str]:
     return [*map(str, run_dirs), "--out", str(out), *study.probe_flags]
 
 
-def shown(script: Path, args: Sequence[str]) -> str:
-    """A command as a user would type it: ``python train.py ...`` (script relative to the working folder)."""
-    try:
-        name = str(script.relative_to(Path.cwd()))
-    except ValueError:
-        name = str(script)
-    return shlex.join(["python", name, *args])
+def run_probe(args: Sequence[str]) -> int:
+    """Run ``python probe.py ARGS`` (see ``run_child``), output to this process's; its exit status."""
+    return run_child([sys.executable, str(PROBE_SCRIPT), *args], launchers.STOP_GRACE_S, env=launchers.child_env())
 
 
-def run_script(script: Path, args: Sequence[str], log: Optional[Path] = None) -> int:
-    """Run ``python SCRIPT ARGS`` (see ``run_child``) and return its exit status; output appended
-    to ``log`` (after a line with the command), or to this process's output when ``log`` is None."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("ATTNCONV_RUN_ID", None)  # train.py passes the run id to its DDP workers through it
-    command = [sys.executable, str(script), *args]
-    if log is None:
-        return run_child(command, STOP_GRACE_S, env=env)
-    with log.open("a") as handle:
-        handle.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shown(script, args)}\n")
-        handle.flush()
-        return run_child(command, STOP_GRACE_S, env=env, stdout=handle, stderr=subprocess.STDOUT)
+def train_runs(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool,
+               launcher: Any) -> dict[str, list[StudyRun]]:
+    """Train the runs through ``launcher``; returns them by outcome: trained, resumed, skipped, failed.
 
-
-def log_tail(log: Path, lines: int = 8) -> list[str]:
-    """The last non-empty lines of a log, progress-bar redraws removed."""
-    text = log.read_text(errors="replace") if log.is_file() else ""
-    kept = [line.split("\r")[-1].rstrip() for line in text.splitlines()]
-    return [line for line in kept if line][-lines:]
-
-
-def final_line(log: Path) -> str:
-    """The ``final: val/...`` line ``train.py`` prints at the end of a run, or ""."""
-    return next((line.split(":", 1)[1].strip() for line in reversed(log_tail(log, 20))
-                 if line.startswith("final:")), "")
-
-
-def duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
-def train_runs(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool) -> dict[str, list[StudyRun]]:
-    """Train the runs one after the other; returns them by outcome: trained, resumed, skipped, failed."""
+    A finished run is skipped (unless ``force``), a locked one fails without starting, a run to
+    train afresh has its directory deleted first; the others become :class:`TrainJob` s.
+    """
     outcomes: dict[str, list[StudyRun]] = {"trained": [], "resumed": [], "skipped": [], "failed": []}
+    jobs: dict[TrainJob, tuple[StudyRun, str]] = {}
     for index, run in enumerate(runs, start=1):
-        prefix = f"[{index}/{len(runs)}] {run.run_id}:"
+        prefix = f"[{index}/{len(runs)}] {run.run_id}"
         state = "new" if force else run_state(run.run_dir)
         if state == "finished":
-            print(f"{prefix} finished before, skipped ({run.run_dir}; --force trains it again)", flush=True)
+            print(f"{prefix}: finished before, skipped ({run.run_dir}; --force trains it again)", flush=True)
             outcomes["skipped"].append(run)
             continue
         try:
             check_run_unlocked(run.run_dir)
         except RunLockedError as error:
-            print(f"{prefix} FAILED, not started: {error}", flush=True)
+            print(f"{prefix}: FAILED, not started: {error}", flush=True)
             outcomes["failed"].append(run)
             continue
         if state == "new" and run.run_dir.exists():
             shutil.rmtree(run.run_dir)  # a forced run, or one that stopped before its first checkpoint
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        log = run.run_dir / LOG_NAME
-        print(f"{prefix} {'resuming from last.ckpt' if state == 'resume' else 'training'} "
-              f"in {run.run_dir} (log: {log})", flush=True)
-        started = time.perf_counter()
-        status = run_script(TRAIN_SCRIPT, train_args(study, run, extra, resume=state == "resume"), log)
-        seconds = time.perf_counter() - started
-        if status == 0:
-            final = final_line(log)
-            print(f"{prefix} done in {duration(seconds)}" + (f"; {final}" if final else ""), flush=True)
-            outcomes["resumed" if state == "resume" else "trained"].append(run)
-        else:
-            tail = "\n".join(f"    {line}" for line in log_tail(log))
-            print(f"{prefix} FAILED (exit status {status}) after {duration(seconds)}; log: {log}\n{tail}", flush=True)
-            outcomes["failed"].append(run)
+        jobs[train_job(study, run, extra, prefix)] = (run, "resumed" if state == "resume" else "trained")
+    for job, ended in run_jobs(launcher, list(jobs)).items():
+        run, outcome = jobs[job]
+        outcomes[outcome if ended.status == 0 else "failed"].append(run)
     return outcomes
 
 
-def train_and_report(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool, out: Path) -> int:
-    """Train the runs, then write the report of those that finished; returns the exit status."""
-    outcomes = train_runs(study, runs, extra, force)
+def train_and_report(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool, out: Path,
+                     launcher: Any) -> int:
+    """Train the runs, then, once all have ended, write the report of those that finished;
+    returns the exit status."""
+    outcomes = train_runs(study, runs, extra, force, launcher)
     print(f"study {study.name}: " + ", ".join(f"{len(v)} {k}" for k, v in outcomes.items() if v), flush=True)
     for run in outcomes["failed"]:
         print(f"  failed: {run.run_id}: {run.run_dir / LOG_NAME}")
@@ -326,7 +321,7 @@ def train_and_report(study: Study, runs: list[StudyRun], extra: Sequence[str], f
         print("study: no run finished, so no report", file=sys.stderr)
         return EXIT_FAILED
     print(f"report of {len(finished)} run(s): {shown(PROBE_SCRIPT, probe_args(study, finished, out))}", flush=True)
-    status = run_script(PROBE_SCRIPT, probe_args(study, finished, out))
+    status = run_probe(probe_args(study, finished, out))
     if status != 0:
         print(f"study: probe.py failed (exit status {status}); see its message above", file=sys.stderr)
         return EXIT_FAILED
@@ -334,13 +329,18 @@ def train_and_report(study: Study, runs: list[StudyRun], extra: Sequence[str], f
     return EXIT_FAILED if outcomes["failed"] else 0
 
 
+SLURM_FLAGS = {"partition": "--partition", "time": "--time", "gpus_per_run": "--gpus-per-run",
+               "cpus_per_run": "--cpus-per-run", "mem_gb": "--mem"}
+"""Study-file ``slurm:`` key -> the flag that overrides it."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m attnconv_pl.study", formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="%(prog)s --config STUDY [--seeds N ...] [--out DIR] [--runs_dir DIR] [--force] [--dry-run] "
-              "[-- train.py flags ...]",
-        description="Train every variant of a study for every seed with train.py (one run at a time), then\n"
-                    "compare them in one probe.py report.",
+              "[--launcher local [--jobs N] | --launcher slurm --time T [--partition P] ...] [-- train.py flags ...]",
+        description="Train every variant of a study for every seed with train.py (on this machine, N runs at a\n"
+                    "time, or as SLURM jobs), then compare them in one probe.py report.",
         epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--config", required=True, type=Path, metavar="STUDY",
                         help="a study file (configs/studies/NAME.yaml), or a train.py config that one study "
@@ -353,7 +353,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="train every run again from scratch, finished ones too (deletes their run directories)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print each run's state and the commands, run nothing")
+    parser.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                        help="local: train.py children of this process (default); slurm: one SLURM job per run "
+                             "through submitit (pip install 'attnconv-pl[slurm]'), requeued on preemption")
+    local = parser.add_argument_group("--launcher local")
+    local.add_argument("--jobs", type=int, metavar="N",
+                       help="runs at a time (default 1); with CUDA GPUs each gets its own equal share of the "
+                            "visible ones (CUDA_VISIBLE_DEVICES), or one GPU shared round-robin when fewer")
+    slurm = parser.add_argument_group("--launcher slurm (each overrides the study file's slurm: key)")
+    slurm.add_argument("--time", metavar="T", help="time limit of a run's job: minutes or [D-]HH:MM:SS (required "
+                                                  "here or in the study file); a longer run is requeued and resumes")
+    slurm.add_argument("--partition", metavar="NAME", help="SLURM partition (default: the cluster's)")
+    slurm.add_argument("--gpus-per-run", type=int, metavar="N", help="GPUs of a run's job, one task each (default 0)")
+    slurm.add_argument("--cpus-per-run", type=int, metavar="N", help="CPU cores of a run's job (default: the cluster's)")
+    slurm.add_argument("--mem", type=float, dest="mem_gb", metavar="GB", help="memory of a run's job in GB (default: the cluster's)")
     return parser
+
+
+def make_launcher(args: argparse.Namespace, study: Study) -> Any:
+    """The launcher the flags and the study file ask for.
+
+    Raises:
+        StudyError: flags of the other launcher, bad resources, or submitit missing for slurm.
+    """
+    flags = {key: getattr(args, key) for key in SLURM_FLAGS if getattr(args, key) is not None}
+    if args.launcher == "local":
+        if flags:
+            raise StudyError(f"{', '.join(SLURM_FLAGS[key] for key in flags)} set(s) a SLURM job's resources; "
+                             "add --launcher slurm, or leave it out to train on this machine")
+        return launchers.LocalLauncher(args.jobs or 1)
+    if args.jobs is not None:
+        raise StudyError("--jobs is for --launcher local; with --launcher slurm every run is its own job and "
+                         "SLURM decides how many run at a time")
+    resources = slurm_resources({**study.slurm, **flags}, f"{study.path} slurm: and flags")
+    return launchers.SlurmLauncher(resources, study.name, cluster=SUBMITIT_CLUSTER)
 
 
 def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -371,7 +404,8 @@ def print_plan(study: Study, runs: list[StudyRun], extra: Sequence[str], force: 
         action = {"finished": "skip (finished)", "resume": "resume from last.ckpt", "new": "train"}[state]
         print(f"{run.run_id}: {action}")
         if state != "finished":
-            print(f"  {shown(TRAIN_SCRIPT, train_args(study, run, extra, resume=state == 'resume'))}")
+            job = train_job(study, run, extra, run.run_id)
+            print(f"  {shown(TRAIN_SCRIPT, job.argv() if state == 'resume' else job.args)}")
     print(f"report: {shown(PROBE_SCRIPT, probe_args(study, [run.run_dir for run in runs], out))}")
 
 
@@ -381,6 +415,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         study = resolve_study(args.config)
         check_extra_flags(extra)
+        launcher = make_launcher(args, study)
     except StudyError as error:
         print(f"study: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -394,7 +429,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     with sigterm_as_interrupt():
         try:
-            return train_and_report(study, runs, extra, args.force, out)
+            return train_and_report(study, runs, extra, args.force, out, launcher)
+        except StudyError as error:  # SLURM refused a job
+            print(f"study: error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         except KeyboardInterrupt:
             print("study: interrupted; rerun the same command to continue (finished runs are skipped, "
                   "interrupted ones resume from last.ckpt)", file=sys.stderr)

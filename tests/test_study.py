@@ -73,6 +73,7 @@ def test_a_train_config_leads_to_the_study_file_naming_it():
     ({"config": "../c.yaml", "variants": {"a b": []}}, "cannot be part of a run id"),
     ({"config": "../c.yaml", "variants": {"a": "--model.init_args.arch conv_net"}}, "must be a list"),
     ({"config": "../c.yaml", "variants": {"a": []}, "probe": {"no": "list"}}, "probe must be a list"),
+    ({"config": "../c.yaml", "variants": {"a": []}, "slurm": ["--time", "10"]}, "slurm must be a mapping"),
 ])
 def test_bad_study_files_are_refused_with_what_to_do(tmp_path, content, message):
     (tmp_path / "c.yaml").write_text("trainer: {max_epochs: 1}\n")
@@ -219,9 +220,10 @@ time.sleep(300)
 RUNNER = """\
 import signal, sys
 from pathlib import Path
+import attnconv_pl.launchers as launchers
 import attnconv_pl.study as study
 study.TRAIN_SCRIPT = Path(sys.argv[1])
-study.STOP_GRACE_S = float(sys.argv[2])
+launchers.STOP_GRACE_S = float(sys.argv[2])
 signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
 sys.exit(study.main(sys.argv[3:]))
 """
