@@ -6,6 +6,7 @@ local executor: a requeued run resumes from ``last.ckpt``) end to end with a sta
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -90,7 +91,8 @@ def test_bad_slurm_settings_are_refused_with_what_to_do(settings, message):
 def test_flags_of_the_other_launcher_are_refused(flags, message, tmp_path, capsys):
     study = REPO / "configs" / "studies" / "attention_vs_conv_digits.yaml"
     assert main(["--config", str(study), "--runs_dir", str(tmp_path), *flags]) == 2
-    assert f"study: error: " in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "study: error: " in error and re.search(message, error)
     assert not any(tmp_path.iterdir())
 
 
