@@ -4,6 +4,7 @@
     python probe.py runs/attn/s0 runs/attn/s1 runs/conv/s0 runs/conv/s1 --out reports/attn-vs-conv
     python probe.py runs/default/RUN/checkpoints/epoch=003.ckpt --out R --data test --layers "mixer*"
     python probe.py runs/metric_attention_digits/* --out R --robustness        # + accuracy under input noise
+    python probe.py my_net.safetensors --arch timm:resnet18 --data cifar10 --out R   # a bare state dict
 
 Each PATH is a checkpoint file or a run directory (all its ``checkpoints/epoch=NNN.ckpt``). The
 probe settings default to the run's own (its ``config.yaml``), so with no options the numbers
@@ -17,6 +18,7 @@ import dataclasses
 import math
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -134,6 +136,19 @@ what to do (runs completed before a failing one stay in DIR).""")
                            "dataset: digits, cifar10, cifar100, flowers102; the run's probe split) or NAME:SPLIT. "
                            "Default: the run's own dataset and probe split. Never downloads.")
     data.add_argument("--data-dir", metavar="DIR", help="folder holding the dataset's files (default: the run's)")
+    weights = parser.add_argument_group(
+        "weights files",
+        "A PATH that is a bare state dict (torch.save(model.state_dict(), FILE): .pt, .pth) or a\n"
+        ".safetensors file is probed as one checkpoint (epoch 0) of the network --arch builds for the\n"
+        "images and classes of --data NAME, on that dataset as its own data. Runs of train.py among the\n"
+        "PATHs are probed on their own data, at the SPLIT of --data NAME:SPLIT.")
+    weights.add_argument("--arch", metavar="NAME",
+                         help="the network of the weights files: a registered model (attention_net, resnet18, ...), "
+                              "timm:NAME or package.module:Name (imported: code you trust). Also lets probe.py "
+                              "import the network of train.py runs trained with this import path")
+    weights.add_argument("--arch-kwargs", metavar="YAML", help="options of that network, e.g. '{depth: 2}'")
+    weights.add_argument("--data-kwargs", metavar="YAML",
+                         help="options of the --data NAME data module, e.g. '{in_chans: 3, image_size: 32}'")
     records = parser.add_argument_group(
         "training records and robustness",
         "Training records come from each run directory's metrics.csv; robustness is measured on\n"
@@ -163,7 +178,9 @@ what to do (runs completed before a failing one stay in DIR).""")
                             "(default <experiment>/<run_id>, or the file name outside a run directory)")
     other.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     other.add_argument("--wandb", action="store_true",
-                       help="also log the report to W&B (offline unless logged in; `wandb sync` the printed folder)")
+                       help="also log to W&B: each run's numbers (series, tables, line charts) into its training "
+                            "run when its run directory names one (wandb_id), else with the report into a probe "
+                            "run (offline unless logged in; `wandb sync` the printed folders)")
     return parser
 
 
@@ -229,7 +246,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         check_creatable_dir(args.out, "--out", "the folder of the report")
         runs = collect_runs(args.paths)
         labels = run_labels(runs, args.run_name)
-        probe_and_report(args, runs, labels, completed, command=shlex.join(["python", "probe.py", *argv]))
+        with tempfile.TemporaryDirectory(prefix="probe-weights-") as folder:
+            runs = weights_as_checkpoints(args, runs, Path(folder))
+            probe_and_report(args, runs, labels, completed, command=shlex.join(["python", "probe.py", *argv]))
     except ConfigError as error:
         print(f"probe.py: error: {error}", file=sys.stderr)
         if completed:
@@ -237,6 +256,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f"{', '.join(run.label for run in completed)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
+
+
+def weights_as_checkpoints(args: argparse.Namespace, runs: list[RunCheckpoints], folder: Path) -> list[RunCheckpoints]:
+    """``runs`` with each bare weights file turned into a checkpoint in ``folder`` (the network of
+    ``--arch`` for ``--data``; ``runs`` as they are without ``--arch``). When there is one,
+    ``args.data`` keeps only its split: the weights' dataset is their own data, and train.py runs
+    are probed on theirs.
+
+    Raises:
+        ConfigError: bad --arch-kwargs / --data-kwargs, or a file that cannot be probed.
+    """
+    if args.arch is None:
+        if args.arch_kwargs is not None or args.data_kwargs is not None:
+            raise ConfigError("--arch-kwargs and --data-kwargs describe weights files: give --arch NAME too")
+        return runs
+    from attnconv_pl.offline.data_choice import DataChoice
+    from attnconv_pl.offline.weights import WeightsModel, parse_mapping, weights_runs
+
+    choice = DataChoice.parse(args.data, args.data_dir)
+    model = WeightsModel(args.arch, choice, parse_mapping(args.arch_kwargs, "--arch-kwargs"),
+                         parse_mapping(args.data_kwargs, "--data-kwargs"))
+    converted = weights_runs(runs, model, folder)
+    if converted != runs and choice.dataset is not None:
+        args.data = choice.split
+    return converted
 
 
 def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], labels: list[str], completed: list,
@@ -272,7 +316,7 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
         for run, label in zip(runs, labels):
             bar.set_postfix_str(f"{label}: loading data and model")
             prober = RunProber.open(run, analyses=checkpoint_analyses, probe_overrides=overrides["dynamics"],
-                                    choice=choice, device=device, probe_sets=probe_sets)
+                                    choice=choice, device=device, probe_sets=probe_sets, trusted_arch=args.arch)
             run_outcomes = []
             for path in run.checkpoints:
                 bar.set_postfix_str(f"{label}: {path.name} ({len(prober.layers)} layers)")
@@ -295,9 +339,9 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
     if args.wandb:
         from attnconv_pl.reports.wandb_report import log_report
 
-        wandb_dir = log_report(args.out, completed, figures, name=f"probe/{args.out.name}")
-        print(f"W&B:     {wandb_dir}" + (f"\n  upload with: wandb sync {wandb_dir}"
-                                         if wandb_dir.name.startswith("offline-") else ""))
+        for wandb_dir in log_report(args.out, completed, figures, name=f"probe/{args.out.name}"):
+            print(f"W&B:     {wandb_dir}" + (f"\n  upload with: wandb sync {wandb_dir}"
+                                             if wandb_dir.name.startswith("offline-") else ""))
 
 
 def selected_analyses(args: argparse.Namespace) -> set[str]:

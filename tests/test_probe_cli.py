@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from attnconv_pl.analyses.training_records import read_metrics, training_records
-from train_helpers import EVERY_EPOCH, check_ok, read_numbers, run_probe, run_train
+from train_helpers import EVERY_EPOCH, REPO, check_ok, read_numbers, run_probe, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -79,13 +79,15 @@ def test_two_runs_are_compared_in_one_report_with_every_figure(attention_run, co
     numbers = {run: read_numbers(tmp_path / "dynamics.csv", run=run) for run in ("default/attn", "default/conv")}
     metrics = {metric for run in numbers.values() for _, layer, metric in run if layer}
     figures = {path.name for path in (tmp_path / "figures").glob("*.png")}
-    assert figures == {"comparison.png", "persistence_default_attn.png", "persistence_default_conv.png",
-                       *(f"{kind}_{metric}.png" for kind in ("depth", "epochs") for metric in metrics)}
+    depth = {f"depth_{family}_{group}.png" for family in ("compactness", "stability", "next", "drift", "topology")
+             for group in ("attention_net", "conv_net")}
+    assert figures == {"training_curves.png", "comparison.png", "persistence_default_attn.png",
+                       "persistence_default_conv.png", *depth, *(f"epochs_{metric}.png" for metric in metrics)}
     page = (tmp_path / "report.html").read_text()
     positions = {name: page.find(base64.b64encode((tmp_path / "figures" / name).read_bytes()).decode())
                  for name in figures}
     assert min(positions.values()) >= 0, "a figure is missing from report.html"
-    assert min(positions, key=positions.get) == "comparison.png"
+    assert min(positions, key=positions.get) == "training_curves.png"
     assert "attention_net" in page and "conv_net" in page
     markdown = (tmp_path / "report.md").read_text()
     assert all(f"figures/{name}" in markdown for name in figures)
@@ -248,3 +250,90 @@ def test_single_node_on_another_dataset_is_refused_before_loading(attention_run,
 def test_an_unknown_analysis_is_refused(attention_run, tmp_path):
     result = run_probe(attention_run, "--out", tmp_path, "--analyses", "stiffnes")
     assert result.returncode == 2 and "invalid choice: 'stiffnes'" in result.stderr
+
+
+# Your own models: timm models and import paths, trained and probed; bare weights files.
+
+EXTERNAL_NETS = REPO / "tests" / "models"
+"""Folder of ``external_nets.py``, the networks built by import path (put on PYTHONPATH)."""
+TINY_VIT = ("--model.init_args.arch", "timm:vit_tiny_patch16_224",
+            "--model.init_args.arch_kwargs", "{patch_size: 4, embed_dim: 32, depth: 2, num_heads: 2}")
+ONE_EPOCH = ("--trainer.max_epochs", "1", "--dynamics.probe_size", "100", "--trainer.logger", "false", *EVERY_EPOCH)
+
+
+def test_a_timm_model_trains_and_probe_py_reproduces_its_numbers(runs_dir, tmp_path):
+    check_ok(run_train("--run_id", "timm_vit", *TINY_VIT, *ONE_EPOCH, runs_dir=runs_dir))
+    run = runs_dir / "default" / "timm_vit"
+    logged = read_numbers(run / "dynamics.csv")
+    assert {layer for _, layer, _ in logged} == {"", "blocks.0", "blocks.1", "head"}  # timm's feature info
+    check_ok(run_probe(run, "--out", tmp_path))
+    assert_same_numbers(read_numbers(tmp_path / "dynamics.csv", run="default/timm_vit"), logged)
+
+
+def test_an_import_path_model_trains_and_is_probed_only_when_the_user_names_it(runs_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(EXTERNAL_NETS))
+    arch = "external_nets:TinyConvNet"
+    check_ok(run_train("--run_id", "imported", "--model.init_args.arch", arch,
+                       "--model.init_args.arch_kwargs", "{width: 6}", *ONE_EPOCH, runs_dir=runs_dir))
+    run = runs_dir / "default" / "imported"
+    logged = read_numbers(run / "dynamics.csv")
+    assert {layer for _, layer, _ in logged} == {"", "conv1", "conv2", "head"}  # the class's probe_layers
+
+    refused = run_probe(run, "--out", tmp_path / "refused")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"never imports code named inside a file. If you trust that code, name it yourself: " \
+           f"probe.py ... --arch {arch}" in refused.stderr
+    check_ok(run_probe(run, "--out", tmp_path / "probed", "--arch", arch))
+    assert_same_numbers(read_numbers(tmp_path / "probed" / "dynamics.csv", run="default/imported"), logged)
+
+
+@pytest.fixture(scope="module")
+def weights_files(attention_run, tmp_path_factory):
+    """The network weights of the attention run's epoch-2 checkpoint, saved bare in both formats."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("weights")
+    checkpoint = torch.load(attention_run / "checkpoints" / "epoch=002.ckpt", map_location="cpu", weights_only=True)
+    weights = {key.removeprefix("model."): value for key, value in checkpoint["state_dict"].items()}
+    torch.save(weights, folder / "attention.pth")
+    save_file(weights, folder / "attention.safetensors")
+    return folder
+
+
+@pytest.mark.parametrize("name", ["attention.pth", "attention.safetensors"])
+def test_a_bare_weights_file_gives_the_numbers_of_its_checkpoint(attention_run, weights_files, name, tmp_path):
+    """The same network and probe set as the run's epoch 2: every number but drift (a file alone has
+    no earlier epoch) equals the logged one; the file is probed as epoch 0, on digits as its own data."""
+    check_ok(run_probe(weights_files / name, "--out", tmp_path, "--arch", "attention_net", "--arch-kwargs",
+                       "{dim: 64}", "--data", "digits", "--probe-size", "100"))
+    probed = {(layer, metric): value for (epoch, layer, metric), value
+              in read_numbers(tmp_path / "dynamics.csv", run=name.split(".")[0]).items()}
+    logged = {(epoch, layer, metric): value for (epoch, layer, metric), value
+              in read_numbers(attention_run / "dynamics.csv").items() if epoch == 2 and not metric.startswith("drift_")}
+    assert_same_numbers({(0, *key): value for key, value in probed.items()},
+                        {(0, layer, metric): value for (_, layer, metric), value in logged.items()})
+    (run,) = json.loads((tmp_path / "summary.json").read_text())["runs"]
+    assert run["last_epoch_metrics"]  # probed on its own data: the probe-set accuracy is known
+
+
+def test_bad_weights_files_give_one_clear_message(weights_files, tmp_path):
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes((weights_files / "attention.safetensors").read_bytes()[:200])
+    cases = {
+        "corrupt file": ([truncated, "--arch", "attention_net", "--data", "digits"],
+                         "is not a readable .safetensors file"),
+        "weights of another network": ([weights_files / "attention.pth", "--arch", "conv_net", "--data", "digits"],
+                                       "do not fit --arch conv_net with --arch-kwargs {} for 10 classes of 1x16x16 "
+                                       "images (--data digits): missing mixer."),
+        "another width": ([weights_files / "attention.pth", "--arch", "attention_net", "--data", "digits"],
+                          "mixer.norm.bias has shape (64,), the model (128,)"),
+        "no dataset": ([weights_files / "attention.pth", "--arch", "attention_net"], "name the dataset with --data"),
+        "unknown arch": ([weights_files / "attention.pth", "--arch", "timm:no_such_net", "--data", "digits"],
+                         "timm has no model 'no_such_net'"),
+        "options without --arch": ([weights_files / "attention.pth", "--arch-kwargs", "{dim: 64}"],
+                                   "give --arch NAME too"),
+    }
+    for case, (arguments, expected) in cases.items():
+        result = run_probe(*arguments, "--out", tmp_path / "out")
+        assert result.returncode == 2, case
+        assert expected in result.stderr and "Traceback" not in result.stderr, (case, result.stderr)

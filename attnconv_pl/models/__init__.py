@@ -3,6 +3,9 @@
 Importing this package registers every model; ``list_models()`` names them. Each built model
 has ``feature_info``, its probe points (:class:`ProbePoint`: module, kind, width, reduction,
 tokens, extras) in forward order, and ``probe_layers``, their module names.
+
+``create_model("timm:NAME", ...)`` builds any timm model without weights and
+``create_model("package.module:Name", ...)`` your own class (:mod:`.external`).
 """
 
 from . import attention_conv, cct, cifar_resnet, resnet, vit

@@ -5,6 +5,9 @@ decorated with :func:`register_model`; the function's name is the model's name. 
 factory returns carries ``feature_info``, its probe points in forward order (a list of
 :class:`~attnconv_pl.models._features.ProbePoint`), and ``probe_layers``, their module names,
 both set by ``attach_feature_info``. :func:`create_model` checks the description.
+
+A name with a colon is not registered: ``timm:NAME`` (any timm model, without weights) or an
+import path ``package.module:Name`` (your own model); :mod:`.external` builds those.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch import nn
 from attnconv_pl.errors import ConfigError
 
 from ._features import KINDS, ProbePoint, probe_layers
+from .external import create_external_model, is_external
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -54,7 +58,8 @@ def create_model(
     """Build the registered model ``name`` for images of ``in_chans`` x ``img_size`` x ``img_size``.
 
     Args:
-        name: a name from :func:`list_models`.
+        name: a name from :func:`list_models`, ``timm:NAME`` or ``package.module:Name`` (see
+            :mod:`.external`).
         num_classes: width of the output logits, shape (batch, num_classes).
         in_chans: input channels (1 for grey-scale digits, 3 for RGB).
         img_size: input height and width in pixels.
@@ -62,14 +67,21 @@ def create_model(
 
     Returns:
         The model, with ``model.feature_info`` (its probe points in forward order) and
-        ``model.probe_layers`` (their module names).
+        ``model.probe_layers`` (their module names); a timm or imported model has them when it
+        describes its features.
 
     Raises:
-        ConfigError: ``name`` is not registered (the message lists the known names).
+        ConfigError: ``name`` is not registered (the message lists the known names), or a
+            timm or imported model cannot be built (see :func:`.external.create_external_model`).
         TypeError: a keyword in ``kwargs`` is not an option of this model.
         TypeError, ValueError: the factory's model describes its probe points wrongly (a bug
             in the factory; see ``_check_feature_info``).
     """
+    if is_external(name):
+        model = create_external_model(name, num_classes=num_classes, in_chans=in_chans, img_size=img_size, **kwargs)
+        if hasattr(model, "feature_info") and hasattr(model, "probe_layers"):
+            _check_feature_info(name, model)
+        return model
     factory = _MODEL_FACTORIES.get(name)
     if factory is None:
         raise ConfigError(_unknown_model_message(name))
@@ -114,7 +126,8 @@ def _unknown_model_message(name: str) -> str:
     known = list_models()
     close = difflib.get_close_matches(name, known, n=3)
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-    return f"unknown model '{name}'.{hint} Known models are: {', '.join(known)}."
+    return (f"unknown model '{name}'.{hint} Known models are: {', '.join(known)}; or give any timm model as "
+            "timm:NAME, or your own as an import path package.module:Name.")
 
 
 def _check_feature_info(name: str, model: nn.Module) -> None:

@@ -8,7 +8,9 @@ once; reading a checkpoint imports torch when first needed.
 Nothing read from a checkpoint or a run directory is imported or called by name: checkpoints are
 loaded with ``torch.load(weights_only=True)``, the model is always ``ClassifierModule``, the data
 module one of the registered ones (looked up, not imported), and their stored arguments must be
-plain values (:func:`check_plain`).
+plain values (:func:`check_plain`). A network built from an import path (``arch:
+package.module:Name``) is built only when the user names that same path (``trusted_arch``,
+``probe.py --arch``); a ``timm:NAME`` network is looked up in timm's registry, without weights.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from attnconv_pl.errors import ProbeInputError
+from attnconv_pl.errors import ConfigError, ProbeInputError
 
 CHECKPOINTS_FOLDER = "checkpoints"
 EPOCH_CHECKPOINT = re.compile(r"^epoch=(\d+)\.ckpt$")
 """Names of the numbered checkpoints of ``callbacks.EpochCheckpoint`` (NNN = completed epochs)."""
 ZIP_MAGIC = b"PK\x03\x04"
 """First bytes of every checkpoint ``torch.save`` writes (a zip archive)."""
+TRAIN_CHECKPOINT = "a .ckpt file written by train.py (runs/<experiment>/<run_id>/checkpoints/epoch=NNN.ckpt)"
+"""What :func:`read_checkpoint` expects, for its messages."""
 RUN_CONFIG = "config.yaml"
 MODEL_CLASS_PATH = "attnconv_pl.module.ClassifierModule"
 """The one model class a checkpoint may name (LightningCLI's ``hyper_parameters["_class_path"]``)."""
@@ -137,31 +141,44 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         ProbeInputError: the file is not a PyTorch checkpoint, is truncated or corrupted, or
             lacks the model's weights and hyper-parameters.
     """
-    import torch
-
-    with path.open("rb") as handle:
-        magic = handle.read(len(ZIP_MAGIC))
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ProbeInputError(
-            f"{path} holds Python objects that a safe load (torch.load(weights_only=True)) refuses: "
-            f"{first_sentence(error)}; checkpoints written by train.py hold only tensors and plain values") from error
-    except Exception as error:  # noqa: BLE001 - torch.load raises many types for bad files
-        if magic != ZIP_MAGIC:
-            raise ProbeInputError(
-                f"{path} is not a PyTorch checkpoint (not the zip archive torch.save writes); give a .ckpt file "
-                "written by train.py (runs/<experiment>/<run_id>/checkpoints/epoch=NNN.ckpt)") from error
-        raise ProbeInputError(
-            f"{path} is truncated or corrupted (torch.load: {first_sentence(error)}); copy it again, or probe "
-            "another checkpoint of the run") from error
+    checkpoint = load_torch_file(path, TRAIN_CHECKPOINT)
     missing = [key for key in ("state_dict", "hyper_parameters") if key not in checkpoint] \
         if isinstance(checkpoint, dict) else ["state_dict", "hyper_parameters"]
     if missing:
         raise ProbeInputError(
             f"{path} is a PyTorch file but not a checkpoint of train.py (it has no {' and no '.join(missing)}); "
-            "give a checkpoint written by train.py")
+            "give a checkpoint written by train.py, or probe a bare state dict with --arch NAME --data NAME")
     return checkpoint
+
+
+def load_torch_file(path: Path, expected: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU: tensors and plain Python values only.
+
+    Args:
+        path: the file.
+        expected: what the file should be, for the messages (e.g. :data:`TRAIN_CHECKPOINT`).
+
+    Raises:
+        ProbeInputError: the file holds other Python objects, is not a file ``torch.save``
+            writes, or is truncated or corrupted.
+    """
+    import torch
+
+    with path.open("rb") as handle:
+        magic = handle.read(len(ZIP_MAGIC))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ProbeInputError(
+            f"{path} holds Python objects that a safe load (torch.load(weights_only=True)) refuses: "
+            f"{first_sentence(error)}; give {expected}, holding only tensors and plain values") from error
+    except Exception as error:  # noqa: BLE001 - torch.load raises many types for bad files
+        if magic != ZIP_MAGIC:
+            raise ProbeInputError(f"{path} is not a PyTorch checkpoint (not the zip archive torch.save writes); "
+                                  f"give {expected}") from error
+        raise ProbeInputError(
+            f"{path} is truncated or corrupted (torch.load: {first_sentence(error)}); copy it again, or give "
+            f"another file") from error
 
 
 def first_sentence(error: BaseException) -> str:
@@ -180,12 +197,20 @@ def checkpoint_epoch(path: Path, checkpoint: dict[str, Any]) -> int:
     return int(checkpoint.get("epoch", 0)) + 1 if int(checkpoint.get("global_step", 0)) > 0 else 0
 
 
-def model_hyperparameters(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The ``ClassifierModule`` arguments saved in a checkpoint (LightningCLI's ``_*`` keys dropped).
+def model_hyperparameters(checkpoint: dict[str, Any], path: Path, trusted_arch: Optional[str] = None) -> dict[str, Any]:
+    """The ``ClassifierModule`` arguments saved in a checkpoint (LightningCLI's ``_*`` keys dropped;
+    a timm network's ``checkpoint_path`` option too: the checkpoint holds the weights).
+
+    Args:
+        checkpoint: the checkpoint's content (:func:`read_checkpoint`).
+        path: its file, for messages.
+        trusted_arch: an import path ``package.module:Name`` the user named; a checkpoint whose
+            ``arch`` is an import path is accepted only when it is this one.
 
     Raises:
-        ProbeInputError: the checkpoint names another model class (``_class_path``) or holds
-            arguments that are not plain values (:func:`check_plain`).
+        ProbeInputError: the checkpoint names another model class (``_class_path``), holds
+            arguments that are not plain values (:func:`check_plain`), or names an import path
+            other than ``trusted_arch``.
     """
     saved = checkpoint["hyper_parameters"]
     if not isinstance(saved, dict):
@@ -198,22 +223,40 @@ def model_hyperparameters(checkpoint: dict[str, Any], path: Path) -> dict[str, A
             f"{MODEL_CLASS_PATH}. Probe a checkpoint written by train.py")
     arguments = {key: value for key, value in saved.items() if not str(key).startswith("_")}
     check_plain(arguments, "hyper_parameters", path)
+    from attnconv_pl.models.external import is_external, is_import_path
+
+    arch = arguments.get("arch")
+    if isinstance(arch, str) and is_import_path(arch) and arch != trusted_arch:
+        raise ProbeInputError(
+            f"{path} holds a model built by {arch!r}, code imported from a module; probe.py never imports code "
+            f"named inside a file. If you trust that code, name it yourself: probe.py ... --arch {arch}")
+    if isinstance(arch, str) and is_external(arch) and isinstance(arguments.get("arch_kwargs"), dict):
+        arguments["arch_kwargs"] = {key: value for key, value in arguments["arch_kwargs"].items()
+                                    if key != "checkpoint_path"}
     return arguments
 
 
-def build_module(checkpoint: dict[str, Any], path: Path):
+def build_module(checkpoint: dict[str, Any], path: Path, trusted_arch: Optional[str] = None):
     """A ``ClassifierModule`` built from a checkpoint's hyper-parameters, holding its weights.
+
+    Args:
+        checkpoint: the checkpoint's content (:func:`read_checkpoint`).
+        path: its file, for messages.
+        trusted_arch: the import path the user named (see :func:`model_hyperparameters`).
 
     Raises:
         ProbeInputError: the checkpoint names another model class or holds arguments that are
-            not plain values, this version cannot build the model (unknown architecture or
-            option), or the checkpoint's weights do not fit the model it builds.
+            not plain values, names an import path other than ``trusted_arch``, this version
+            cannot build the model (unknown architecture or option), or the checkpoint's weights
+            do not fit the model it builds.
     """
     from attnconv_pl.module import ClassifierModule
 
-    hyperparameters = model_hyperparameters(checkpoint, path)
+    hyperparameters = model_hyperparameters(checkpoint, path, trusted_arch)
     try:
         module = ClassifierModule(**hyperparameters)
+    except ConfigError as error:
+        raise ProbeInputError(f"{path}: {error}") from error
     except (TypeError, ValueError) as error:
         raise ProbeInputError(
             f"{path} holds a model this version cannot build (arch {hyperparameters.get('arch')!r}: {error}). "
@@ -236,6 +279,20 @@ def load_weights(module, checkpoint: dict[str, Any], path: Path) -> None:
             f"the weights in {path} do not fit the model this version builds for it "
             f"(arch {module.hparams.get('arch')!r}): {details}. Probe it with the attnconv-pl version "
             "that trained it") from error
+
+
+def weight_differences(expected: dict[str, Any], saved: dict[str, Any], shown: int = 5) -> str:
+    """What keeps the tensors ``saved`` from loading into a model whose state dict is ``expected``
+    (both ``{name: tensor}``): missing and unexpected names and other shapes, the first ``shown``
+    of them and a count of the rest; "" when they fit."""
+    shapes = {name: tuple(tensor.shape) for name, tensor in saved.items()}
+    wanted = {name: tuple(tensor.shape) for name, tensor in expected.items()}
+    differences = [f"missing {name}" for name in wanted if name not in shapes]
+    differences += [f"unexpected {name}" for name in shapes if name not in wanted]
+    differences += [f"{name} has shape {shapes[name]}, the model {wanted[name]}"
+                    for name in wanted if name in shapes and shapes[name] != wanted[name]]
+    more = f"; and {len(differences) - shown} more" if len(differences) > shown else ""
+    return "; ".join(differences[:shown]) + more
 
 
 def callback_state(checkpoint: dict[str, Any], callback: str = "FeatureDynamics") -> dict[str, Any]:

@@ -122,6 +122,27 @@ def build_datamodule(class_path: str, init_args: dict[str, Any], choice: DataCho
     return datamodule
 
 
+def named_datamodule(name: str, data_kwargs: dict[str, Any],
+                     data_dir: Optional[str]) -> tuple[ClassificationDataModule, dict[str, Any]]:
+    """The registered dataset ``name`` built with ``data_kwargs`` (e.g. ``{"image_size": 32}``) and
+    ``data_dir``, never downloading (the data a bare weights file is probed on), and the arguments
+    it was built with.
+
+    Raises:
+        ProbeInputError: ``data_kwargs`` are not options of that data module, or it cannot be built.
+    """
+    parameters = inspect.signature(DATAMODULES[name].__init__).parameters
+    fixed = {key: value for key, value in {"download": False, "data_dir": data_dir}.items()
+             if key in parameters and value is not None}
+    init_args = {**data_kwargs, **fixed}
+    try:
+        return create_datamodule(name, **init_args), init_args
+    except (TypeError, ValueError) as error:
+        options = ", ".join(key for key in parameters if key not in ("self", "download"))
+        raise ProbeInputError(f"--data {name} with --data-kwargs {data_kwargs}: {error}; its options are: "
+                              f"{options}") from error
+
+
 def dataset_name(datamodule: ClassificationDataModule) -> str:
     """The registry name of a data module (``digits``, ``cifar10``, ...), else its class name."""
     names = {cls: name for name, cls in DATAMODULES.items()}

@@ -129,7 +129,7 @@ class RunProber:
     @classmethod
     def open(cls, run: RunCheckpoints, *, analyses: dict[str, dict[str, Any]], choice: DataChoice,
              device: torch.device, probe_overrides: Optional[dict[str, Any]] = None,
-             probe_sets: Optional[dict[str, ProbeSet]] = None) -> RunProber:
+             probe_sets: Optional[dict[str, ProbeSet]] = None, trusted_arch: Optional[str] = None) -> RunProber:
         """Read the run's first checkpoint and build its analyses.
 
         Args:
@@ -142,6 +142,8 @@ class RunProber:
                 (seed, batch size, ...), whether dynamics runs or not.
             probe_sets: input sets already loaded for earlier runs, by data settings; those this
                 run needs are taken from it or added to it.
+            trusted_arch: the import path ``package.module:Name`` the user named (``--arch``):
+                a checkpoint of a network built by it may be probed (see ``build_module``).
 
         Raises:
             ProbeInputError: any input problem (checkpoint, settings, layers, data, a model
@@ -150,7 +152,7 @@ class RunProber:
         opened = time.perf_counter()
         path = run.checkpoints[0]
         checkpoint = read_checkpoint(path)
-        module = build_module(checkpoint, path)
+        module = build_module(checkpoint, path, trusted_arch)
         model_seconds = time.perf_counter() - opened
         run_config = read_run_config(run.run_dir)
         source = run.run_dir or path

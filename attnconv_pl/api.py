@@ -1,0 +1,204 @@
+"""Probe any network from Python, and read a run's tables: the notebook API.
+
+    import attnconv_pl as ac
+    rows = ac.probe_model(model, images, labels, layers=["blocks.*"])        # the analyses' numbers
+    frame = pandas.DataFrame(rows)                                           # analysis,layer,metric,value
+    dynamics = ac.load_dynamics("runs/default/RUN")                          # dynamics.csv as a DataFrame
+    metrics = ac.load_metrics("runs/default/RUN")                            # metrics.csv as a DataFrame
+
+:func:`probe_model` runs the analyses exactly as ``probe.py`` runs them on one checkpoint
+(:meth:`~attnconv_pl.analyses.base.Analysis.probe_checkpoint`): the same capture, settings and
+maths, so its numbers are those ``probe.py`` and the training callbacks compute for a network with
+those weights on that probe set. :func:`load_dynamics` and :func:`load_metrics` need pandas
+(``pip install "attnconv-pl[pandas]"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
+
+import torch
+from torch import Tensor, nn
+
+from attnconv_pl.analyses import Analysis, list_analyses, load_analysis
+from attnconv_pl.analyses.base import CheckpointInputs, LabelledInputs, settings_from
+from attnconv_pl.capture.probe_set import select_probe_indices
+from attnconv_pl.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas
+
+DYNAMICS_FILE = "dynamics.csv"
+METRICS_FILE = "metrics.csv"
+TENSOR_DATASET = "tensors"
+"""The dataset name of a probe set given as tensors."""
+
+
+class ProbeRow(NamedTuple):
+    """One number of :func:`probe_model`: ``metric`` of ``layer`` (``""`` for a number of the whole
+    network) computed by ``analysis``; the rows of ``dynamics.csv`` without the epoch."""
+
+    analysis: str
+    layer: str
+    metric: str
+    value: float
+
+
+def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Optional[Sequence[str]] = None,
+                analyses: Sequence[str] = ("dynamics",), settings: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                device: str | torch.device = "cpu", epoch: int = 0) -> list[ProbeRow]:
+    """Run ``analyses`` on ``model`` with the probe set ``inputs``, as ``probe.py`` does on a checkpoint.
+
+    The probe set is ``settings["dynamics"]["probe_size"]`` inputs (default 1000; all of them
+    when fewer) drawn by its ``seed`` (default 0), as training draws it from a split. The model
+    runs in eval mode on ``device`` in float32 (its mode is restored afterwards). Drift needs
+    earlier epochs, so one call gives no ``drift_*`` numbers.
+
+    Args:
+        model: any network taking ``inputs`` (N, ...) in batches and returning logits (B, classes).
+        inputs: the probe inputs (N, ...), preprocessed as the model expects (e.g. normalised).
+        labels: their integer classes (N,), used by analyses that read labels (``single_node``,
+            ``robustness``) and for ``probe_accuracy``.
+        layers: names or glob patterns over ``model.named_modules()`` for ``dynamics``; default
+            the model's ``probe_layers`` (models of ``attnconv_pl.models.create_model`` have them).
+        analyses: names among ``dynamics``, ``single_node`` and ``stiffness`` (the analyses whose
+            numbers are rows of ``dynamics.csv``; ``robustness`` runs but gives no rows: its
+            accuracies go to ``probe.py``'s ``summary.json``).
+        settings: per analysis, fields of its settings dataclass replacing the defaults, e.g.
+            ``{"dynamics": {"probe_size": 500, "topology": False}}`` (see ``DynamicsSettings``).
+        device: where the model runs.
+        epoch: the epoch the numbers are labelled with (0 = at initialisation); analyses with an
+            epoch schedule (``stiffness``) use it.
+
+    Returns:
+        One :class:`ProbeRow` per number, analysis by analysis in the order of ``analyses``,
+        then per layer in depth order (as in ``dynamics.csv``); ``pandas.DataFrame(rows)`` makes a
+        table of them.
+
+    Raises:
+        ConfigError: an unknown analysis or setting, an analysis that does not run on a network
+            (``training_records`` reads a run's files), inputs and labels of different lengths,
+            no layers to probe, or a network without what an analysis needs.
+    """
+    if len(inputs) != len(labels):
+        raise ConfigError(f"inputs has {len(inputs)} items but labels {len(labels)}; give one label per input")
+    settings = dict(settings or {})
+    if layers is not None:
+        settings["dynamics"] = {**settings.get("dynamics", {}), "layers": list(layers)}
+    probe_settings = _settings("dynamics", settings)
+    if "dynamics" in analyses and probe_settings.layers is None and not hasattr(model, "probe_layers"):
+        raise ConfigError(f"{type(model).__name__} declares no probe_layers; name the layers to probe, "
+                          "e.g. layers=['blocks.*'] (names from model.named_modules())")
+    built = [_analysis(name, probe_settings if name == "dynamics" else _settings(name, settings), model)
+             for name in analyses]
+    device = torch.device(device)
+    probe_sets: dict[tuple[int, int], LabelledInputs] = {}
+
+    def probe_set(size: int, seed: int) -> LabelledInputs:
+        if (size, seed) not in probe_sets:
+            indices = select_probe_indices(len(inputs), size, seed)
+            probe_sets[size, seed] = LabelledInputs(inputs[indices].float().cpu(), labels[indices].cpu(), indices,
+                                                    TENSOR_DATASET, "given", own_data=True)
+        return probe_sets[size, seed]
+
+    training = model.training
+    model.to(device).eval()
+    rows: list[ProbeRow] = []
+    try:
+        for analysis in built:
+            seed = getattr(analysis.settings, "seed", probe_settings.seed)
+            checkpoint = CheckpointInputs(
+                epoch=epoch, model=model, device=device, autocast=None, seed=seed,
+                batch_size=getattr(analysis.settings, "batch_size", probe_settings.batch_size), max_epochs=None,
+                inputs=lambda split, size, seed=seed: probe_set(size, seed))
+            result = analysis.probe_checkpoint(checkpoint)
+            rows += [ProbeRow(analysis.name, layer, metric, value) for _, layer, metric, value in result.rows()]
+    finally:
+        model.train(training)
+    return rows
+
+
+def _settings(name: str, settings: Mapping[str, Mapping[str, Any]]) -> Any:
+    """The settings dataclass of analysis ``name`` with the fields ``settings[name]`` gives.
+
+    Raises:
+        ConfigError: unknown analysis, unknown field or invalid value.
+    """
+    if name not in list_analyses():
+        raise ConfigError(f"unknown analysis {name!r}; analyses are: {', '.join(list_analyses())}")
+    settings_type = load_analysis(name).settings_type
+    given = dict(settings.get(name) or {})
+    unknown = sorted(set(given) - set(settings_type.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"{name} has no setting(s) {', '.join(unknown)}; its settings are: "
+                          f"{', '.join(settings_type.__dataclass_fields__)}")
+    try:
+        return settings_from(settings_type, given)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{name} settings {given}: {error}") from error
+
+
+def _analysis(name: str, settings: Any, model: nn.Module) -> Analysis:
+    """Analysis ``name`` of ``model``.
+
+    Raises:
+        ConfigError: it does not run on a network, or the network lacks what it needs.
+    """
+    runner = load_analysis(name)
+    if runner.probe_checkpoint is Analysis.probe_checkpoint:
+        raise ConfigError(f"the {name} analysis reads a run's files, not a network; read them with "
+                          "load_metrics(run_dir)")
+    try:
+        return runner.for_model(settings, model)
+    except ValueError as error:
+        raise ConfigError(f"analysis {name}: {error}") from error
+
+
+def load_dynamics(run: str | Path) -> pandas.DataFrame:
+    """A run's ``dynamics.csv`` (or a report's, or any such file) as a DataFrame: columns
+    ``epoch`` (int: completed epochs, 0 = at initialisation), ``layer`` (``""`` for numbers of the
+    whole network), ``metric``, ``value`` (float, NaN where a probe failed), and ``run`` first in
+    a ``probe.py`` report's file.
+
+    Args:
+        run: a run directory (``runs/<experiment>/<run_id>``), a report folder, or the CSV itself.
+
+    Raises:
+        ImportError: pandas is not installed.
+        ConfigError: there is no such file.
+    """
+    return _read_table(run, DYNAMICS_FILE, {"layer": str, "metric": str, "run": str}, keep_empty=True)
+
+
+def load_metrics(run: str | Path) -> pandas.DataFrame:
+    """A run's ``metrics.csv`` as a DataFrame: one row per completed epoch, columns ``epoch``,
+    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``val_acc_top5``, ``epoch_seconds``
+    (floats, NaN where an epoch had no validation; see the README's "Training records").
+
+    Args:
+        run: a run directory or the CSV itself.
+
+    Raises:
+        ImportError: pandas is not installed.
+        ConfigError: there is no such file.
+    """
+    return _read_table(run, METRICS_FILE, {}, keep_empty=False)
+
+
+def _read_table(run: str | Path, name: str, text_columns: dict[str, type], keep_empty: bool) -> pandas.DataFrame:
+    """``run/name`` (or ``run`` itself when it is a file) read by pandas; ``text_columns`` stay
+    strings (``""`` for empty cells when ``keep_empty``)."""
+    try:
+        import pandas
+    except ImportError as error:
+        raise ImportError(f"reading {name} into a DataFrame needs pandas: pip install \"attnconv-pl[pandas]\" "
+                          "(or pip install pandas)") from error
+    path = Path(run)
+    path = path if path.is_file() else path / name
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; give a run directory (runs/<experiment>/<run_id>) or the {name} "
+                          "file itself")
+    return pandas.read_csv(path, dtype=text_columns, keep_default_na=not keep_empty,
+                           na_values=["nan", "NaN"] if keep_empty else None)
