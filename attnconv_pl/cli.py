@@ -9,15 +9,19 @@ from pathlib import Path
 from typing import Any, NoReturn, Optional, Sequence
 
 import lightning.pytorch as pl
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from attnconv_pl.atomic import atomic_write_text
+from attnconv_pl.console import silence_known_noise
 from attnconv_pl.offline.checkpoints import callback_state, read_checkpoint, run_dir_of
 from attnconv_pl.data import ClassificationDataModule
 from attnconv_pl.errors import ConfigError, check_creatable_dir
 from attnconv_pl.run_lock import acquire_run_lock, is_launching_process
+from attnconv_pl.wandb_run import wandb_id_of_run
 from callbacks import EpochCheckpoint, EpochMetrics, EpochSeeding, FeatureDynamics, SingleNodeProbing, StiffnessProbing
 from callbacks._probing import ProbingCallback
 
@@ -49,11 +53,13 @@ class TrainArgumentParser(LightningArgumentParser):
 
 
 class RunConfigSaver(SaveConfigCallback):
-    """Write the resolved config to ``<run_dir>/config.yaml`` (atomically, rank zero only).
+    """Write the resolved config to ``<run_dir>/config.yaml`` (atomically) and log it, every
+    section, as the hyper-parameters of each logger (the W&B run's config); rank zero only.
 
     Paths that mean "this run directory" (``trainer.default_root_dir`` and a logger's
     ``save_dir`` pointing into it) are stored as null, so a run directory that was moved or
-    copied is resumed in its new place.
+    copied is resumed in its new place; so are the W&B settings each launch derives
+    (:func:`_configure_wandb_logger`), so the config reruns as a new run with its own W&B run.
     """
 
     @override
@@ -65,7 +71,12 @@ class RunConfigSaver(SaveConfigCallback):
         for logger in _logger_configs(config.trainer.logger):
             if logger.init_args.get("save_dir") == run_dir:
                 logger.init_args.save_dir = None
-        atomic_write_text(Path(run_dir) / self.config_filename, self.parser.dump(config, skip_none=False))
+            if _is_wandb(logger):
+                _forget_derived_wandb_args(logger.init_args, Path(run_dir), config)
+        text = self.parser.dump(config, skip_none=False)
+        atomic_write_text(Path(run_dir) / self.config_filename, text)
+        for logger in trainer.loggers:
+            logger.log_hyperparams(yaml.safe_load(text))
 
 
 class TrainCLI(LightningCLI):
@@ -76,7 +87,9 @@ class TrainCLI(LightningCLI):
     directory), the ``checkpoint`` section (:class:`callbacks.EpochCheckpoint`), ``metrics.csv`` in every
     run (:class:`callbacks.EpochMetrics`, no options), and links the data
     module's ``num_classes``, ``in_chans`` and ``image_size`` into the model. The ``dynamics``
-    section configures :class:`callbacks.FeatureDynamics`.
+    section configures :class:`callbacks.FeatureDynamics`. A ``WandbLogger`` (the default logger)
+    logs every launch of a run directory to one W&B run (:mod:`attnconv_pl.wandb_run`), with the
+    whole config (:class:`RunConfigSaver`) and ``--wandb_group`` / ``--wandb_job_type``.
 
     The model is any LightningModule that takes ``num_classes``, ``in_chans`` and
     ``image_size`` (``model.class_path``; :data:`DEFAULT_MODEL`, the image classifier, when the
@@ -113,6 +126,12 @@ class TrainCLI(LightningCLI):
         parser.add_argument("--runs_dir", type=str, default="runs", help="Root of all run directories.")
         parser.add_argument("--ckpt_path", type=Optional[str], default=None,
                             help="Resume from this checkpoint (e.g. runs/EXP/RUN/checkpoints/last.ckpt).")
+        parser.add_argument("--wandb_group", type=Optional[str], default=None,
+                            help="W&B group of the run (a study passes its name), so that W&B's panels "
+                                 "compare its variants and seeds; ignored without a WandbLogger.")
+        parser.add_argument("--wandb_job_type", type=Optional[str], default=None,
+                            help="W&B job type of the run (a study passes the variant's name); "
+                                 "ignored without a WandbLogger.")
         # metrics and dynamics before checkpoint: the checkpoint of an epoch is written after that
         # epoch's metrics row and snapshot, and records its probes as done or pending (resume-safe)
         parser.add_lightning_class_args(EpochMetrics, "metrics")
@@ -134,13 +153,20 @@ class TrainCLI(LightningCLI):
                 f"<runs_dir>/<experiment>/<run_id>/checkpoints/ (last.ckpt resumes the latest epoch)."
             )
         check_max_epochs(config.trainer.max_epochs)
+        silence_known_noise(num_workers=(config.data.get("init_args") or {}).get("num_workers"))
         self.run_dir = (run_dir_to_resume(ckpt_path) if ckpt_path else None) or self._new_run_dir(config)
         check_creatable_dir(self.run_dir, "--runs_dir", "the root of the run directories")
         if is_launching_process():  # DDP workers write into the run directory of their launcher
             acquire_run_lock(self.run_dir)
         config.trainer.default_root_dir = str(self.run_dir)
-        for logger in _logger_configs(config.trainer.logger):
+        loggers = _logger_configs(config.trainer.logger)
+        for logger in loggers:
             _point_logger_at_run(logger, self.run_dir)
+        wandb_loggers = [logger for logger in loggers if _is_wandb(logger)]
+        for logger in wandb_loggers:
+            _configure_wandb_logger(logger.init_args, self.run_dir, config)
+        if not wandb_loggers and (config.wandb_group or config.wandb_job_type):
+            rank_zero_info("--wandb_group and --wandb_job_type are ignored: the run logs to no WandbLogger")
 
     def _new_run_dir(self, config: Namespace) -> Path:
         experiment = config.experiment or _config_stem(config) or "default"
@@ -213,10 +239,45 @@ def _logger_configs(logger: Any) -> list[Namespace]:
     return [entry for entry in entries if isinstance(entry, Namespace) and "init_args" in entry]
 
 
+def _is_wandb(logger: Namespace) -> bool:
+    return str(logger.class_path).endswith("WandbLogger")
+
+
 def _point_logger_at_run(logger: Namespace, run_dir: Path) -> None:
-    """Put a logger's files in the run directory and name its run after it (unless set)."""
+    """Put a logger's files in the run directory."""
     init_args = logger.init_args
     if init_args.get("save_dir") in (None, ".", "", "lightning_logs"):
         init_args.save_dir = str(run_dir)
-    if str(logger.class_path).endswith("WandbLogger") and not init_args.get("name"):
-        init_args.name = f"{run_dir.parent.name}/{run_dir.name}"
+
+
+def _wandb_run_name(run_dir: Path) -> str:
+    """The default name of a run directory's W&B run: ``<experiment>/<run_id>``."""
+    return f"{run_dir.parent.name}/{run_dir.name}"
+
+
+def _configure_wandb_logger(init_args: Namespace, run_dir: Path, config: Namespace) -> None:
+    """Name the W&B run after the run directory (unless named), give it the directory's W&B run
+    id (:func:`attnconv_pl.wandb_run.wandb_id_of_run`; set in the launching process, the only one
+    that logs) with ``resume="allow"`` (unless set), so every launch of the directory logs to one
+    W&B run, and the group and job type of ``--wandb_group`` / ``--wandb_job_type``."""
+    if not init_args.get("name"):
+        init_args.name = _wandb_run_name(run_dir)
+    if is_launching_process():
+        init_args.id = wandb_id_of_run(run_dir, init_args.get("id"))
+    if init_args.get("resume") is None:  # the parser fills wandb.init's resume=None over Lightning's "allow"
+        init_args.resume = "allow"
+    if config.wandb_group:
+        init_args.group = config.wandb_group
+    if config.wandb_job_type:
+        init_args.job_type = config.wandb_job_type
+
+
+def _forget_derived_wandb_args(init_args: Namespace, run_dir: Path, config: Namespace) -> None:
+    """Undo :func:`_configure_wandb_logger` in a config to be saved: the id is the run
+    directory's (``wandb_id``), the default name its path, group and job type the options'."""
+    init_args.id = None
+    if init_args.get("name") == _wandb_run_name(run_dir):
+        init_args.name = None
+    for key, option in (("group", config.wandb_group), ("job_type", config.wandb_job_type)):
+        if option and init_args.get(key) == option:
+            del init_args[key]

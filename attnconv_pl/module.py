@@ -56,12 +56,14 @@ def classification_step(module: pl.LightningModule, batch: tuple[torch.Tensor, t
                         stage: str) -> torch.Tensor:
     """The loss ``module.criterion(module(inputs), labels)`` of one batch, logged as
     ``<stage>/loss`` with the accuracies ``<stage>/acc`` and ``<stage>/acc_top5`` of
-    ``module.accuracy`` (:func:`accuracy_metrics`)."""
+    ``module.accuracy`` (:func:`accuracy_metrics`): epoch means over every process's inputs.
+    The training loss of each step is logged too, as ``train/loss_step`` (this process's batch)."""
     inputs, labels = batch
     logits = module(inputs)
     loss = module.criterion(logits, labels)
-    on_step = stage == "train"
-    module.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+    if stage == "train":
+        module.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+    module.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
     for name in ("acc", "acc_top5"):
         metric = module.accuracy[f"{stage}_{name}"] if f"{stage}_{name}" in module.accuracy else None
         if metric is not None:
@@ -75,7 +77,9 @@ class ClassifierModule(pl.LightningModule):
 
     Args:
         arch: registered model name (``attnconv_pl.models.list_models()``).
-        arch_kwargs: extra keyword arguments of that model's factory (widths, depth, ...).
+        arch_kwargs: extra keyword arguments of that model's factory (widths, depth, ...). On the
+            command line ``--model.init_args.arch_kwargs.KEY VALUE`` sets one key and keeps the
+            config's others; ``--model.init_args.arch_kwargs '{KEY: VALUE}'`` replaces the whole mapping.
         num_classes, in_chans, image_size: linked from the data module by ``train.py``.
         optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov, with ``momentum``).
         lr: peak learning rate, reached after ``warmup_epochs`` of linear warm-up, then decayed

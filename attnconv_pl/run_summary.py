@@ -1,4 +1,4 @@
-"""What a finished training run prints: where its files are and how to look at them."""
+"""What a finished training run prints: where its files are, how to look at them, what to do next."""
 
 from __future__ import annotations
 
@@ -9,17 +9,28 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from attnconv_pl.wandb_run import sync_command
+
+
+def started_wandb_loggers(trainer: pl.Trainer) -> list[WandbLogger]:
+    """The trainer's W&B loggers whose run was started."""
+    return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger) and logger._experiment is not None]
+
 
 def wandb_run_dir(trainer: pl.Trainer) -> Optional[Path]:
-    """The local folder of the W&B run (``.../wandb/offline-run-*`` or ``run-*``), if any."""
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            return Path(logger.experiment.dir).parent
-    return None
+    """The local folder of this launch's W&B run (``.../wandb/offline-run-*`` or ``run-*``), if any."""
+    loggers = started_wandb_loggers(trainer)
+    return Path(loggers[0].experiment.dir).parent if loggers else None
+
+
+def probe_command(run_dir: Path) -> str:
+    """The next step after training: ``probe.py`` on the run, its report in ``reports/<experiment>/<run_id>``."""
+    return f"python probe.py {run_dir} --out {Path('reports') / run_dir.parent.name / run_dir.name}"
 
 
 def summary_lines(trainer: pl.Trainer, run_dir: Path) -> list[str]:
-    """Human-readable lines naming the run directory, checkpoints, metrics and the W&B run."""
+    """Human-readable lines naming the run directory, checkpoints, metrics and the W&B run (with
+    the ``wandb sync`` command of every offline launch of it), then the next steps."""
     lines = [f"run directory: {run_dir}"]
     checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
     if checkpoints:
@@ -33,15 +44,22 @@ def summary_lines(trainer: pl.Trainer, run_dir: Path) -> list[str]:
     wandb_dir = wandb_run_dir(trainer)
     if wandb_dir is not None:
         if wandb_dir.name.startswith("offline-"):
+            run_id = started_wandb_loggers(trainer)[0].version
             lines.append(f"W&B (offline): {wandb_dir}")
-            lines.append(f"  upload with: wandb sync {wandb_dir}")
+            lines.append(f"  upload with: {sync_command(wandb_dir.parent, run_id)}")
         else:
             lines.append(f"W&B:           {wandb_dir} (online: see the run URL above)")
     lines.append(f"resume with:   python train.py --config {run_dir / 'config.yaml'} "
                  f"--ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}")
+    lines.append(f"next, probe:   {probe_command(run_dir)}")
     return lines
 
 
 @rank_zero_only
 def print_run_summary(trainer: pl.Trainer, run_dir: Path) -> None:
-    print("\n".join(["", *summary_lines(trainer, run_dir)]))
+    """Finish the W&B runs (so that W&B's own closing lines come first), then print
+    :func:`summary_lines`."""
+    lines = summary_lines(trainer, run_dir)
+    for logger in started_wandb_loggers(trainer):
+        logger.experiment.finish()
+    print("\n".join(["", *lines]))

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 
 from attnconv_pl.analyses.base import AnalysisResult
 from attnconv_pl.reports.diagrams import persistence_figure
+from attnconv_pl.wandb_run import EPOCH_AXIS
 
 
 def metric_key(layer: str, metric: str, prefix: str = "dynamics") -> str:
@@ -18,14 +19,15 @@ def metric_key(layer: str, metric: str, prefix: str = "dynamics") -> str:
 
 def log_to_wandb(run: Any, result: AnalysisResult, layers: Sequence[str]) -> None:
     """Log ``result`` to the W&B ``run``: every finite number under :func:`metric_key` with
-    ``epoch`` as its step metric (``define_metric``, so epoch-indexed points are never dropped
-    whatever the trainer's step), a ``dynamics/table`` of all numbers and, when diagrams were
-    computed, a ``dynamics/persistence`` figure."""
+    ``epoch`` (:data:`attnconv_pl.wandb_run.EPOCH_AXIS`, completed epochs, the axis of the
+    training and validation metrics too) as its step metric (``define_metric``, so
+    epoch-indexed points are never dropped whatever the trainer's step), a ``dynamics/table`` of
+    all numbers and, when diagrams were computed, a ``dynamics/persistence`` figure."""
     import wandb
 
-    run.define_metric("epoch")
-    run.define_metric("dynamics/*", step_metric="epoch")
-    payload: dict[str, Any] = {"epoch": result.epoch}
+    run.define_metric(EPOCH_AXIS)
+    run.define_metric("dynamics/*", step_metric=EPOCH_AXIS)
+    payload: dict[str, Any] = {EPOCH_AXIS: result.epoch}
     payload.update({metric_key(layer, metric): value
                     for (layer, metric), value in result.values.items() if not math.isnan(value)})
     payload["dynamics/table"] = wandb.Table(

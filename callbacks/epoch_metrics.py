@@ -1,4 +1,5 @@
-"""``<run_dir>/metrics.csv``: the epoch means of the training and validation metrics."""
+"""``<run_dir>/metrics.csv``: the epoch means of the training and validation metrics, and their
+epoch, counted in completed epochs, in the loggers too."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import WandbLogger
 from typing_extensions import override
 
 from attnconv_pl.dynamics_csv import drop_epochs_after, write_epochs
 from attnconv_pl.analyses.training_records import COLUMNS, LOGGED_NAMES, METRICS_FILE
+from attnconv_pl.wandb_run import EPOCH_AXIS, define_epoch_axis
 
 
 def epoch_mean(metrics: Mapping[str, Any], name: str) -> float:
@@ -31,8 +34,13 @@ class EpochMetrics(Callback):
     as the checkpoints), ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
     ``val_acc_top5`` (epoch means from ``trainer.callback_metrics``; ``val_*`` NaN in an epoch
     without validation) and ``epoch_seconds``. Under DDP each value is averaged over the
-    processes (metrics already synchronised stay as they are; the per-process training loss
-    becomes the mean over all processes' batches) and global rank zero writes.
+    processes (metrics already synchronised stay as they are) and global rank zero writes.
+
+    The loggers get the same epoch axis: ``epoch`` (:data:`attnconv_pl.wandb_run.EPOCH_AXIS`,
+    completed epochs, as ``metrics.csv`` and ``dynamics.csv``) is logged with the epoch-level
+    training and validation metrics, where Lightning would put the 0-based index of the epoch;
+    a W&B run plots them against it (:func:`attnconv_pl.wandb_run.define_epoch_axis`). Rows
+    logged during an epoch keep Lightning's ``epoch``, the epochs completed before it.
 
     The row of an epoch is written before that epoch's checkpoints (register this callback
     before ``EpochCheckpoint``), atomically, replacing a row of the same epoch; at the start of
@@ -52,10 +60,23 @@ class EpochMetrics(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             drop_epochs_after(self.path(trainer), trainer.current_epoch, columns=COLUMNS)
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    define_epoch_axis(logger.experiment)
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_started = time.perf_counter()
+
+    @staticmethod
+    def log_completed_epochs(trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Log ``epoch`` = the epochs completed at the end of this one with the epoch-level metrics."""
+        pl_module.log(EPOCH_AXIS, float(trainer.current_epoch + 1), on_step=False, on_epoch=True, sync_dist=True)
+
+    @override
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.log_completed_epochs(trainer, pl_module)
 
     @override
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -64,6 +85,7 @@ class EpochMetrics(Callback):
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.log_completed_epochs(trainer, pl_module)
         metrics = trainer.callback_metrics
         validated = self._validated_epoch == trainer.current_epoch
         values = [epoch_mean(metrics, name) if validated or not column.startswith("val_") else math.nan

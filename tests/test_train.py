@@ -48,7 +48,7 @@ def test_the_run_directory_holds_only_what_the_readme_names(default_run):
     assert sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*.ckpt")) == [
         f"checkpoints/{name}" for name in ("epoch=000.ckpt", "epoch=001.ckpt", "epoch=002.ckpt", "last.ckpt")]
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "checkpoints", "config.yaml", "dynamics.csv", "metrics.csv", "snapshots", "wandb"]
+        "checkpoints", "config.yaml", "dynamics.csv", "metrics.csv", "snapshots", "wandb", "wandb_id"]
     assert "weights_only" not in output
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["trainer"]["default_root_dir"] is None
@@ -92,6 +92,25 @@ def test_resume_continues_in_the_same_run_directory(default_run, tmp_path):
     keys = [(r["epoch"], r["layer"], r["metric"]) for r in rows]
     assert len(keys) == len(set(keys)), "resume duplicated dynamics rows"
     assert sorted({int(r["epoch"]) for r in rows}) == [0, 1, 2, 3]
+
+
+def printed_config(*args: str, runs_dir) -> dict:
+    """The config train.py resolves from ``args`` (``--print_config``)."""
+    result = run_train(*args, "--print_config", runs_dir=runs_dir)
+    check_ok(result)
+    return yaml.safe_load(result.stdout)
+
+
+def test_an_arch_kwargs_key_keeps_the_others_and_a_whole_mapping_replaces_them_as_the_help_says(tmp_path):
+    def arch_kwargs(*args):
+        return printed_config(*args, runs_dir=tmp_path)["model"]["init_args"]["arch_kwargs"]
+
+    assert arch_kwargs() == {"dim": 64}  # configs/default.yaml
+    assert arch_kwargs("--model.init_args.arch_kwargs.depth", "2") == {"dim": 64, "depth": 2}
+    assert arch_kwargs("--model.init_args.arch_kwargs", "{depth: 2}") == {"depth": 2}
+    help_text = " ".join(check_ok(run_train("--model.help", "ClassifierModule", runs_dir=tmp_path)).split())
+    assert ("``--model.init_args.arch_kwargs.KEY VALUE`` sets one key and keeps the config's others; "
+            "``--model.init_args.arch_kwargs '{KEY: VALUE}'`` replaces the whole mapping.") in help_text
 
 
 def bad_input(*args: str, runs_dir) -> str:

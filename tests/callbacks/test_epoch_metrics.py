@@ -5,6 +5,7 @@ import math
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning.pytorch.loggers import Logger
 from torch.nn import functional
 
 from attnconv_pl.offline.checkpoints import build_module, data_config, read_checkpoint
@@ -27,8 +28,24 @@ class BatchLosses(pl.Callback):
         self.losses.setdefault(trainer.current_epoch + 1, []).append((float(outputs["loss"]), len(batch[1])))
 
 
-def make_trainer(root, max_epochs, *callbacks, **options):
-    return pl.Trainer(default_root_dir=root, max_epochs=max_epochs, accelerator="cpu", logger=False,
+class RecordingLogger(Logger):
+    """Records every row logged to it."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+
+    name, version = "recording", 0
+
+    def log_metrics(self, metrics, step=None):
+        self.rows.append(dict(metrics))
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+def make_trainer(root, max_epochs, *callbacks, logger=False, **options):
+    return pl.Trainer(default_root_dir=root, max_epochs=max_epochs, accelerator="cpu", logger=logger,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       num_sanity_val_steps=0, callbacks=[EpochMetrics(), *callbacks], **options)
 
@@ -78,6 +95,20 @@ def test_validation_numbers_are_those_of_the_final_model_on_the_val_split(traine
         metric = module.accuracy[column].clone()
         metric.reset()
         assert last[column] == pytest.approx(metric(logits, labels).item(), abs=1e-6), column
+
+
+def test_loggers_get_the_epoch_level_metrics_with_the_completed_epochs_of_metrics_csv(tmp_path):
+    """``epoch`` of an epoch-level row is the ``epoch`` of the metrics.csv row with the same
+    numbers (Lightning would log the 0-based epoch index); per-step rows keep Lightning's."""
+    logger = RecordingLogger()
+    make_trainer(tmp_path, 2, logger=logger, log_every_n_steps=10).fit(make_module(), datamodule=DigitsDataModule(batch_size=64))
+    rows = read_metrics(tmp_path / "metrics.csv")
+    for key, column in (("train/loss", "train_loss"), ("train/acc", "train_acc"), ("val/acc", "val_acc")):
+        logged = {row["epoch"]: row[key] for row in logger.rows if key in row}
+        assert logged == pytest.approx({row["epoch"]: row[column] for row in rows}), key
+    steps = [row for row in logger.rows if "train/loss_step" in row]
+    assert {row["epoch"] for row in steps} == {0, 1}  # the epochs completed before the step
+    assert not [key for row in logger.rows for key in row if key.endswith("_epoch")]
 
 
 def test_epochs_without_validation_have_no_validation_numbers(tmp_path):
