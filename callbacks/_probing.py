@@ -4,8 +4,10 @@ during training, so that one is a settings dataclass, an analysis and a few doze
 It owns the schedule (epoch 0, every ``every_n_epochs`` and the last), the probe set (drawn by
 seed from an un-augmented split, sharded under DDP and gathered back in probe-set order), the
 snapshots (one safetensors file per probed epoch, within ``max_snapshot_bytes``), the
-background jobs (the analysis runs in a worker thread while training goes on), the rows of
-``dynamics.csv``, the loggers and the state that resume needs. A subclass says which analysis it
+background jobs (the analysis runs in a worker thread while training goes on), the pool of
+processes an analysis may spread one epoch's work over (:attr:`ProbingCallback.pool`), the rows
+of ``dynamics.csv``, the loggers, the messages (printed through the progress bar) and the state
+that resume needs. A subclass says which analysis it
 runs (:meth:`ProbingCallback.make_analysis`), how it runs on a snapshot
 (:meth:`ProbingCallback.analyse`), when the analysis carries state from one epoch to the
 next, how that state is restored on resume (:meth:`ProbingCallback.restore`), and, when a logger
@@ -15,6 +17,7 @@ deserves more than scalars, what it sends (:meth:`ProbingCallback.log_to`).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -23,11 +26,12 @@ from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.utils.data import Dataset
+from tqdm import tqdm
 from typing_extensions import override
 
 from attnconv_pl.analyses.base import Analysis, AnalysisResult
@@ -37,6 +41,7 @@ from attnconv_pl.capture import (Activations, Projector, flatten_activations, ga
 from attnconv_pl.dynamics_csv import drop_epochs_after, read_rows, write_epochs
 from attnconv_pl.capture.budget import SnapshotBudget
 from attnconv_pl.ordered_jobs import OrderedJobs
+from attnconv_pl.probe_pool import ProbePool, resolve_workers
 from attnconv_pl.capture.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
 from attnconv_pl.capture.snapshots import load_snapshot, save_snapshot, snapshot_path
 from attnconv_pl.wandb_dynamics import metric_key
@@ -77,7 +82,14 @@ class ProbingCallback(Callback, ABC):
         settings: the analysis's settings; they must have the fields ``layers``, ``probe_size``,
             ``probe_split``, ``representation``, ``project_dim``, ``capture_inputs``,
             ``every_n_epochs``, ``seed``, ``snapshot_dtype``, ``max_snapshot_bytes``,
-            ``batch_size``, ``background`` and the method ``is_scheduled(epoch, max_epochs)``.
+            ``batch_size``, ``background`` and the method ``is_scheduled(epoch, max_epochs)``;
+            ``num_workers`` (optional) sizes :attr:`pool`.
+
+    Attributes:
+        pool: worker processes for the analysis (:class:`attnconv_pl.probe_pool.ProbePool`),
+            built at setup with ``settings.num_workers`` processes (default: the CPU cores the
+            data loaders' workers leave free); they start at the first probe that uses them,
+            on rank zero only, and stop at teardown.
     """
 
     prefix = "probes"
@@ -99,11 +111,13 @@ class ProbingCallback(Callback, ABC):
         self.analysis: Optional[Analysis] = None
         self.max_epochs: Optional[int] = None
         self.jobs = OrderedJobs(background=settings.background, name=self.prefix)
+        self.pool = ProbePool(workers=1)
 
     # ------------------------------------------------------------------ what a subclass says
     @abstractmethod
     def make_analysis(self, layers: list[str]) -> Analysis:
-        """The analysis of the run, for the resolved ``layers`` in depth order."""
+        """The analysis of the run, for the resolved ``layers`` in depth order (give it
+        :attr:`pool` when it can spread its work)."""
 
     @abstractmethod
     def analyse(self, epoch: int, snapshot: Activations) -> AnalysisResult:
@@ -130,6 +144,9 @@ class ProbingCallback(Callback, ABC):
         if stage != "fit" or not self.enabled:
             return
         self.layers = self.probed_layers(pl_module)
+        loader_workers = getattr(trainer.datamodule, "num_workers", 0) or 0
+        self.pool = ProbePool(resolve_workers(getattr(self.settings, "num_workers", None),
+                                              claimed=loader_workers * trainer.num_devices))
         self.analysis = self.make_analysis(self.layers)
         self.max_epochs = trainer.max_epochs
         split, size, seed = self.settings.probe_split, self.settings.probe_size, self.settings.seed
@@ -237,15 +254,21 @@ class ProbingCallback(Callback, ABC):
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._publish(trainer)
+        if self.jobs.pending:
+            self._say(trainer, f"{self.prefix}: waiting for {self.jobs.pending} background "
+                               f"probe{'s' if self.jobs.pending > 1 else ''}...")
         self._publish(trainer, wait=True)
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self.jobs.close()  # the rows of probes already queued still reach dynamics.csv
+        self.pool.close()
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.jobs.close()
+        self.pool.close()
 
     # ------------------------------------------------------------------ one probe
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
@@ -307,8 +330,24 @@ class ProbingCallback(Callback, ABC):
             probed.timing["log"] = time.perf_counter() - logged
             self.timings.append(probed.timing)
             waited, took = (probed.result.values[("", name)] for name in COST_METRICS)
-            rank_zero_info(f"{self.prefix}: epoch {probed.result.epoch} probed: training waited {waited:.2f} s, "
-                           f"probes took {took:.2f} s ({len(self.layers)} layers, {len(self.probe_indices)} inputs)")
+            workers = f", {self.pool.workers} processes" if self.pool.parallel else ""
+            self._say(trainer, f"{self.prefix}: epoch {probed.result.epoch} probed: training waited {waited:.2f} s, "
+                               f"probes took {took:.2f} s ({len(self.layers)} layers, "
+                               f"{len(self.probe_indices)} inputs{workers})")
+
+    @staticmethod
+    def _say(trainer: pl.Trainer, message: str) -> None:
+        """Print ``message`` on rank zero on a line of its own above the progress bar (which
+        redraws below it), or log it when there is no bar."""
+        if not trainer.is_global_zero:
+            return
+        bar = trainer.progress_bar_callback
+        if bar is None or not getattr(bar, "is_enabled", True):
+            rank_zero_info(message)
+        elif isinstance(bar, TQDMProgressBar):
+            tqdm.write(message, file=sys.stdout)  # also when no bar is drawn yet, or any more
+        else:
+            bar.print(message)
 
     def _capture(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Activations, torch.Tensor]:
         """This epoch's points of the whole probe set and its labels, on every rank."""

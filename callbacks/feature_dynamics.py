@@ -39,7 +39,7 @@ class FeatureDynamics(ProbingCallback):
 
     @override
     def make_analysis(self, layers: list[str]) -> Dynamics:
-        return Dynamics(self.settings, layers)
+        return Dynamics(self.settings, layers, pool=self.pool)
 
     @override
     def analyse(self, epoch: int, snapshot: Activations) -> AnalysisResult:

@@ -16,7 +16,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Literal, Mapping, Optional, Sequence
+from typing import Callable, Iterator, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ from attnconv_pl.analyses.base import (Analysis, AnalysisResult, CheckpointInput
                                        is_scheduled_epoch)
 from attnconv_pl.capture import Projector, resolve_layers
 from attnconv_pl.capture.probe_set import capture_probe_images, round_to_dtype
+from attnconv_pl.probe_pool import Call, ProbePool, resolve_workers
+from attnconv_pl.probes.intrinsic_dim import TORCH_METHODS
 
 Snapshot = Mapping[str, Mapping[str, torch.Tensor]]
 Diagrams = list  # one (m, 2) numpy array per homology dimension 0..max_dim
@@ -60,7 +62,16 @@ class DynamicsSettings:
         max_dim: highest homology dimension (1 = H0 and H1).
         subsample: ``farthest`` or ``random`` point subsampling for the diagrams.
         lipschitz_pairs: random input pairs for the empirical Lipschitz ratios.
-        exact_w2_max_n: point-cloud W2 is exact (POT) up to this many points, sliced above.
+        w2_method: how point-cloud W2 (``drift_*_w2``, ``stability_w2``) is computed: ``exact``
+            (an optimal assignment, O(n^3) time on one core: 0.3 s at 1000 points, 2.3 s at
+            2000, 12 s at 4000, d=1024), ``sliced`` (``sliced_projections`` random directions,
+            rescaled to W2's units: a lower bound in expectation, 0.1-0.5 s; at d=1024 it gave
+            0.1x the exact value), ``paired`` (each input's point against its own point: an
+            upper bound, exact for translations and small drifts, O(n d)) or ``auto`` (exact up
+            to ``exact_w2_max_n`` points, sliced above). Other methods than exact are logged
+            under their own names (``drift_prev_w2_sliced``, ``drift_prev_w2_paired``, ...):
+            they are not comparable with exact values.
+        exact_w2_max_n: the most points ``w2_method: auto`` computes W2 exactly for.
         sliced_projections: projections of the sliced W2.
         seed: seeds the probe set, projections and every stochastic probe.
         snapshot_dtype: dtype of stored snapshots; probes run on the stored values.
@@ -68,6 +79,10 @@ class DynamicsSettings:
         batch_size: probe-set batch size of the capture.
         background: during training, compute the probes in a worker thread while training goes
             on (``False``: training waits for them, simplest to debug).
+        num_workers: processes computing one epoch's probes side by side (layers and their
+            persistence diagrams; numbers identical to one process). Default (None): the CPU
+            cores the data loaders' workers leave free (all of them in ``probe.py``), at least
+            1; 0 or 1: in the process that trains (or runs ``probe.py``), one probe at a time.
     """
 
     layers: Optional[list[str]] = None
@@ -85,6 +100,7 @@ class DynamicsSettings:
     max_dim: int = 1
     subsample: Literal["farthest", "random"] = "random"
     lipschitz_pairs: int = 2000
+    w2_method: Literal["auto", "exact", "sliced", "paired"] = "auto"
     exact_w2_max_n: int = 2000
     sliced_projections: int = 128
     seed: int = 0
@@ -92,6 +108,7 @@ class DynamicsSettings:
     max_snapshot_bytes: int = 4 * 1024**3
     batch_size: int = 256
     background: bool = True
+    num_workers: Optional[int] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id_methods", tuple(self.id_methods))
@@ -102,6 +119,9 @@ class DynamicsSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_dim < 0:
             raise ValueError(f"max_dim must be >= 0, got {self.max_dim}")
+        if self.num_workers is not None and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)
+                                             or self.num_workers < 0):
+            raise ValueError(f"num_workers must be an integer >= 0 or None (all free cores), got {self.num_workers!r}")
 
     @property
     def torch_snapshot_dtype(self) -> torch.dtype:
@@ -129,39 +149,70 @@ def guarded(layer: str, names: Sequence[str], compute: Callable[[], Mapping[str,
 
 
 def compactness_metrics(layer: str, output: torch.Tensor, settings: DynamicsSettings) -> dict[str, float]:
-    """``variance``, ``participation_ratio`` and ``id_<method>`` of a layer's output (N, d)."""
+    """``variance``, ``participation_ratio`` and ``id_<method>`` of a layer's output (N, d).
+
+    TwoNN and MLE share one k-nearest-neighbour pass; scikit-dimension estimators run on their own.
+    """
     values = guarded(layer, ["variance"], lambda: {"variance": probes.total_variance(output)})
     values |= guarded(layer, ["participation_ratio"],
                       lambda: {"participation_ratio": probes.participation_ratio(output)})
-    id_names = [f"id_{method}" for method in settings.id_methods]
-    values |= guarded(layer, id_names, lambda: {
-        f"id_{method}": value
-        for method, value in probes.intrinsic_dimensions(output, settings.id_methods, k=settings.mle_k).items()
-    })
-    return values
+    shared = tuple(method for method in settings.id_methods if method in TORCH_METHODS)
+    dimensions = guarded(layer, [f"id_{method}" for method in shared], lambda: {
+        f"id_{method}": value for method, value in probes.intrinsic_dimensions(output, shared, k=settings.mle_k).items()
+    }) if shared else {}
+    for method in settings.id_methods:
+        if method not in TORCH_METHODS:
+            dimensions |= guarded(layer, [f"id_{method}"],
+                                  lambda: {f"id_{method}": probes.intrinsic_dimension(output, method)})
+    return values | {f"id_{method}": dimensions[f"id_{method}"] for method in settings.id_methods}
 
 
-def point_cloud_w2(x: torch.Tensor, y: torch.Tensor, settings: DynamicsSettings) -> float:
-    """W2 between two point clouds: exact up to ``exact_w2_max_n`` points, sliced above."""
-    if max(len(x), len(y)) <= settings.exact_w2_max_n:
+def w2_method_of(n_points: int, settings: DynamicsSettings) -> Literal["exact", "sliced", "paired"]:
+    """How W2 between clouds of ``n_points`` is computed: ``settings.w2_method``, or for ``auto``
+    exact up to ``exact_w2_max_n`` points and sliced above."""
+    if settings.w2_method != "auto":
+        return settings.w2_method
+    return "exact" if n_points <= settings.exact_w2_max_n else "sliced"
+
+
+def w2_name(name: str, method: str) -> str:
+    """The metric name of a point-cloud W2 computed by ``method``: ``name`` for exact values,
+    ``<name>_<method>`` for the others (never comparable with exact values)."""
+    return name if method == "exact" else f"{name}_{method}"
+
+
+def point_cloud_w2(x: torch.Tensor, y: torch.Tensor, method: str, settings: DynamicsSettings) -> float:
+    """W2 between two point clouds of the same inputs by ``method`` (see :func:`w2_method_of`)."""
+    if method == "exact":
         return probes.wasserstein(x, y, p=2, method="exact")
+    if method == "paired":
+        return probes.paired_displacement(x, y, p=2)
     return probes.wasserstein(x, y, p=2, method="sliced", n_projections=settings.sliced_projections,
                               seed=settings.seed)
 
 
+def w2_metrics(layer: str, name: str, x: torch.Tensor, y: torch.Tensor,
+               settings: DynamicsSettings) -> dict[str, float]:
+    """``{<name> or <name>_<method>: W2(x, y)}`` by the method for their size (see :func:`w2_name`)."""
+    method = w2_method_of(max(len(x), len(y)), settings)
+    metric = w2_name(name, method)
+    return guarded(layer, [metric], lambda: {metric: point_cloud_w2(x, y, method, settings)})
+
+
 def drift_metrics(layer: str, output: torch.Tensor, reference: torch.Tensor, name: str,
                   settings: DynamicsSettings) -> dict[str, float]:
-    """``drift_<name>_displacement`` and ``drift_<name>_w2`` of a layer's output against a
-    reference snapshot of the same layer and probe set (``name`` is ``prev`` or ``init``)."""
-    displacement, w2 = f"drift_{name}_displacement", f"drift_{name}_w2"
+    """``drift_<name>_displacement`` and ``drift_<name>_w2`` (or ``_w2_<method>``) of a layer's
+    output against a reference snapshot of the same layer and probe set (``name`` is ``prev``
+    or ``init``)."""
+    displacement = f"drift_{name}_displacement"
     values = guarded(layer, [displacement], lambda: {displacement: probes.paired_displacement(output, reference)})
-    values |= guarded(layer, [w2], lambda: {w2: point_cloud_w2(output, reference, settings)})
-    return values
+    return values | w2_metrics(layer, f"drift_{name}_w2", output, reference, settings)
 
 
 def stability_metrics(layer: str, layer_input: torch.Tensor, output: torch.Tensor,
                       settings: DynamicsSettings) -> dict[str, float]:
-    """Input-to-output ``lipschitz_*`` ratios and, when widths agree, ``stability_w2``."""
+    """Input-to-output ``lipschitz_*`` ratios and, when widths agree, ``stability_w2`` (or
+    ``stability_w2_<method>``)."""
     lipschitz_names = [f"lipschitz_{q}" for q in ("max", "p50", "p90", "p99")]
     values = guarded(layer, lipschitz_names, lambda: {
         f"lipschitz_{q}": v
@@ -169,8 +220,7 @@ def stability_metrics(layer: str, layer_input: torch.Tensor, output: torch.Tenso
                                             seed=settings.seed).items()
     })
     if layer_input.shape[1] == output.shape[1]:
-        values |= guarded(layer, ["stability_w2"],
-                          lambda: {"stability_w2": point_cloud_w2(layer_input, output, settings)})
+        values |= w2_metrics(layer, "stability_w2", layer_input, output, settings)
     return values
 
 
@@ -210,6 +260,17 @@ def topology_summary(diagrams: Optional[Diagrams], max_dim: int) -> dict[str, fl
     return values
 
 
+def flattened(calls: Mapping[str, list[Call]]) -> list[Call]:
+    """The calls of every layer, layer after layer."""
+    return [call for layer_calls in calls.values() for call in layer_calls]
+
+
+def collected(calls: Mapping[str, list[Call]], results: Iterator[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``{layer: its metrics}`` from the results of :func:`flattened` ``calls``, taken in order from ``results``."""
+    return {layer: {metric: value for _ in layer_calls for metric, value in next(results).items()}
+            for layer, layer_calls in calls.items()}
+
+
 def run_probes(
     epoch: int,
     snapshot: Snapshot,
@@ -220,6 +281,7 @@ def run_probes(
     initial: Optional[Snapshot] = None,
     previous_diagrams: Optional[Mapping[str, Diagrams]] = None,
     topology: Optional[bool] = None,
+    pool: Optional[ProbePool] = None,
 ) -> AnalysisResult:
     """Every number of one probed epoch.
 
@@ -234,6 +296,10 @@ def run_probes(
         previous_diagrams: the previous probed epoch's output diagrams per layer, for
             ``drift_prev_h<d>_*``; computed from ``previous`` when missing.
         topology: override ``settings.topology`` for this epoch (``topology_every_n_epochs``).
+        pool: where the probes run (default: one after another in this process). The probes of
+            all layers and every persistence diagram run side by side first, then the diagram
+            distances; each diagram is computed once and serves every distance that needs it.
+            The numbers and their order do not depend on the pool.
 
     Returns:
         An :class:`AnalysisResult` whose artifact ``diagrams`` holds each layer's output
@@ -241,36 +307,53 @@ def run_probes(
     """
     layers = list(layers or snapshot.keys())
     with_topology = settings.topology if topology is None else topology
-    result = AnalysisResult(epoch)
-    output_diagrams: dict[str, Optional[Diagrams]] = {}
+    pool = pool or ProbePool(workers=1)
+    reference = {"prev": previous or {}, "init": initial if epoch != 0 and initial is not None else {}}
+    metric_calls: dict[str, list[Call]] = {layer: [] for layer in layers}
+    diagram_calls: dict[tuple[str, str], Call] = {}
     for layer in layers:
-        output = snapshot[layer]["output"]
-        layer_input = snapshot[layer].get("input")
-        values = compactness_metrics(layer, output, settings)
-        if previous is not None and layer in previous:
-            values |= drift_metrics(layer, output, previous[layer]["output"], "prev", settings)
-        if initial is not None and epoch != 0 and layer in initial:
-            values |= drift_metrics(layer, output, initial[layer]["output"], "init", settings)
+        output, layer_input = snapshot[layer]["output"], snapshot[layer].get("input")
+        metric_calls[layer].append((compactness_metrics, (layer, output, settings)))
+        metric_calls[layer] += [(drift_metrics, (layer, output, reference[name][layer]["output"], name, settings))
+                                for name in ("prev", "init") if layer in reference[name]]
         if layer_input is not None:
-            values |= stability_metrics(layer, layer_input, output, settings)
+            metric_calls[layer].append((stability_metrics, (layer, layer_input, output, settings)))
         if with_topology:
-            diagrams = output_diagrams[layer] = diagrams_of(layer, output, settings)
-            values |= topology_summary(diagrams, settings.max_dim)
+            diagram_calls[layer, "output"] = (diagrams_of, (layer, output, settings))
             if layer_input is not None:
-                input_diagrams = diagrams_of(layer, layer_input, settings)
-                values |= diagram_distance_metrics(layer, "stability", input_diagrams, diagrams, settings.max_dim)
-            if previous is not None and layer in previous:
-                before = (previous_diagrams or {}).get(layer)
-                if before is None:
-                    before = diagrams_of(layer, previous[layer]["output"], settings)
-                values |= diagram_distance_metrics(layer, "drift_prev", before, diagrams, settings.max_dim)
-        result.values.update({(layer, metric): value for metric, value in values.items()})
+                diagram_calls[layer, "input"] = (diagrams_of, (layer, layer_input, settings))
+            if layer in reference["prev"] and (previous_diagrams or {}).get(layer) is None:
+                diagram_calls[layer, "previous"] = (diagrams_of, (layer, reference["prev"][layer]["output"], settings))
+    done = iter(pool.run(flattened(metric_calls) + list(diagram_calls.values())))
+    values = collected(metric_calls, done)
+    diagrams = dict(zip(diagram_calls, done))
+    next_calls: list[tuple[str, Call]] = []
     if with_topology:
-        for layer, next_layer in zip(layers, layers[1:]):
-            distances = diagram_distance_metrics(layer, "next", output_diagrams[layer], output_diagrams[next_layer],
-                                                 settings.max_dim)
-            result.values.update({(layer, metric): value for metric, value in distances.items()})
-        result.artifacts["diagrams"] = {layer: d for layer, d in output_diagrams.items() if d is not None}
+        diagrams |= {(layer, "previous"): (previous_diagrams or {}).get(layer) for layer in layers
+                     if (layer, "previous") not in diagrams}
+        distance_calls: dict[str, list[Call]] = {layer: [] for layer in layers}
+        for layer in layers:
+            if (layer, "input") in diagrams:
+                distance_calls[layer].append((diagram_distance_metrics, (
+                    layer, "stability", diagrams[layer, "input"], diagrams[layer, "output"], settings.max_dim)))
+            if layer in reference["prev"]:
+                distance_calls[layer].append((diagram_distance_metrics, (
+                    layer, "drift_prev", diagrams[layer, "previous"], diagrams[layer, "output"], settings.max_dim)))
+        next_calls = [(layer, (diagram_distance_metrics, (
+            layer, "next", diagrams[layer, "output"], diagrams[next_layer, "output"], settings.max_dim)))
+            for layer, next_layer in zip(layers, layers[1:])]
+        done = iter(pool.run(flattened(distance_calls) + [call for _, call in next_calls]))
+        distances = collected(distance_calls, done)
+        for layer in layers:
+            values[layer] |= topology_summary(diagrams[layer, "output"], settings.max_dim) | distances[layer]
+    result = AnalysisResult(epoch)
+    for layer in layers:
+        result.values.update({(layer, metric): value for metric, value in values[layer].items()})
+    for layer, _ in next_calls:
+        result.values.update({(layer, metric): value for metric, value in next(done).items()})
+    if with_topology:
+        result.artifacts["diagrams"] = {layer: diagrams[layer, "output"] for layer in layers
+                                        if diagrams[layer, "output"] is not None}
     return result
 
 
@@ -285,6 +368,9 @@ class Dynamics(Analysis):
     Args:
         settings: what to compute.
         layers: probed layers in depth order.
+        pool: where the probes run (default: a pool of ``settings.num_workers`` processes, all
+            free cores when None; see :func:`attnconv_pl.probe_pool.resolve_workers`); its
+            processes start on the first :meth:`run` and stop at :meth:`close`.
     """
 
     name = "dynamics"
@@ -299,9 +385,10 @@ class Dynamics(Analysis):
         MetricFamily("topology", "Topology: persistence summaries of each layer's output", r"h\d+_.+"),
     )
 
-    def __init__(self, settings: DynamicsSettings, layers: Sequence[str]) -> None:
+    def __init__(self, settings: DynamicsSettings, layers: Sequence[str], pool: Optional[ProbePool] = None) -> None:
         super().__init__(settings)
         self.layers = list(layers)
+        self.pool = pool or ProbePool(resolve_workers(settings.num_workers))
         self.initial: Optional[Snapshot] = None
         self.previous: Optional[Snapshot] = None
         self.previous_diagrams: Optional[dict[str, Diagrams]] = None
@@ -327,10 +414,15 @@ class Dynamics(Analysis):
         if epoch == 0:
             self.initial = snapshot
         result = run_probes(epoch, snapshot, self.settings, layers=self.layers, previous=self.previous,
-                            initial=self.initial, previous_diagrams=self.previous_diagrams, topology=topology)
+                            initial=self.initial, previous_diagrams=self.previous_diagrams, topology=topology,
+                            pool=self.pool)
         self.previous, self.previous_diagrams = snapshot, result.artifacts.get("diagrams") or None
         self.last_epoch = epoch
         return result
+
+    def close(self) -> None:
+        """Stop the pool's worker processes (a later :meth:`run` starts them again)."""
+        self.pool.close()
 
     def probe_checkpoint(self, checkpoint: CheckpointInputs) -> AnalysisResult:
         """What the training callback logged at the checkpoint's epoch: capture the probe set

@@ -93,8 +93,13 @@ def diagram_distance(d1, d2, p: float) -> float:
         d1, d2: (m, 2) finite (birth, death) pairs (numpy, torch or lists); empty diagrams
             (shape (0, 2) or (0,)) are valid. Diagonal points are ignored.
         p: 1 or 2 for the Wasserstein distance of that order with the Euclidean ground metric on
-            the plane (``gudhi.wasserstein.wasserstein_distance(order=p, internal_p=2)``,
-            unmatched points go to the diagonal at distance (death - birth) / sqrt(2));
+            the plane, unmatched points going to the diagonal at distance (death - birth) / sqrt(2):
+            the exact optimal transport of ``gudhi.wasserstein.wasserstein_distance(order=p,
+            internal_p=2)`` (POT). Hera's auction (``gudhi.hera.wasserstein_distance``) with
+            ``delta=1e-8`` agrees with it to 1e-15 relative but is not faster overall: on the
+            input and output H1 diagrams (400-470 pairs) of the 9 layers of a ResNet-18 at
+            initialisation, W1 and W2 took 9.6 s with either; on Gaussian clouds Hera was 3x
+            faster or 8x slower depending on the cloud (one core each);
             ``math.inf`` for the bottleneck distance (``gudhi.bottleneck_distance``, exact), which
             uses gudhi's L_inf ground metric, the standard one for the bottleneck
             (distance to the diagonal (death - birth) / 2).

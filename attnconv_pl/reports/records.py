@@ -194,8 +194,8 @@ def metric_title(metric: str) -> str:
         return f"intrinsic dimension ({metric[3:]})"
     if metric.startswith("lipschitz_"):
         return f"Lipschitz ratio ({metric.removeprefix('lipschitz_')})"
-    match = re.match(r"^(stability|next|drift_prev|drift_init)_(?:h(\d+)_)?(w1|w2|bottleneck|displacement)(_sliced|_paired)?$",
-                     metric)
+    match = re.match(r"^(stability|next|drift_prev|drift_init)_(?:h(\d+)_)?(w1|w2|bottleneck|displacement)"
+                     r"(_sliced|_paired)?$", metric)
     if match:
         prefix, dim, distance, method = match.groups()
         space = f"H{dim} " if dim is not None else "point cloud "

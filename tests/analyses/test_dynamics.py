@@ -2,11 +2,15 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from attnconv_pl import probes
-from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings
+from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings, run_probes
+from attnconv_pl.probe_pool import ProbePool
+from attnconv_pl.probes import DegenerateInputWarning
+from attnconv_pl.reports.records import metric_title
 
 SETTINGS = DynamicsSettings(id_methods=("twonn",), topology=False, lipschitz_pairs=200)
 
@@ -63,3 +67,61 @@ def test_topology_gives_diagrams_as_an_artifact_and_the_next_layer_distances(clo
     h0_a, h0_b = result.artifacts["diagrams"]["a"][0], result.artifacts["diagrams"]["b"][0]
     assert result.values[("a", "next_h0_w1")] == pytest.approx(probes.diagram_distance(h0_a, h0_b, 1))
     assert ("b", "next_h0_w1") not in result.values
+
+
+def three_epochs(settings: DynamicsSettings, workers: int) -> list:
+    """Epochs 0-2 of three layers (one of them dead: all zeros) through a pool of ``workers``."""
+    generator = torch.Generator().manual_seed(1)
+    layers = ["a", "b", "dead"]
+    dynamics = Dynamics(settings, layers, pool=ProbePool(workers))
+    results = []
+    for epoch in range(3):
+        images = torch.randn(150, 12, generator=generator)
+        hidden = torch.tanh(images @ torch.randn(12, 12, generator=generator))
+        snapshot = {"a": {"input": images, "output": hidden},
+                    "b": {"input": hidden, "output": hidden @ torch.randn(12, 5, generator=generator)},
+                    "dead": {"output": torch.zeros(150, 5)}}
+        results.append(dynamics.run(epoch, snapshot))
+    dynamics.close()
+    return results
+
+
+def test_a_pool_of_processes_gives_the_serial_numbers_in_the_serial_order():
+    settings = DynamicsSettings(max_points=80, lipschitz_pairs=300)
+    with pytest.warns(DegenerateInputWarning):  # the dead layer's, raised again in this process
+        pooled = three_epochs(settings, workers=2)
+    serial = three_epochs(settings, workers=1)
+    for pooled_epoch, serial_epoch in zip(pooled, serial):
+        assert list(pooled_epoch.values) == list(serial_epoch.values)  # same metrics, same order
+        assert [v for v in pooled_epoch.values.values() if not math.isnan(v)] == \
+               [v for v in serial_epoch.values.values() if not math.isnan(v)]  # exactly equal
+        for layer, diagrams in serial_epoch.artifacts["diagrams"].items():
+            for ours, theirs in zip(pooled_epoch.artifacts["diagrams"][layer], diagrams):
+                np.testing.assert_array_equal(ours, theirs)
+    assert ("a", "drift_init_w2") in serial[2].values and ("a", "next_h1_w2") in serial[2].values
+
+
+@pytest.mark.parametrize("method, n_points, expected", [
+    ("auto", 120, "drift_prev_w2"), ("auto", 121, "drift_prev_w2_sliced"),
+    ("exact", 121, "drift_prev_w2"), ("sliced", 120, "drift_prev_w2_sliced"),
+    ("paired", 121, "drift_prev_w2_paired")])
+def test_each_w2_is_named_by_its_method(cloud, method, n_points, expected):
+    settings = DynamicsSettings(id_methods=("twonn",), topology=False, w2_method=method, exact_w2_max_n=120)
+    points = torch.cat([cloud, cloud[:1] + 0.5])[:n_points]
+    values = run_probes(1, snapshot(points + 0.1), settings, previous=snapshot(points)).values
+    w2 = {metric: value for (_, metric), value in values.items() if metric.startswith("drift_prev_w2")}
+    references = {"w2": lambda: probes.wasserstein(points + 0.1, points, method="exact"),
+                  "sliced": lambda: probes.wasserstein(points + 0.1, points, method="sliced", n_projections=128, seed=0),
+                  "paired": lambda: 0.1 * math.sqrt(6)}  # a translation by (0.1, ..., 0.1)
+    assert w2 == {expected: pytest.approx(references[expected.rsplit("_", 1)[1]](), rel=1e-9)}
+    assert Dynamics.family_of(expected).key == "drift"
+    assert metric_title(expected).endswith({"w2": "W2", "sliced": "W2 (sliced)", "paired": "W2 (paired)"}[
+        expected.rsplit("_", 1)[1]])
+
+
+def test_a_scikit_dimension_estimator_runs_beside_the_shared_neighbour_pass(cloud):
+    settings = DynamicsSettings(id_methods=("lpca", "twonn", "mle"), topology=False, capture_inputs=False)
+    values = run_probes(0, snapshot(cloud), settings).values
+    assert [metric for _, metric in values if metric.startswith("id_")] == ["id_lpca", "id_twonn", "id_mle"]
+    assert values[("layer", "id_lpca")] == probes.intrinsic_dimension(cloud, "lpca")
+    assert values[("layer", "id_mle")] == probes.intrinsic_dimensions(cloud, ("twonn", "mle"))["mle"]

@@ -2,13 +2,21 @@
 
 import csv
 import math
+import threading
+from types import SimpleNamespace
 
 import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ProgressBar
 import pytest
 import torch
 from torch import nn
 
+import yaml
+
+from attnconv_pl.analyses.base import settings_from
+from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings
 from attnconv_pl.data import DigitsDataModule
+from attnconv_pl.probe_pool import ProbePool
 from attnconv_pl.module import ClassifierModule
 from attnconv_pl.probes import paired_displacement
 from attnconv_pl.capture.snapshots import load_snapshot
@@ -168,3 +176,65 @@ def test_resume_reprobes_an_epoch_whose_rows_were_lost_and_drift_continues(tmp_p
     snapshots = {e: load_snapshot(tmp_path / "snapshots" / f"epoch={e:03d}.safetensors")[0] for e in (2, 3)}
     assert after[("3", "head", "drift_prev_displacement")] == pytest.approx(
         paired_displacement(snapshots[3]["head"]["output"], snapshots[2]["head"]["output"]), rel=1e-6)
+
+
+def replayed_in_one_process(run_dir, settings, epochs, max_epochs):
+    """``{(epoch, layer, metric): value}`` computed again from the run's snapshots, one probe at
+    a time in this process, in the order the callback wrote them."""
+    dynamics = Dynamics(settings, list(load_snapshot(run_dir / "snapshots" / "epoch=000.safetensors")[0]),
+                        pool=ProbePool(workers=1))
+    values = {}
+    for epoch in epochs:
+        snapshot = load_snapshot(run_dir / "snapshots" / f"epoch={epoch:03d}.safetensors")[0]
+        result = dynamics.run(epoch, snapshot, topology=settings.with_topology(epoch, max_epochs))
+        values |= {(str(epoch), layer, metric): value for (layer, metric), value in result.values.items()}
+    return values
+
+
+def assert_same_numbers_in_same_order(written, replayed):
+    assert list(written) == list(replayed)
+    assert written == pytest.approx(replayed, rel=0, abs=0, nan_ok=True)  # exactly equal
+
+
+def test_probes_spread_over_worker_processes_write_the_one_process_numbers(tmp_path):
+    callback = fit_digits(tmp_path, 2, num_workers=2, topology_every_n_epochs=1)
+    assert callback.pool.workers == 2
+    settings = DynamicsSettings(probe_size=100, max_points=60, topology_every_n_epochs=1)
+    assert_same_numbers_in_same_order(numbers(tmp_path), replayed_in_one_process(tmp_path, settings, [0, 1, 2], 2))
+    assert TOPOLOGY_METRICS <= {metric for (epoch, _, metric) in numbers(tmp_path) if epoch == "2"}
+
+
+@pytest.mark.slow
+def test_ddp_rank_zero_spreads_the_probes_over_worker_processes_with_the_one_process_numbers(tmp_path):
+    output = check_ok(run_train("--run_id", "ddp", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
+                                "--trainer.devices", "2", "--trainer.strategy", "ddp", "--dynamics.probe_size", "120",
+                                "--dynamics.max_points", "60", "--dynamics.num_workers", "2", *EVERY_EPOCH,
+                                runs_dir=tmp_path))
+    assert output.count("probed: training waited") == 2 and "2 processes" in output  # rank zero's messages
+    run_dir = tmp_path / "default" / "ddp"
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    settings = settings_from(DynamicsSettings, config["dynamics"])
+    assert settings.num_workers == 2 and settings.topology
+    assert_same_numbers_in_same_order(numbers(run_dir), replayed_in_one_process(run_dir, settings, [0, 1], 1))
+
+
+class RecordingBar(ProgressBar):
+    """A progress bar that records what callbacks print through it; the first message releases ``release``."""
+
+    def __init__(self):
+        super().__init__()
+        self.printed, self.release = [], threading.Event()
+
+    def print(self, *args, **kwargs):
+        self.printed.append(" ".join(map(str, args)))
+        self.release.set()
+
+
+def test_the_wait_for_the_last_background_probes_is_said_once_through_the_progress_bar():
+    callback, bar = FeatureDynamics(), RecordingBar()
+    callback.jobs.submit(lambda: bar.release.wait(10) and [])  # a probe still running at the end of training
+    trainer = SimpleNamespace(is_global_zero=True, progress_bar_callback=bar, loggers=[], global_step=0)
+    callback.on_train_end(trainer, None)
+    assert bar.printed == ["dynamics: waiting for 1 background probe..."] and callback.jobs.pending == 0
+    callback.on_train_end(trainer, None)
+    assert len(bar.printed) == 1

@@ -1,12 +1,14 @@
 import math
 
 import gudhi
+import gudhi.hera
 import numpy as np
 import pytest
 import torch
 from gudhi.wasserstein import wasserstein_distance
 
 from attnconv_pl.probes import diagram_distance, persistence_diagrams
+from attnconv_pl.probes.common_birth import has_common_birth
 from attnconv_pl.probes.topology import _farthest_point_indices
 
 
@@ -99,6 +101,19 @@ def test_diagram_distances_agree_with_gudhi_on_real_diagrams():
         assert diagram_distance(a, b, 1) == pytest.approx(wasserstein_distance(a, b, order=1, internal_p=2))
         assert diagram_distance(a, b, 2) == pytest.approx(wasserstein_distance(a, b, order=2, internal_p=2))
         assert diagram_distance(torch.from_numpy(a), b, math.inf) == pytest.approx(gudhi.bottleneck_distance(a, b))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_distances_between_h1_diagrams_equal_heras_auction(seed):
+    """W1/W2 between H1 diagrams (births differ: the optimal-transport path) equal those of an
+    independent solver, Hera's auction at relative error 1e-8, to float round-off."""
+    generator = torch.Generator().manual_seed(seed)
+    first = persistence_diagrams(torch.randn(150, 8, generator=generator))[1]
+    second = persistence_diagrams(1.2 * torch.randn(150, 8, generator=generator))[1]
+    assert len(first) > 20 and len(second) > 20 and not has_common_birth(first, second)
+    for order in (1, 2):
+        auction = gudhi.hera.wasserstein_distance(first, second, order=order, internal_p=2, delta=1e-8)
+        assert diagram_distance(first, second, order) == pytest.approx(auction, rel=1e-12)
 
 
 def test_bad_diagrams_and_orders_are_rejected_with_the_reason():

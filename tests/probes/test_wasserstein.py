@@ -101,6 +101,15 @@ def test_paired_displacement_is_the_mean_distance_and_bounds_w1():
     assert paired_displacement(x, small_drift) == pytest.approx(wasserstein(x, small_drift, p=1), rel=1e-9)
 
 
+def test_paired_displacement_of_order_two_bounds_w2_and_equals_it_for_a_translation():
+    x, y = cloud(60, 5, seed=16), cloud(60, 5, seed=17)
+    expected = np.sqrt(np.mean(np.sum((x - y).numpy() ** 2, axis=1)))
+    assert paired_displacement(x, y, p=2) == pytest.approx(expected, rel=1e-12)
+    assert paired_displacement(x, y, p=2) >= wasserstein(x, y, p=2)
+    v = torch.tensor([0.5, -1.0, 0.0, 2.0, 0.25], dtype=torch.float64)
+    assert paired_displacement(x, x + v, p=2) == pytest.approx(float(v.norm()), rel=1e-12)
+
+
 def test_bad_arguments_are_rejected_with_the_reason():
     x = cloud(10, 4, seed=18)
     with pytest.raises(ValueError, match=r"shape \(10, 4\).*shape \(10, 3\).*same width"):
