@@ -68,6 +68,9 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
             accuracies go to ``probe.py``'s ``summary.json``).
         settings: per analysis, fields of its settings dataclass replacing the defaults, e.g.
             ``{"dynamics": {"probe_size": 500, "topology": False}}`` (see ``DynamicsSettings``).
+            The dynamics run in this process unless ``num_workers`` asks for worker processes
+            (they take seconds to start, and need a script with an
+            ``if __name__ == "__main__":`` guard or a notebook).
         device: where the model runs.
         epoch: the epoch the numbers are labelled with (0 = at initialisation); analyses with an
             epoch schedule (``stiffness``) use it.
@@ -85,6 +88,7 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
     if len(inputs) != len(labels):
         raise ConfigError(f"inputs has {len(inputs)} items but labels {len(labels)}; give one label per input")
     settings = dict(settings or {})
+    settings["dynamics"] = {"num_workers": 1, **settings.get("dynamics", {})}  # in this process unless asked
     if layers is not None:
         settings["dynamics"] = {**settings.get("dynamics", {}), "layers": list(layers)}
     probe_settings = _settings("dynamics", settings)
@@ -117,6 +121,9 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
             rows += [ProbeRow(analysis.name, layer, metric, value) for _, layer, metric, value in result.rows()]
     finally:
         model.train(training)
+        for analysis in built:
+            if hasattr(analysis, "close"):
+                analysis.close()
     return rows
 
 

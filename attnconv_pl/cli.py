@@ -170,7 +170,7 @@ class TrainCLI(LightningCLI):
 
     def _new_run_dir(self, config: Namespace) -> Path:
         experiment = config.experiment or _config_stem(config) or "default"
-        name = model_name(config.model.get("init_args") or {}) or "model"
+        name = (model_name(config.model.get("init_args") or {}) or "model").replace(":", "-").replace("/", "-")
         run_id = config.run_id or os.environ.get(RUN_ID_ENV) or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         os.environ[RUN_ID_ENV] = run_id
         return Path(config.runs_dir) / experiment / run_id

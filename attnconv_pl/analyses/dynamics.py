@@ -26,6 +26,7 @@ from attnconv_pl.analyses.base import (Analysis, AnalysisResult, CheckpointInput
                                        is_scheduled_epoch)
 from attnconv_pl.capture import Projector, resolve_layers
 from attnconv_pl.capture.probe_set import capture_probe_images, round_to_dtype
+from attnconv_pl.errors import ConfigError
 from attnconv_pl.probe_pool import Call, ProbePool, resolve_workers
 from attnconv_pl.probes.intrinsic_dim import TORCH_METHODS
 
@@ -400,8 +401,12 @@ class Dynamics(Analysis):
         """The dynamics of the layers ``settings.layers`` selects (default: ``model.probe_layers``).
 
         Raises:
-            ConfigError: a pattern matches no layer (the message lists the layers).
+            ConfigError: a pattern matches no layer (the message lists the layers), or the
+                settings name none and the model declares no ``probe_layers``.
         """
+        if not settings.layers and not hasattr(model, "probe_layers"):
+            raise ConfigError(f"{type(model).__name__} declares no probe_layers; name the layers to probe "
+                              "(probe.py: --set dynamics.layers=[NAME,...]; train.py: --dynamics.layers)")
         return cls(settings, resolve_layers(model, settings.layers or model.probe_layers))
 
     def restore(self, previous: Optional[Snapshot], initial: Optional[Snapshot]) -> None:
