@@ -87,8 +87,9 @@ class ProbingCallback(Callback, ABC):
 
     Attributes:
         pool: worker processes for the analysis (:class:`attnconv_pl.probe_pool.ProbePool`),
-            built at setup with ``settings.num_workers`` processes (default: the CPU cores the
-            data loaders' workers leave free); they start at the first probe that uses them,
+            built at setup with ``settings.num_workers`` processes (default: the CPU cores
+            left free by the training processes, one each, and their data loaders' workers);
+            they start at the first probe that uses them,
             on rank zero only, and stop at teardown.
     """
 
@@ -145,8 +146,10 @@ class ProbingCallback(Callback, ABC):
             return
         self.layers = self.probed_layers(pl_module)
         loader_workers = getattr(trainer.datamodule, "num_workers", 0) or 0
+        # each training process keeps a core of its own: on 2 cores a pool of 2 beside training
+        # made a 1000-input ResNet-18 run slower than the probes in-process (bench/probe_scale.py)
         self.pool = ProbePool(resolve_workers(getattr(self.settings, "num_workers", None),
-                                              claimed=loader_workers * trainer.num_devices))
+                                              claimed=(1 + loader_workers) * trainer.num_devices))
         self.analysis = self.make_analysis(self.layers)
         self.max_epochs = trainer.max_epochs
         split, size, seed = self.settings.probe_split, self.settings.probe_size, self.settings.seed

@@ -82,9 +82,10 @@ class DynamicsSettings:
             on (``False``: training waits for them, simplest to debug).
         num_workers: processes computing one epoch's probes side by side (layers and their
             persistence diagrams; numbers identical to one process computing on one thread, and
-            to float rounding to a multi-threaded one). Default (None): the CPU
-            cores the data loaders' workers leave free (all of them in ``probe.py``), at least
-            1; 0 or 1: in the process that trains (or runs ``probe.py``), one probe at a time.
+            to float rounding to a multi-threaded one). Default (None): the CPU cores left free
+            by the training processes (one each) and their data loaders' workers (all of them in
+            ``probe.py``), at least 1; 0 or 1: in the process that trains (or runs ``probe.py``),
+            one probe at a time.
     """
 
     layers: Optional[list[str]] = None
