@@ -234,7 +234,8 @@ def test_analyses_choose_what_is_computed(attention_run, tmp_path):
     assert run["training"]["best_val_acc"] is not None and len(run["robustness"]["final_accuracy"]) == 5
     assert run["analyses"] == ["robustness"] and "probe_inputs" not in run["dataset"]  # no probe set loaded
     assert run["robustness"]["seed"] == 7  # the probe options reach every analysis, dynamics run or not
-    assert sorted(p.name for p in (tmp_path / "records" / "figures").iterdir()) == ["robustness.png"]
+    figures = sorted(p.name for p in (tmp_path / "records" / "figures").iterdir())
+    assert figures == ["robustness.png", "training_curves.png"]  # the records draw the curves
 
     check_ok(run_probe(attention_run, "--out", tmp_path / "dynamics", "--analyses", "dynamics"))
     (run,) = json.loads((tmp_path / "dynamics" / "summary.json").read_text())["runs"]
