@@ -1,6 +1,7 @@
 import numpy as np
 import ot
 import pytest
+import scipy.optimize
 import scipy.stats
 import torch
 
@@ -31,6 +32,16 @@ def test_a_translated_cloud_is_at_distance_the_norm_of_the_translation(p, method
 def test_exact_matches_pot_emd2_with_euclidean_cost(sizes, p):
     x, y = cloud(sizes[0], 8, seed=1), cloud(sizes[1], 8, seed=2) + 0.5
     assert wasserstein(x, y, p=p) == pytest.approx(pot_reference(x, y, p), rel=1e-9)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_exact_with_equal_sizes_is_the_optimal_assignment(p):
+    """Between n and n points an optimal coupling is a permutation (Birkhoff): scipy's
+    linear_sum_assignment on the same costs is an independent exact solver."""
+    x, y = cloud(300, 64, seed=7), 1.5 * cloud(300, 64, seed=8) + 0.2
+    cost = ot.dist(x.numpy(), y.numpy(), metric="euclidean") ** p
+    rows, cols = scipy.optimize.linear_sum_assignment(cost)
+    assert wasserstein(x, y, p=p) == pytest.approx(cost[rows, cols].mean() ** (1 / p), rel=1e-12)
 
 
 @pytest.mark.parametrize("p", [1, 2])
