@@ -6,10 +6,13 @@ digits with 1000 probe inputs and its default layers, probed and with topology e
 1. Training cost. The same short run (``limit_train_batches``: epochs about as long as one
    probe) is trained with the callback off, on with its probes in one process
    (``num_workers 1``) and on with the default pool of worker processes; the median epoch
-   time, the whole fit (waiting for the last probes included) and the fit's ratio to the run
-   without the callback are printed side by side.
-2. Probe worker. The snapshots of one run are probed again in this process (no training) with
-   1, 2 and (when the machine has more cores) all worker processes; the median seconds per
+   time, the whole fit (waiting for the last probes included), the fit's ratio to the run
+   without the callback, the seconds training waited for the captures and that ratio without
+   them (what the background probes alone cost; a GPU makes the capture milliseconds) are
+   printed side by side.
+2. Probe worker. The snapshots of one run are probed again (no training) in this process on
+   one thread, and with 2 and (when the machine has more cores) all worker processes of one
+   thread each; the median seconds per
    probed epoch after epoch 0 (which starts the processes), the speed-up over one process, and
    whether every number equals the one-process number exactly.
 
@@ -21,12 +24,16 @@ figures mean something only on an otherwise idle machine. A GPU is used when one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import torch
+from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -49,16 +56,30 @@ MODES = {"off": ("--dynamics.enabled", "false"), "1 process": ("--dynamics.num_w
 """The runs compared: no callback, probes in the training process, the default pool."""
 
 
+@contextlib.contextmanager
+def one_thread():
+    """torch and the BLAS libraries compute on one thread inside the block, as a pool's worker
+    processes do, so one process is compared with N at one core each and sums in one order."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def replay(run_dir: Path, callback: FeatureDynamics, epochs: list[int], workers: int):
-    """Probe the run's snapshots again through a pool of ``workers``; returns (seconds of each
-    epoch after the first, results of every epoch)."""
+    """Probe the run's snapshots again through a pool of ``workers`` (one: this process, on one
+    thread); returns (seconds of each epoch after the first, results of every epoch)."""
     snapshots = [load_snapshot(snapshot_path(run_dir, epoch))[0] for epoch in epochs]
     dynamics = Dynamics(callback.settings, callback.layers, pool=ProbePool(workers))
     seconds, results = [], []
-    for epoch, snapshot in zip(epochs, snapshots):
-        started = time.perf_counter()
-        results.append(dynamics.run(epoch, snapshot, topology=True))
-        seconds.append(time.perf_counter() - started)
+    with one_thread() if workers == 1 else contextlib.nullcontext():
+        for epoch, snapshot in zip(epochs, snapshots):
+            started = time.perf_counter()
+            results.append(dynamics.run(epoch, snapshot, topology=True))
+            seconds.append(time.perf_counter() - started)
     dynamics.close()
     return seconds[1:], results
 
@@ -106,10 +127,17 @@ def main() -> None:
     print(f"{'median epoch (s)':28s}" + "".join(f"{epoch_seconds[mode]:12.2f}" for mode in MODES))
     print(f"{'whole fit (s)':28s}" + "".join(f"{fits[mode]:12.2f}" for mode in MODES))
     print(f"{'added to training':28s}" + "".join(f"{fits[mode] / fits['off'] - 1:12.0%}" for mode in MODES))
-    for mode in ("1 process", "pool"):
+    waits = {mode: statistics.median(sum(timing["capture"] + timing["snapshot"] for timing in run[2].timings)
+                                     for run in mode_runs) for mode, mode_runs in runs.items() if mode != "off"}
+    print(f"{'training waited for capture':28s}{'':12s}" + "".join(f"{waits[mode]:12.2f}" for mode in waits))
+    print(f"{'added, capture excluded':28s}{'':12s}"
+          + "".join(f"{(fits[mode] - waits[mode]) / fits['off'] - 1:12.0%}" for mode in waits))
+    for mode in waits:
         probes = [timing["probes"] for run in runs[mode] for timing in run[2].timings if timing["epoch"] > 0]
         print(f"{mode}: probes took {statistics.median(probes):.2f} s per probed epoch in the background "
               f"(median), against a {epoch_seconds['off']:.2f} s epoch without the callback")
+    print("The capture (a forward pass of the probe set and the projections) is what a GPU makes "
+          "milliseconds; 'capture excluded' is the cost of the background probes alone.")
     serial_seconds = statistics.median(replays[1][0])
     print(f"\n2. probe worker alone, s per probed epoch (median over epochs 1-{epochs[-1]})")
     print(f"{'processes':>10s}{'s/epoch':>10s}{'speed-up':>10s}{'identical to 1':>16s}")
