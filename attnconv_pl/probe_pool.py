@@ -3,10 +3,11 @@
 :meth:`ProbePool.run` takes a list of calls ``(function, args)`` and hands back their results in
 the order of the list, whether it runs them one after another in the caller's process
 (``workers <= 1``) or spread over ``workers`` processes. The functions are the same plain
-module-level functions in both cases, so the results are identical to the caller's when it
-too computes on one thread (each worker process runs torch and the BLAS libraries on one
-thread; the caller's process keeps its own threads, and multi-threaded BLAS sums in another
-order: measured at 1000 probe inputs on 2 threads, some numbers then differ in the last bits).
+module-level functions in both cases, so the results are the caller's when it too computes on
+one thread (each worker process runs torch and the BLAS libraries on one thread; see
+:func:`one_thread`), up to the last bit of float32 matrix products, whose BLAS kernel can
+differ between processes (measured: participation ratios 1e-7 apart at 200 probe inputs, all
+equal at 1000). A multi-threaded caller also sums in another order.
 
 Worker processes start from a ``forkserver`` (``spawn`` where there is none): never ``fork``,
 which would copy the locks of the training process's threads. Tensor arguments are moved to
@@ -19,16 +20,18 @@ worker outlives a training run or holds on to its output pipes.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
 import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import torch
 import torch.multiprocessing  # noqa: F401 - registers the reductions that pass tensors through shared memory
+from threadpoolctl import threadpool_limits
 
 Call = tuple[Callable[..., Any], tuple]
 """A function and its positional arguments; the function must be importable (module-level)."""
@@ -60,16 +63,24 @@ def resolve_workers(requested: Optional[int], claimed: int = 0) -> int:
     return max(1, requested)
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Inside the block torch and the BLAS libraries compute on one thread, as a worker
+    process does all its life, so that their sums run in the workers' order."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _start_worker(owner: Connection) -> None:
     """A worker process computes on one thread (the pool's processes are its parallelism) and
     ends when the pool's owner does (see :func:`_end_with`)."""
     threading.Thread(target=_end_with, args=(owner,), name="end-with-owner", daemon=True).start()
-    torch.set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(1)
+    one_thread().__enter__()  # never left: the limit holds until the worker ends
 
 
 def _end_with(owner: Connection) -> None:

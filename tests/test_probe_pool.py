@@ -6,8 +6,9 @@ import warnings
 
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
-from attnconv_pl.probe_pool import ProbePool, available_cores, resolve_workers
+from attnconv_pl.probe_pool import ProbePool, available_cores, one_thread, resolve_workers
 
 
 def row_sum_and_process(points: torch.Tensor, row: int) -> tuple[float, int, int]:
@@ -71,3 +72,11 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_one_thread_limits_torch_and_blas_inside_the_block_and_restores_after():
+    before = torch.get_num_threads()
+    with one_thread():
+        assert torch.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    assert torch.get_num_threads() == before
