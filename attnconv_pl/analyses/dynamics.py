@@ -81,8 +81,8 @@ class DynamicsSettings:
         background: during training, compute the probes in a worker thread while training goes
             on (``False``: training waits for them, simplest to debug).
         num_workers: processes computing one epoch's probes side by side (layers and their
-            persistence diagrams; numbers identical to one process computing on one thread, and
-            to float rounding to a multi-threaded one). Default (None): the CPU cores left free
+            persistence diagrams; numbers those of one process computing on one thread, up to
+            the last bit of float32 matrix products, see :mod:`attnconv_pl.probe_pool`). Default (None): the CPU cores left free
             by the training processes (one each) and their data loaders' workers (all of them in
             ``probe.py``), at least 1; 0 or 1: in the process that trains (or runs ``probe.py``),
             one probe at a time.
@@ -302,7 +302,7 @@ def run_probes(
         pool: where the probes run (default: one after another in this process). The probes of
             all layers and every persistence diagram run side by side first, then the diagram
             distances; each diagram is computed once and serves every distance that needs it.
-            The numbers and their order do not depend on the pool.
+            The numbers (up to the last bit of float32 matrix products) and their order do not depend on the pool.
 
     Returns:
         An :class:`AnalysisResult` whose artifact ``diagrams`` holds each layer's output
