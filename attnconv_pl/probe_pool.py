@@ -76,11 +76,16 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+_WORKER_LIMITS = contextlib.ExitStack()
+"""Holds a worker's :func:`one_thread` block open (a dropped generator would close it and
+restore the threads)."""
+
+
 def _start_worker(owner: Connection) -> None:
     """A worker process computes on one thread (the pool's processes are its parallelism) and
     ends when the pool's owner does (see :func:`_end_with`)."""
     threading.Thread(target=_end_with, args=(owner,), name="end-with-owner", daemon=True).start()
-    one_thread().__enter__()  # never left: the limit holds until the worker ends
+    _WORKER_LIMITS.enter_context(one_thread())  # never left: the limit holds until the worker ends
 
 
 def _end_with(owner: Connection) -> None:
