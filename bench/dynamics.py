@@ -40,7 +40,7 @@ def probe_group_seconds(callback: FeatureDynamics, run_dir: Path, last_epoch: in
         output, layer_input = sides["output"], sides.get("input")
         totals["compactness (variance, PR, ID)"] += time_call(lambda: compactness_metrics(layer, output, settings))
         totals["drift (displacement, W2)"] += time_call(
-            lambda: drift_metrics(layer, output, initial[layer]["output"], "init", settings))
+            lambda: drift_metrics(layer, output, {"init": initial[layer]["output"]}, settings))
         if layer_input is not None:
             totals["stability (Lipschitz, W2)"] += time_call(
                 lambda: stability_metrics(layer, layer_input, output, settings))

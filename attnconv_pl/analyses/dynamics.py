@@ -16,7 +16,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal, Mapping, Optional, Sequence
+from typing import Callable, Hashable, Iterator, Literal, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -202,11 +202,29 @@ def w2_metrics(layer: str, name: str, x: torch.Tensor, y: torch.Tensor,
     return guarded(layer, [metric], lambda: {metric: point_cloud_w2(x, y, method, settings)})
 
 
-def drift_metrics(layer: str, output: torch.Tensor, reference: torch.Tensor, name: str,
+def drift_metrics(layer: str, output: torch.Tensor, references: Mapping[str, torch.Tensor],
                   settings: DynamicsSettings) -> dict[str, float]:
     """``drift_<name>_displacement`` and ``drift_<name>_w2`` (or ``_w2_<method>``) of a layer's
-    output against a reference snapshot of the same layer and probe set (``name`` is ``prev``
-    or ``init``)."""
+    output against each named reference snapshot of the same layer and probe set (``name`` is
+    ``prev`` or ``init``), in the order given. A reference equal to an earlier one (the previous
+    epoch is the initialisation at the first probed epoch) takes that one's numbers instead of
+    computing them again."""
+    values: dict[str, float] = {}
+    computed: list[tuple[torch.Tensor, str]] = []
+    for name, reference in references.items():
+        same = next((earlier for tensor, earlier in computed if same_points(tensor, reference)), None)
+        if same is None:
+            computed.append((reference, name))
+            values |= drift_against(layer, output, reference, name, settings)
+        else:
+            values |= {metric.replace(f"drift_{same}_", f"drift_{name}_", 1): value for metric, value in values.items()
+                       if metric.startswith(f"drift_{same}_")}
+    return values
+
+
+def drift_against(layer: str, output: torch.Tensor, reference: torch.Tensor, name: str,
+                  settings: DynamicsSettings) -> dict[str, float]:
+    """``drift_<name>_displacement`` and ``drift_<name>_w2`` (or ``_w2_<method>``) against one reference."""
     displacement = f"drift_{name}_displacement"
     values = guarded(layer, [displacement], lambda: {displacement: probes.paired_displacement(output, reference)})
     return values | w2_metrics(layer, f"drift_{name}_w2", output, reference, settings)
@@ -313,51 +331,86 @@ def run_probes(
     pool = pool or ProbePool(workers=1)
     reference = {"prev": previous or {}, "init": initial if epoch != 0 and initial is not None else {}}
     metric_calls: dict[str, list[Call]] = {layer: [] for layer in layers}
-    diagram_calls: dict[tuple[str, str], Call] = {}
+    diagram_points: dict[tuple[str, str], torch.Tensor] = {}
     for layer in layers:
         output, layer_input = snapshot[layer]["output"], snapshot[layer].get("input")
         metric_calls[layer].append((compactness_metrics, (layer, output, settings)))
-        metric_calls[layer] += [(drift_metrics, (layer, output, reference[name][layer]["output"], name, settings))
-                                for name in ("prev", "init") if layer in reference[name]]
+        references = {name: reference[name][layer]["output"] for name in ("prev", "init") if layer in reference[name]}
+        if references:
+            metric_calls[layer].append((drift_metrics, (layer, output, references, settings)))
         if layer_input is not None:
             metric_calls[layer].append((stability_metrics, (layer, layer_input, output, settings)))
         if with_topology:
-            diagram_calls[layer, "output"] = (diagrams_of, (layer, output, settings))
+            diagram_points[layer, "output"] = output
             if layer_input is not None:
-                diagram_calls[layer, "input"] = (diagrams_of, (layer, layer_input, settings))
+                diagram_points[layer, "input"] = layer_input
             if layer in reference["prev"] and (previous_diagrams or {}).get(layer) is None:
-                diagram_calls[layer, "previous"] = (diagrams_of, (layer, reference["prev"][layer]["output"], settings))
+                diagram_points[layer, "previous"] = reference["prev"][layer]["output"]
+    computed_as = first_equal_keys(diagram_points)
+    diagram_calls = {key: (diagrams_of, (key[0], points, settings)) for key, points in diagram_points.items()
+                     if computed_as[key] == key}
     done = iter(pool.run(flattened(metric_calls) + list(diagram_calls.values())))
     values = collected(metric_calls, done)
     diagrams = dict(zip(diagram_calls, done))
-    next_calls: list[tuple[str, Call]] = []
+    diagrams = {key: diagrams[computed_as[key]] for key in diagram_points}
+    result = AnalysisResult(epoch)
     if with_topology:
         diagrams |= {(layer, "previous"): (previous_diagrams or {}).get(layer) for layer in layers
                      if (layer, "previous") not in diagrams}
-        distance_calls: dict[str, list[Call]] = {layer: [] for layer in layers}
+        requests = [(layer, "stability", diagrams[layer, "input"], diagrams[layer, "output"])
+                    for layer in layers if (layer, "input") in diagrams]
+        requests += [(layer, "drift_prev", diagrams[layer, "previous"], diagrams[layer, "output"])
+                     for layer in layers if layer in reference["prev"]]
+        next_requests = [(layer, "next", diagrams[layer, "output"], diagrams[next_layer, "output"])
+                         for layer, next_layer in zip(layers, layers[1:])]
+        distances = diagram_distances(requests + next_requests, settings.max_dim, pool)
         for layer in layers:
-            if (layer, "input") in diagrams:
-                distance_calls[layer].append((diagram_distance_metrics, (
-                    layer, "stability", diagrams[layer, "input"], diagrams[layer, "output"], settings.max_dim)))
-            if layer in reference["prev"]:
-                distance_calls[layer].append((diagram_distance_metrics, (
-                    layer, "drift_prev", diagrams[layer, "previous"], diagrams[layer, "output"], settings.max_dim)))
-        next_calls = [(layer, (diagram_distance_metrics, (
-            layer, "next", diagrams[layer, "output"], diagrams[next_layer, "output"], settings.max_dim)))
-            for layer, next_layer in zip(layers, layers[1:])]
-        done = iter(pool.run(flattened(distance_calls) + [call for _, call in next_calls]))
-        distances = collected(distance_calls, done)
-        for layer in layers:
-            values[layer] |= topology_summary(diagrams[layer, "output"], settings.max_dim) | distances[layer]
-    result = AnalysisResult(epoch)
-    for layer in layers:
-        result.values.update({(layer, metric): value for metric, value in values[layer].items()})
-    for layer, _ in next_calls:
-        result.values.update({(layer, metric): value for metric, value in next(done).items()})
-    if with_topology:
+            values[layer] |= topology_summary(diagrams[layer, "output"], settings.max_dim)
+            for (request_layer, _, _, _), metrics in zip(requests, distances):
+                if request_layer == layer:
+                    values[layer] |= metrics
+        next_values = distances[len(requests):]
         result.artifacts["diagrams"] = {layer: diagrams[layer, "output"] for layer in layers
                                         if diagrams[layer, "output"] is not None}
+    for layer in layers:
+        result.values.update({(layer, metric): value for metric, value in values[layer].items()})
+    if with_topology:
+        for (layer, _, _, _), metrics in zip(next_requests, next_values):
+            result.values.update({(layer, metric): value for metric, value in metrics.items()})
     return result
+
+
+def same_points(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether two point clouds hold the same values (the first rows are compared first)."""
+    return x.shape == y.shape and x.dtype == y.dtype and torch.equal(x[:1], y[:1]) and torch.equal(x, y)
+
+
+def first_equal_keys(points: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, Hashable]:
+    """``{key: the first key whose points equal key's}`` (itself when none before it does): a
+    layer's input is often the previous layer's output, whose diagrams then serve both."""
+    first: dict[Hashable, Hashable] = {}
+    for key, cloud in points.items():
+        first[key] = next((earlier for earlier in first if first[earlier] == earlier and same_points(points[earlier], cloud)),
+                          key)
+    return first
+
+
+def diagram_distances(requests: Sequence[tuple[str, str, Optional[Diagrams], Optional[Diagrams]]], max_dim: int,
+                      pool: ProbePool) -> list[dict[str, float]]:
+    """:func:`diagram_distance_metrics` of each ``(layer, prefix, first, second)`` request, in order,
+    each distinct pair of diagrams computed once (``next`` of one layer is often ``stability`` of
+    the following one, when its input is the previous layer's output)."""
+    unique: dict[tuple[int, int], tuple[str, Call]] = {}
+    for layer, prefix, first, second in requests:
+        unique.setdefault((id(first), id(second)),
+                          (prefix, (diagram_distance_metrics, (layer, prefix, first, second, max_dim))))
+    computed = dict(zip(unique, pool.run([call for _, call in unique.values()])))
+    renamed = []
+    for _, prefix, first, second in requests:
+        computed_prefix = unique[id(first), id(second)][0]
+        renamed.append({prefix + metric[len(computed_prefix):]: value
+                        for metric, value in computed[id(first), id(second)].items()})
+    return renamed
 
 
 class Dynamics(Analysis):

@@ -41,6 +41,29 @@ def test_drift_of_a_translated_cloud_is_the_translation(cloud):
     assert values[("layer", "drift_init_displacement")] == pytest.approx(float(2 * v.norm()), rel=1e-12)
 
 
+def test_drift_against_an_initialisation_equal_to_the_previous_epoch_is_computed_once(cloud, monkeypatch):
+    """At the first probed epoch the previous snapshot is the initial one (here a resumed, equal
+    copy): drift_init_* are drift_prev_*'s numbers, from one W2 instead of two."""
+    from attnconv_pl.analyses import dynamics as dynamics_module
+    w2_calls = []
+    w2 = dynamics_module.point_cloud_w2
+    monkeypatch.setattr(dynamics_module, "point_cloud_w2", lambda *args: w2_calls.append(args) or w2(*args))
+    v = torch.tensor([0.3, -0.4, 0.0, 1.2, 0.0, 0.0], dtype=torch.float64)
+    dynamics = Dynamics(SETTINGS, ["layer"], pool=ProbePool(workers=1))  # in this process, where the count is
+    dynamics.restore(snapshot(cloud.clone()), snapshot(cloud.clone()))
+    values = dynamics.run(1, snapshot(cloud + v)).values
+    assert len(w2_calls) == 1
+    assert [metric for _, metric in values if metric.startswith("drift_")] == [
+        "drift_prev_displacement", "drift_prev_w2", "drift_init_displacement", "drift_init_w2"]
+    for kind in ("displacement", "w2"):
+        assert values[("layer", f"drift_init_{kind}")] == values[("layer", f"drift_prev_{kind}")]
+        assert values[("layer", f"drift_init_{kind}")] == pytest.approx(float(v.norm()), rel=1e-9)
+    dynamics.restore(snapshot(cloud), snapshot(cloud - v))
+    values = dynamics.run(2, snapshot(cloud + v)).values
+    assert len(w2_calls) == 3
+    assert values[("layer", "drift_init_w2")] == pytest.approx(float(2 * v.norm()), rel=1e-9)
+
+
 def test_compactness_and_stability_are_the_probes_values(cloud):
     values = Dynamics(SETTINGS, ["layer"]).run(0, snapshot(cloud, with_input=True)).values
     assert values[("layer", "variance")] == pytest.approx(probes.total_variance(cloud))
@@ -67,6 +90,29 @@ def test_topology_gives_diagrams_as_an_artifact_and_the_next_layer_distances(clo
     h0_a, h0_b = result.artifacts["diagrams"]["a"][0], result.artifacts["diagrams"]["b"][0]
     assert result.values[("a", "next_h0_w1")] == pytest.approx(probes.diagram_distance(h0_a, h0_b, 1))
     assert ("b", "next_h0_w1") not in result.values
+
+
+def test_a_layer_input_equal_to_the_previous_output_reuses_its_diagrams_and_distances(cloud, monkeypatch):
+    """b's input is a's output (a copy): its diagrams are computed once, and a's next_* are b's
+    stability_* from one computation, both equal to the distances of the diagrams themselves."""
+    from attnconv_pl.analyses import dynamics as dynamics_module
+    computed = {"diagrams": 0, "distances": 0}
+    diagrams_of, distances = dynamics_module.diagrams_of, dynamics_module.diagram_distance_metrics
+    monkeypatch.setattr(dynamics_module, "diagrams_of",
+                        lambda *args: computed.__setitem__("diagrams", computed["diagrams"] + 1) or diagrams_of(*args))
+    monkeypatch.setattr(dynamics_module, "diagram_distance_metrics",
+                        lambda *args: computed.__setitem__("distances", computed["distances"] + 1) or distances(*args))
+    settings = DynamicsSettings(id_methods=("twonn",), max_points=60)
+    hidden = torch.tanh(cloud)
+    two_layers = {"a": {"input": cloud, "output": hidden}, "b": {"input": hidden.clone(), "output": hidden * 3}}
+    values = run_probes(0, two_layers, settings, pool=ProbePool(workers=1)).values
+    assert computed == {"diagrams": 3, "distances": 2}
+    h1_hidden = probes.persistence_diagrams(hidden, max_points=60)[1]
+    h1_b = probes.persistence_diagrams(hidden * 3, max_points=60)[1]
+    for suffix, order in (("w1", 1), ("w2", 2), ("bottleneck", math.inf)):
+        assert values[("a", f"next_h1_{suffix}")] == values[("b", f"stability_h1_{suffix}")]
+        assert values[("b", f"stability_h1_{suffix}")] == probes.diagram_distance(h1_hidden, h1_b, order)
+    assert list(values)[-6:] == [("a", f"next_h{dim}_{suffix}") for dim in (0, 1) for suffix in ("w1", "w2", "bottleneck")]
 
 
 def three_epochs(settings: DynamicsSettings, workers: int) -> list:
