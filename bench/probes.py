@@ -93,6 +93,8 @@ def cases(x: torch.Tensor, y: torch.Tensor, max_points: int, subsample: str, ref
          lambda a, b: probes.persistence_diagrams(a, max_points=max_points, subsample=subsample), rips_label, rips),
         ("diagram W1 H1", lambda a, b: probes.diagram_distance(first[1], second[1], 1),
          "gudhi wasserstein", lambda: wasserstein_distance(first[1], second[1], order=1, internal_p=2)),
+        ("diagram W2 H1", lambda a, b: probes.diagram_distance(first[1], second[1], 2),
+         "gudhi wasserstein", lambda: wasserstein_distance(first[1], second[1], order=2, internal_p=2)),
         ("diagram bottleneck H1", lambda a, b: probes.diagram_distance(first[1], second[1], float("inf")),
          "gudhi bottleneck", lambda: gudhi.bottleneck_distance(first[1], second[1])),
     ]

@@ -319,8 +319,10 @@ def run_probes(
         topology: override ``settings.topology`` for this epoch (``topology_every_n_epochs``).
         pool: where the probes run (default: one after another in this process). The probes of
             all layers and every persistence diagram run side by side first, then the diagram
-            distances; each diagram is computed once and serves every distance that needs it.
-            The numbers (up to the last bit of float32 matrix products) and their order do not depend on the pool.
+            distances. Nothing is computed twice: each distinct point cloud's diagrams (a
+            layer's input often equals the previous layer's output) and each distinct pair of
+            diagrams' distances once, drift against an initialisation equal to the previous
+            epoch once. The numbers (up to the last bit of float32 matrix products) and their order do not depend on the pool.
 
     Returns:
         An :class:`AnalysisResult` whose artifact ``diagrams`` holds each layer's output
