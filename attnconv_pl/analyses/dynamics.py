@@ -210,15 +210,12 @@ def drift_metrics(layer: str, output: torch.Tensor, references: Mapping[str, tor
     epoch is the initialisation at the first probed epoch) takes that one's numbers instead of
     computing them again."""
     values: dict[str, float] = {}
-    computed: list[tuple[torch.Tensor, str]] = []
-    for name, reference in references.items():
-        same = next((earlier for tensor, earlier in computed if same_points(tensor, reference)), None)
-        if same is None:
-            computed.append((reference, name))
-            values |= drift_against(layer, output, reference, name, settings)
+    for name, computed_as in first_equal_keys(references).items():
+        if computed_as == name:
+            values |= drift_against(layer, output, references[name], name, settings)
         else:
-            values |= {metric.replace(f"drift_{same}_", f"drift_{name}_", 1): value for metric, value in values.items()
-                       if metric.startswith(f"drift_{same}_")}
+            values |= {metric.replace(f"drift_{computed_as}_", f"drift_{name}_", 1): value
+                       for metric, value in values.items() if metric.startswith(f"drift_{computed_as}_")}
     return values
 
 
@@ -368,9 +365,8 @@ def run_probes(
         distances = diagram_distances(requests + next_requests, settings.max_dim, pool)
         for layer in layers:
             values[layer] |= topology_summary(diagrams[layer, "output"], settings.max_dim)
-            for (request_layer, _, _, _), metrics in zip(requests, distances):
-                if request_layer == layer:
-                    values[layer] |= metrics
+        for (layer, _, _, _), metrics in zip(requests, distances):  # each layer: stability, then drift_prev
+            values[layer] |= metrics
         next_values = distances[len(requests):]
         result.artifacts["diagrams"] = {layer: diagrams[layer, "output"] for layer in layers
                                         if diagrams[layer, "output"] is not None}
@@ -388,8 +384,9 @@ def same_points(x: torch.Tensor, y: torch.Tensor) -> bool:
 
 
 def first_equal_keys(points: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, Hashable]:
-    """``{key: the first key whose points equal key's}`` (itself when none before it does): a
-    layer's input is often the previous layer's output, whose diagrams then serve both."""
+    """``{key: the first key whose points equal key's}`` (itself when none before it does), so
+    that equal clouds are probed once: a layer's input is often the previous layer's output,
+    and the previous epoch the initialisation."""
     first: dict[Hashable, Hashable] = {}
     for key, cloud in points.items():
         first[key] = next((earlier for earlier in first if first[earlier] == earlier and same_points(points[earlier], cloud)),
@@ -402,6 +399,8 @@ def diagram_distances(requests: Sequence[tuple[str, str, Optional[Diagrams], Opt
     """:func:`diagram_distance_metrics` of each ``(layer, prefix, first, second)`` request, in order,
     each distinct pair of diagrams computed once (``next`` of one layer is often ``stability`` of
     the following one, when its input is the previous layer's output)."""
+    # diagrams are keyed by identity: equal point clouds share one diagram object (see
+    # first_equal_keys), and every diagram stays alive in the caller while this runs
     unique: dict[tuple[int, int], tuple[str, Call]] = {}
     for layer, prefix, first, second in requests:
         unique.setdefault((id(first), id(second)),
