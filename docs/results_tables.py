@@ -5,9 +5,14 @@
     python -m attnconv_pl.study --config configs/studies/metric_attention_digits.yaml --seeds 0 1 2
     python -m attnconv_pl.study --config configs/studies/cct_digits.yaml --seeds 0 1 2
     python -m attnconv_pl.study --config configs/studies/stiffness_digits.yaml --seeds 0 1 2 -- --stiffness.enabled false
-    python docs/results_tables.py [--runs_dir runs] [--reports_dir reports]
+    python docs/results_tables.py --from_runs [--runs_dir runs] [--reports_dir reports] --write_data
+    python docs/results_tables.py            # every table, from docs/results/data/ alone
+    python docs/results_tables.py --check    # exit 1, naming the table, where docs/results.md differs
 
-Reads ``<runs_dir>/<study>/<variant>-seed<N>/dynamics.csv`` (the numbers the training callback
+Tables are computed from the per-seed numbers shipped in ``docs/results/data/`` (the default), so
+any reader can re-derive every table and verdict without the runs. ``--from_runs`` reads the runs
+instead, and ``--write_data`` then writes the numbers the tables used to ``docs/results/data/``.
+With ``--from_runs`` it reads ``<runs_dir>/<study>/<variant>-seed<N>/dynamics.csv`` (the numbers the training callback
 probed; the study report's ``dynamics.csv`` adds the numbers only ``probe.py`` computed),
 ``.../metrics.csv`` (training records), ``<reports_dir>/cct_digits_threshold_<T>/dynamics.csv``
 (the single-node threshold sweep, when present) and ``<reports_dir>/<study>/summary.json``
@@ -19,6 +24,9 @@ Verdict rule (fixed before the runs): for a claim "A < B" (or "A > B") the diffe
 d_s = A_s - B_s are paired by seed s (same seed, same data split, same probe set);
 *agree*: every d_s has the claimed sign and |mean(d)| > 2 sd(d); *disagree*: every d_s has the
 opposite sign and |mean(d)| > 2 sd(d); *inconclusive*: anything else (a missing number too).
+The margin |mean(d)| / (2 sd(d)) is printed beside each verdict; where every d_s has one sign and
+the margin is within 5% of 1 (:data:`FRAGILE_BAND`), the verdict is *fragile*, which counts as
+inconclusive.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ import csv
 import json
 import math
 import re
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -47,6 +56,10 @@ DIAGRAM_DISTANCES = [f"h{dim}_{distance}" for dim in (0, 1) for distance in ("w1
 DISTANCE_NAMES = {"w1": "W1", "w2": "W2", "bottleneck": "W∞"}
 
 
+Key = tuple[int, str, str]
+"""``(epoch, layer, metric)`` of one number of ``dynamics.csv``."""
+
+
 @dataclass
 class Run:
     """One trained run: its probed numbers, training rows and (when measured) noise accuracy.
@@ -55,13 +68,15 @@ class Run:
         values: ``{(epoch, layer, metric): value}`` from ``dynamics.csv``.
         metrics: rows of ``metrics.csv`` in epoch order.
         robustness: ``summary.json``'s ``robustness`` entry of the run, or None.
+        used: the ``(epoch, metric)`` pairs the tables read (what ``--write_data`` ships).
     """
 
     name: str
     variant: str
-    values: dict[tuple[int, str, str], float]
+    values: dict[Key, float]
     metrics: list[dict[str, float]]
     robustness: Optional[dict]
+    used: set[tuple[int, str]] = field(default_factory=set, compare=False, repr=False)
 
     @property
     def last_epoch(self) -> int:
@@ -72,6 +87,7 @@ class Run:
         return list(dict.fromkeys(layer for _, layer, _ in self.values if layer))
 
     def value(self, epoch: int, layer: str, metric: str) -> float:
+        self.used.add((epoch, metric))
         return self.values.get((epoch, layer, metric), math.nan)
 
 
@@ -100,20 +116,118 @@ def read_run(run_dir: Path, variant: str, summary: dict, reported: dict[tuple[in
     return Run(label, variant, {**values, **reported}, read_metrics(run_dir / "metrics.csv"), entry.get("robustness"))
 
 
-def read_study(study: str, variants: Sequence[str], runs_dir: Path, reports_dir: Path) -> dict[str, list[Run]]:
-    """``{variant: [run of each seed in SEEDS]}``."""
+@dataclass
+class StudyNumbers:
+    """What a study's tables are computed from.
+
+    Attributes:
+        runs: ``{variant: [run of each seed in SEEDS]}``.
+        sweeps: ``{sweep: {run name: {(epoch, layer, metric): value}}}``: numbers of the same
+            checkpoints probed again with another setting (``probe.py --out reports/<study>_<sweep>``).
+    """
+
+    runs: dict[str, list[Run]]
+    sweeps: dict[str, dict[str, dict[Key, float]]]
+
+
+def read_study(study: str, variants: Sequence[str], sweeps: Sequence[str], runs_dir: Path,
+               reports_dir: Path) -> StudyNumbers:
+    """A study's numbers from its run directories and reports."""
     summary_path = reports_dir / study / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     reported = read_numbers(reports_dir / study / "dynamics.csv")
-    return {variant: [read_run(runs_dir / study / f"{variant}-seed{seed}", variant, summary,
+    runs = {variant: [read_run(runs_dir / study / f"{variant}-seed{seed}", variant, summary,
                                reported.get(f"{study}/{variant}-seed{seed}", {})) for seed in SEEDS]
             for variant in variants}
+    return StudyNumbers(runs, {sweep: read_numbers(reports_dir / f"{study}_{sweep}" / "dynamics.csv")
+                               for sweep in sweeps})
+
+
+VALUE_COLUMNS = ("run", "epoch", "layer", "metric", "value")
+TRAINING_COLUMNS = ("epoch", "train_loss", "val_acc")
+"""The ``metrics.csv`` columns the tables read (epochs to the target loss, best and final accuracy)."""
+
+
+def cell(value: float) -> str:
+    """A number as written to a data file: the shortest text that reads back to the same float."""
+    return "" if math.isnan(value) else repr(float(value))
+
+
+def write_rows(path: Path, header: Sequence[str], rows: Sequence[Sequence]) -> None:
+    """Write a CSV atomically (a reader never sees half a file)."""
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+    partial.replace(path)
+
+
+def value_rows(numbers: dict[str, dict[Key, float]]) -> list[tuple]:
+    return [(name, epoch, layer, metric, cell(value))
+            for name, values in numbers.items() for (epoch, layer, metric), value in values.items()]
+
+
+def write_data(study: str, numbers: StudyNumbers, data_dir: Path) -> None:
+    """Write the numbers of ``study`` that its tables read (``Run.used``; call after the tables)
+    to ``data_dir``: ``<study>.csv`` (probed numbers), ``<study>_training.csv`` (training rows),
+    ``<study>_robustness.csv`` (accuracy under noise, when measured), ``<study>_<sweep>.csv``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    runs = [run for variant_runs in numbers.runs.values() for run in variant_runs]
+    write_rows(data_dir / f"{study}.csv", VALUE_COLUMNS, value_rows(
+        {run.name: {key: value for key, value in run.values.items() if (key[0], key[2]) in run.used}
+         for run in runs}))
+    write_rows(data_dir / f"{study}_training.csv", ("run", *TRAINING_COLUMNS),
+               [(run.name, row["epoch"], *(cell(row.get(column, math.nan)) for column in TRAINING_COLUMNS[1:]))
+                for run in runs for row in run.metrics])
+    if any(run.robustness for run in runs):
+        write_rows(data_dir / f"{study}_robustness.csv", ("run", "noise_level", "accuracy"),
+                   [(run.name, cell(sigma), cell(accuracy)) for run in runs if run.robustness
+                    for sigma, accuracy in zip(run.robustness["noise_levels"], run.robustness["final_accuracy"])])
+    for sweep, swept in numbers.sweeps.items():
+        if swept:
+            write_rows(data_dir / f"{study}_{sweep}.csv", VALUE_COLUMNS, value_rows(swept))
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a data file ([] when there is none)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def read_values(path: Path) -> dict[str, dict[Key, float]]:
+    numbers: dict[str, dict[Key, float]] = {}
+    for row in read_rows(path):
+        numbers.setdefault(row["run"], {})[(int(row["epoch"]), row["layer"], row["metric"])] = \
+            float(row["value"] or "nan")
+    return numbers
+
+
+def read_study_data(study: str, variants: Sequence[str], sweeps: Sequence[str], data_dir: Path) -> StudyNumbers:
+    """A study's numbers from the files :func:`write_data` wrote."""
+    values = read_values(data_dir / f"{study}.csv")
+    training: dict[str, list[dict[str, float]]] = {}
+    for row in read_rows(data_dir / f"{study}_training.csv"):
+        training.setdefault(row["run"], []).append(
+            {"epoch": int(row["epoch"]), **{column: float(row[column] or "nan") for column in TRAINING_COLUMNS[1:]}})
+    robustness: dict[str, dict] = {}
+    for row in read_rows(data_dir / f"{study}_robustness.csv"):
+        entry = robustness.setdefault(row["run"], {"noise_levels": [], "final_accuracy": []})
+        entry["noise_levels"].append(float(row["noise_level"]))
+        entry["final_accuracy"].append(float(row["accuracy"] or "nan"))
+    names = {variant: [f"{study}/{variant}-seed{seed}" for seed in SEEDS] for variant in variants}
+    runs = {variant: [Run(name, variant, values.get(name, {}), training.get(name, []), robustness.get(name))
+                      for name in names[variant]] for variant in variants}
+    return StudyNumbers(runs, {sweep: read_values(data_dir / f"{study}_{sweep}.csv") for sweep in sweeps})
 
 
 def at_epoch(run: Run, epoch: int, variant: str) -> Run:
-    """``run`` as the network of one ``epoch`` (its numbers of that epoch only), named ``variant``."""
+    """``run`` as the network of one ``epoch`` (its numbers of that epoch only), named ``variant``;
+    what the tables read of it counts as read of ``run``."""
     return Run(run.name, variant, {key: value for key, value in run.values.items() if key[0] == epoch},
-               run.metrics, run.robustness)
+               run.metrics, run.robustness, run.used)
 
 
 Measure = Callable[[Run], float]
@@ -177,18 +291,41 @@ def noise_drop(run: Run) -> float:
     return noise_accuracy(0.0)(run) - noise_accuracy(max(levels))(run)
 
 
-def verdict(differences: Sequence[float], claimed_sign: int) -> str:
-    """The verdict of a claim from the paired differences A_s - B_s (module docstring);
-    ``claimed_sign`` is -1 for "A < B" and +1 for "A > B"."""
+FRAGILE_BAND = 0.05
+"""A verdict whose margin |mean(d)| / (2 sd(d)) is within this fraction of 1 is fragile."""
+
+
+def margin(differences: Sequence[float]) -> float:
+    """|mean(d)| / (2 sd(d)): above 1 the 2-sd part of the rule holds (inf for equal differences
+    that are not 0, NaN with a missing difference)."""
     d = np.asarray(differences, dtype=float)
     if len(d) < 2 or np.isnan(d).any():
+        return math.nan
+    mean, two_sd = abs(d.mean()), 2 * d.std(ddof=1)
+    if two_sd == 0:
+        return math.inf if mean > 0 else math.nan
+    return float(mean / two_sd)
+
+
+def verdict(differences: Sequence[float], claimed_sign: int) -> str:
+    """The verdict of a claim from the paired differences A_s - B_s (module docstring):
+    agree, disagree, inconclusive, or fragile; ``claimed_sign`` is -1 for "A < B" and +1 for "A > B"."""
+    d = np.asarray(differences, dtype=float)
+    ratio = margin(d)
+    if math.isnan(ratio):
         return "inconclusive"
-    clear = abs(d.mean()) > 2 * d.std(ddof=1)
-    if clear and (np.sign(d) == claimed_sign).all():
+    one_sign = (np.sign(d) == claimed_sign).all() or (np.sign(d) == -claimed_sign).all()
+    if one_sign and abs(ratio - 1) <= FRAGILE_BAND:
+        return "fragile"
+    if ratio > 1 and (np.sign(d) == claimed_sign).all():
         return "agree"
-    if clear and (np.sign(d) == -claimed_sign).all():
+    if ratio > 1 and (np.sign(d) == -claimed_sign).all():
         return "disagree"
     return "inconclusive"
+
+
+def margin_text(ratio: float) -> str:
+    return "n/a" if math.isnan(ratio) else ("∞" if math.isinf(ratio) else f"{ratio:.2f}")
 
 
 def decimals_for(spread_value: float) -> int:
@@ -228,19 +365,25 @@ class Claim:
     measure_b: Optional[Measure] = None
 
 
-def claim_row(claim: Claim, runs: dict[str, list[Run]]) -> str:
+def claim_differences(claim: Claim, runs: dict[str, list[Run]]) -> tuple[list[float], list[float], list[float]]:
+    """A, B and A - B of each seed."""
     a = [claim.measure(run) for run in runs[claim.a]]
     b = [(claim.measure_b or claim.measure)(run) for run in runs[claim.b]]
-    d = [x - y for x, y in zip(a, b)]
+    return a, b, [x - y for x, y in zip(a, b)]
+
+
+def claim_row(claim: Claim, runs: dict[str, list[Run]]) -> str:
+    a, b, d = claim_differences(claim, runs)
     decimals = decimals_for(float(np.std(d, ddof=1)) * claim.scale)
     per_seed = ", ".join(number(x * claim.scale, decimals) for x in d)
     return (f"| {claim.text} | {claim.compared} | {spread(a, claim.scale)} | {spread(b, claim.scale)} "
-            f"| {per_seed} | {spread(d, claim.scale)} | **{verdict(d, claim.claimed_sign)}** |")
+            f"| {per_seed} | {spread(d, claim.scale)} | {margin_text(margin(d))} "
+            f"| **{verdict(d, claim.claimed_sign)}** |")
 
 
 def claims_table(claims: Sequence[Claim], runs: dict[str, list[Run]]) -> list[str]:
-    return ["| claim (paper) | compared | A | B | A − B, seeds 0, 1, 2 | A − B | verdict |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+    return ["| claim (paper) | compared | A | B | A − B, seeds 0, 1, 2 | A − B | margin | verdict |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
             *(claim_row(claim, runs) for claim in claims)]
 
 
@@ -279,7 +422,8 @@ def distance_label(name: str) -> str:
     return f"{DISTANCE_NAMES[distance]} H{dim[1:]}"
 
 
-def attention_vs_conv(runs: dict[str, list[Run]]) -> list[str]:
+def attention_vs_conv(numbers: StudyNumbers) -> list[str]:
+    runs = numbers.runs
     compactness = [("variance", "variance"), ("ID (TwoNN)", "id_twonn"), ("ID (MLE)", "id_mle")]
     stability = [(f"input→output {distance_label(name)}", f"stability_{name}") for name in DIAGRAM_DISTANCES]
     rows = [(label, lambda epoch, m=metric: at_layer("mixer", m, epoch)) for label, metric in compactness + stability]
@@ -294,7 +438,8 @@ def attention_vs_conv(runs: dict[str, list[Run]]) -> list[str]:
             *training_table(runs), "", "Claims (A = attention_net, B = conv_net):", "", *claims_table(claims, runs)]
 
 
-def vit_vs_resnet(runs: dict[str, list[Run]]) -> list[str]:
+def vit_vs_resnet(numbers: StudyNumbers) -> list[str]:
+    runs = numbers.runs
     rows = [("variance, final features (`norm` / `avgpool`)", lambda epoch: final_features("variance", epoch)),
             ("variance, mean over residual blocks", lambda epoch: block_mean("variance", epoch))]
     rows += [(f"block→next block {distance_label(name)}, mean",
@@ -311,7 +456,8 @@ def vit_vs_resnet(runs: dict[str, list[Run]]) -> list[str]:
             "Claims (A = vit_mini, B = resnet18):", "", *claims_table(claims, runs)]
 
 
-def metric_attention(runs: dict[str, list[Run]]) -> list[str]:
+def metric_attention(numbers: StudyNumbers) -> list[str]:
+    runs = numbers.runs
     claims = []
     for score in ("shared_metric", "two_projection"):
         claims += [
@@ -375,7 +521,7 @@ def single_node_claims(variant: str) -> list[Claim]:
     return claims
 
 
-def threshold_sweep(runs: list[Run], reports_dir: Path) -> list[str]:
+def threshold_sweep(runs: list[Run], sweeps: dict[str, dict[str, dict[Key, float]]]) -> list[str]:
     """Per threshold, the trained networks' single-node numbers (mean ± sd over seeds)."""
     columns = [("cluster size MHA", mean_over(MHA, "snp_cluster_size")), ("cluster size FF", mean_over(FF, "snp_cluster_size")),
                ("SNR MHA", mean_over(MHA, "snp_snr")), ("SNR FF", mean_over(FF, "snp_snr")),
@@ -388,7 +534,7 @@ def threshold_sweep(runs: list[Run], reports_dir: Path) -> list[str]:
         if threshold == 0.3:
             swept = runs
         else:
-            numbers = read_numbers(reports_dir / f"cct_digits_threshold_{threshold:g}" / "dynamics.csv")
+            numbers = sweeps.get(threshold_sweep_name(threshold), {})
             if not numbers:
                 continue
             swept = [Run(run.name, run.variant, numbers.get(run.name, {}), run.metrics, None) for run in runs]
@@ -397,8 +543,12 @@ def threshold_sweep(runs: list[Run], reports_dir: Path) -> list[str]:
     return lines
 
 
-def single_node(runs: dict[str, list[Run]], reports_dir: Path) -> list[str]:
-    trained = runs["cct_2_3x1_16"]
+def threshold_sweep_name(threshold: float) -> str:
+    return f"threshold_{threshold:g}"
+
+
+def single_node(numbers: StudyNumbers) -> list[str]:
+    trained = numbers.runs["cct_2_3x1_16"]
     networks = {"trained": trained, "init": [at_epoch(run, 0, "init") for run in trained]}
     layers = trained[0].layers()
     rows = [(f"{metric} `{layer}`", lambda epoch, m=metric, layer=layer: at_layer(layer, m, epoch))
@@ -414,7 +564,7 @@ def single_node(runs: dict[str, list[Run]], reports_dir: Path) -> list[str]:
             "The same claims about the networks at initialisation (epoch 0):", "",
             *claims_table(single_node_claims("init"), networks), "",
             "Threshold sweep (trained networks; reported, not used for a verdict):", "",
-            *threshold_sweep(trained, reports_dir)]
+            *threshold_sweep(trained, numbers.sweeps)]
 
 
 BLOCK = re.compile(r"^layer\d\.\d+$")
@@ -425,7 +575,8 @@ def across_blocks_sd(metric: str) -> Measure:
     return lambda run: float(np.std([at_layer(layer, metric)(run) for layer in sub_blocks(run, BLOCK)], ddof=1))
 
 
-def stiffness(runs: dict[str, list[Run]], reports_dir: Path) -> list[str]:
+def stiffness(numbers: StudyNumbers) -> list[str]:
+    runs = numbers.runs
     rows = [(f"{metric}, mean over blocks", lambda epoch, m=metric: mean_over(BLOCK, m, epoch))
             for metric in ("stiffness_feature", "stiffness_feature_q", "rate_mean", "stiffness_jacobian",
                            "jacobian_sigma_max", "gate_mean", "gate_rate_spearman")]
@@ -454,29 +605,100 @@ def stiffness(runs: dict[str, list[Run]], reports_dir: Path) -> list[str]:
             "Claims (A and B as named in the row):", "", *claims_table(claims, networks)]
 
 
+@dataclass(frozen=True)
+class Study:
+    """A study's variants, its tables and the sweeps they read (:class:`StudyNumbers`)."""
+
+    variants: tuple[str, ...]
+    tables: Callable[[StudyNumbers], list[str]]
+    sweeps: tuple[str, ...] = ()
+
+
 STUDIES = {
-    "attention_vs_conv_digits": (("attention_net", "conv_net"), attention_vs_conv),
-    "vit_vs_resnet_digits": (("vit_mini", "resnet18"), vit_vs_resnet),
-    "metric_attention_digits": (("dot", "shared_metric", "two_projection"), metric_attention),
-    "cct_digits": (("cct_2_3x1_16",), single_node),
-    "stiffness_digits": (("none", "se", "step"), stiffness),
+    "attention_vs_conv_digits": Study(("attention_net", "conv_net"), attention_vs_conv),
+    "vit_vs_resnet_digits": Study(("vit_mini", "resnet18"), vit_vs_resnet),
+    "metric_attention_digits": Study(("dot", "shared_metric", "two_projection"), metric_attention),
+    "cct_digits": Study(("cct_2_3x1_16",), single_node,
+                        tuple(threshold_sweep_name(t) for t in THRESHOLDS if t != 0.3)),
+    "stiffness_digits": Study(("none", "se", "step"), stiffness),
 }
-"""Each study's variants and tables; a tables function taking ``reports_dir`` gets it too."""
+DATA_DIR = Path(__file__).parent / "results" / "data"
+RESULTS_MD = Path(__file__).parent / "results.md"
 
 
-def main() -> None:
+def verdict_counts(tables: dict[str, list[str]]) -> list[str]:
+    """One row per study: how many claims got each verdict (fragile counts as inconclusive)."""
+    kinds = ("agree", "disagree", "inconclusive", "fragile")
+    lines = ["| study | claims | agree | disagree | inconclusive (of which fragile) |", "| --- | --- | --- | --- | --- |"]
+    for study, lines_of_study in tables.items():
+        found = [match.group(1) for line in lines_of_study if (match := re.search(r"\| \*\*(\w+)\*\* \|$", line))]
+        count = {kind: found.count(kind) for kind in kinds}
+        lines.append(f"| {study} | {len(found)} | {count['agree']} | {count['disagree']} "
+                     f"| {count['inconclusive'] + count['fragile']} ({count['fragile']}) |")
+    return lines
+
+
+def table_blocks(lines: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """The markdown tables in ``lines``, each with its caption: the last non-table line before it."""
+    blocks: list[tuple[str, list[str]]] = []
+    caption, current = "", []
+    for line in [*lines, ""]:
+        if line.startswith("|"):
+            current.append(line)
+            continue
+        if current:
+            blocks.append((caption, current))
+            current = []
+        if line.strip():
+            caption = line.strip()
+    return blocks
+
+
+def check(tables: dict[str, list[str]], document: str) -> list[str]:
+    """Each table of ``tables`` that does not appear verbatim in ``document``, as
+    "<study>: table after '<caption>'" with the first line that differs."""
+    present = {line for line in document.splitlines() if line.startswith("|")}
+    problems = []
+    for study, lines in tables.items():
+        for caption, block in table_blocks(lines):
+            if "\n".join(block) not in document:
+                first = next((line for line in block if line not in present), block[0])
+                problems.append(f"{study}: table after {caption!r} differs from the data; expected the row\n    {first}")
+    return problems
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", type=Path, default=DATA_DIR, help="the shipped per-seed numbers (default: %(default)s)")
+    parser.add_argument("--from_runs", action="store_true", help="read --runs_dir and --reports_dir instead of --data_dir")
     parser.add_argument("--runs_dir", type=Path, default=Path("runs"))
     parser.add_argument("--reports_dir", type=Path, default=Path("reports"))
+    parser.add_argument("--write_data", action="store_true", help="with --from_runs: write the numbers the tables use to --data_dir")
+    parser.add_argument("--check", action="store_true", help="exit 1 where --results_md differs from the tables of the data")
+    parser.add_argument("--results_md", type=Path, default=RESULTS_MD)
     parser.add_argument("--studies", nargs="+", choices=list(STUDIES), help="default: every study")
-    args = parser.parse_args()
-    chosen = args.studies or list(STUDIES)
-    for study in chosen:
-        variants, tables = STUDIES[study]
-        runs = read_study(study, variants, args.runs_dir, args.reports_dir)
-        takes_reports = "reports_dir" in tables.__code__.co_varnames[:tables.__code__.co_argcount]
-        print("\n".join(tables(runs, args.reports_dir) if takes_reports else tables(runs)) + "\n")
+    args = parser.parse_args(argv)
+    if args.write_data and not args.from_runs:
+        parser.error("--write_data writes what --from_runs read: give both")
+    tables = {}
+    for name in args.studies or list(STUDIES):
+        study = STUDIES[name]
+        numbers = (read_study(name, study.variants, study.sweeps, args.runs_dir, args.reports_dir) if args.from_runs
+                   else read_study_data(name, study.variants, study.sweeps, args.data_dir))
+        tables[name] = study.tables(numbers)
+        if args.write_data:
+            write_data(name, numbers, args.data_dir)
+    summary = ["### Verdicts per study (fragile counts as inconclusive)", "", *verdict_counts(tables)]
+    if not args.check:
+        print("\n\n".join("\n".join(lines) for lines in [*tables.values(), summary]))
+        return 0
+    problems = check({**tables, "summary": summary}, args.results_md.read_text())
+    for problem in problems:
+        print(f"{args.results_md}: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{args.results_md}: every table and verdict equals what {args.data_dir} gives")
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
