@@ -28,7 +28,7 @@ from attnconv_pl.capture import Projector, resolve_layers
 from attnconv_pl.capture.probe_set import capture_probe_images, round_to_dtype
 from attnconv_pl.errors import ConfigError
 from attnconv_pl.probe_pool import Call, ProbePool, resolve_workers
-from attnconv_pl.probes.intrinsic_dim import TORCH_METHODS
+from attnconv_pl.probes.intrinsic_dim import TORCH_METHODS, skdim_estimators
 
 Snapshot = Mapping[str, Mapping[str, torch.Tensor]]
 Diagrams = list  # one (m, 2) numpy array per homology dimension 0..max_dim
@@ -125,6 +125,12 @@ class DynamicsSettings:
         if self.num_workers is not None and (isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int)
                                              or self.num_workers < 0):
             raise ValueError(f"num_workers must be an integer >= 0 or None (all free cores), got {self.num_workers!r}")
+        unknown = [method for method in self.id_methods
+                   if method.lower() not in TORCH_METHODS and method.lower() not in skdim_estimators()]
+        if unknown:
+            known = ", ".join(TORCH_METHODS + tuple(sorted(skdim_estimators())))
+            raise ValueError(f"id_methods: unknown estimator(s) {', '.join(map(repr, unknown))}; the estimators are "
+                             f"{known}")
 
     @property
     def torch_snapshot_dtype(self) -> torch.dtype:
