@@ -338,3 +338,30 @@ def test_bad_weights_files_give_one_clear_message(weights_files, tmp_path):
         result = run_probe(*arguments, "--out", tmp_path / "out")
         assert result.returncode == 2, case
         assert expected in result.stderr and "Traceback" not in result.stderr, (case, result.stderr)
+
+
+def test_weights_stored_as_integers_are_refused_not_cast(tmp_path, capsys):
+    """A .safetensors whose float weights are stored as int32 would be cast silently by
+    load_state_dict: probe.py refuses it with one line naming a tensor and both dtypes."""
+    import probe
+    from safetensors.torch import save_file
+
+    from attnconv_pl.module import ClassifierModule
+    from attnconv_pl.offline.weights import dtype_differences
+
+    floats = ClassifierModule(arch="attention_net", arch_kwargs={"dim": 64}, num_classes=10, in_chans=1,
+                              image_size=16).model.state_dict()
+    integers = {name: tensor.to(torch.int32) if tensor.is_floating_point() else tensor
+                for name, tensor in floats.items()}
+    save_file(integers, tmp_path / "ints.safetensors")
+    out = tmp_path / "report"
+    assert probe.main([str(tmp_path / "ints.safetensors"), "--arch", "attention_net", "--arch-kwargs", "{dim: 64}",
+                       "--data", "digits", "--out", str(out)]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    first = next(name for name, tensor in floats.items() if tensor.is_floating_point())
+    assert len(errors) == 1 and errors[0].startswith("probe.py: error: the weights in ")
+    assert f"{first} is stored as torch.int32, the model has torch.float32" in errors[0]
+    assert not out.exists()
+    # other float dtypes are only a precision choice, loaded as before
+    assert dtype_differences(floats, {name: tensor.double() if tensor.is_floating_point() else tensor
+                                      for name, tensor in floats.items()}) == ""

@@ -96,7 +96,8 @@ def weights_checkpoint(path: Path, model: WeightsModel, content: Any) -> dict[st
 
     Raises:
         ProbeInputError: no dataset is named, the model or data cannot be built, or the weights
-            do not fit the model (missing, unexpected or reshaped parameters: the message names them).
+            do not fit the model (missing, unexpected or reshaped parameters, or a tensor stored in a
+            dtype that is not floating where the model's is: the message names them).
     """
     from attnconv_pl.module import ClassifierModule
 
@@ -111,17 +112,34 @@ def weights_checkpoint(path: Path, model: WeightsModel, content: Any) -> dict[st
         module = ClassifierModule(arch=model.arch, arch_kwargs=model.arch_kwargs, **shape)
     except (TypeError, ValueError) as error:
         raise ProbeInputError(f"--arch {model.arch}: {error}") from error
-    differences = weight_differences(module.model.state_dict(), weights)
+    expected = module.model.state_dict()
+    differences = weight_differences(expected, weights)
     if differences:
         raise ProbeInputError(
             f"the weights in {path} do not fit --arch {model.arch} with --arch-kwargs {model.arch_kwargs or '{}'} "
             f"for {shape['num_classes']} classes of {shape['in_chans']}x{shape['image_size']}x{shape['image_size']} "
             f"images (--data {model.data.dataset}): {differences}. Check --arch, --arch-kwargs and --data-kwargs")
+    not_floats = dtype_differences(expected, weights)
+    if not_floats:
+        raise ProbeInputError(
+            f"the weights in {path} are not all floating point where --arch {model.arch} has floats: {not_floats}; "
+            "loading would turn them into floats silently. Give the file of the trained float weights")
     module.model.load_state_dict(weights)
     return {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "epoch": 0,
             "global_step": 0,
             "datamodule_hyper_parameters": {"_class_path": f"{DATA_PACKAGE}.{type(datamodule).__name__}",
                                             **init_args}}
+
+
+def dtype_differences(expected: dict[str, torch.Tensor], saved: dict[str, torch.Tensor], shown: int = 5) -> str:
+    """The tensors of ``saved`` stored in a dtype that is not floating where the model's tensor of
+    the same name (in ``expected``) is: loading would cast them to floats silently. The first
+    ``shown`` of them and a count of the rest; "" when there is none."""
+    refused = [f"{name} is stored as {saved[name].dtype}, the model has {tensor.dtype}"
+               for name, tensor in expected.items()
+               if name in saved and tensor.is_floating_point() and not saved[name].is_floating_point()]
+    more = f"; and {len(refused) - shown} more" if len(refused) > shown else ""
+    return "; ".join(refused[:shown]) + more
 
 
 def weights_runs(runs: Sequence[RunCheckpoints], model: WeightsModel, folder: Path) -> list[RunCheckpoints]:
