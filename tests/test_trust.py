@@ -102,6 +102,22 @@ def test_a_config_yaml_naming_os_system_as_its_data_module_is_refused_and_nothin
 
 
 @pytest.mark.slow
+def test_a_metrics_csv_that_is_another_file_is_named_never_shown(trained_run, tmp_path, capsys):
+    """A metrics.csv linked to someone's file: the error names the file, not one byte of it."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SECRET-TOKEN:x:0:0\n")
+    run_dir = tmp_path / "linked" / "run"
+    shutil.copytree(trained_run, run_dir)
+    (run_dir / "metrics.csv").unlink()
+    (run_dir / "metrics.csv").symlink_to(secret)
+    status, errors = probe_errors(capsys, run_dir, "--out", tmp_path / "report", "--probe-size", "50",
+                                  "--no-topology", "--layers", "head")
+    assert status == 2 and len(errors) == 1, errors
+    assert errors[0].startswith(f"probe.py: error: {run_dir / 'metrics.csv'} is not a metrics.csv (its first line")
+    assert "SECRET" not in capsys.readouterr().out + errors[0]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case, hyper_parameters, datamodule, expected", [
     ("a real class that is no data module", {}, {"_class_path": "collections.OrderedDict", "seed": 0},
      "names the data module 'collections.OrderedDict' (datamodule_hyper_parameters._class_path)"),

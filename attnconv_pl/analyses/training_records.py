@@ -50,18 +50,25 @@ def read_metrics(path: Path) -> list[dict[str, float]]:
     """The rows of a ``metrics.csv`` in epoch order (numbers parsed, ``nan`` as NaN).
 
     Raises:
-        ValueError: the file lacks the ``epoch`` column, or a cell is not a number.
+        ValueError: the file is not text, lacks the ``epoch`` column, or a cell is not a number; the
+            message names the file (and the line), never its content.
     """
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        header = list(reader.fieldnames or [])
-        if "epoch" not in header:
-            raise ValueError(f"{path} has columns {header}, not those of metrics.csv ({', '.join(COLUMNS)})")
-        try:
-            rows = [{column: int(row["epoch"]) if column == "epoch" else float(row[column] or "nan")
-                     for column in header} for row in reader]
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{path} holds a cell that is not a number ({error})") from error
+    not_metrics = f"{path} is not a metrics.csv (its first line is not a header with the columns {', '.join(COLUMNS)})"
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = list(reader.fieldnames or [])
+            if "epoch" not in header:
+                raise ValueError(not_metrics)
+            rows = []
+            for row in reader:
+                try:
+                    rows.append({column: int(row["epoch"]) if column == "epoch" else float(row[column] or "nan")
+                                 for column in header})
+                except (TypeError, ValueError):
+                    raise ValueError(f"line {reader.line_num} of {path} holds a cell that is not a number") from None
+    except (UnicodeDecodeError, csv.Error):
+        raise ValueError(not_metrics) from None
     return sorted(rows, key=lambda row: row["epoch"])
 
 

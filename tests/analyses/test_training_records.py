@@ -70,8 +70,25 @@ def test_read_metrics_parses_the_file_the_callback_writes(tmp_path):
 def test_read_metrics_names_a_file_that_is_not_metrics_csv(tmp_path):
     path = tmp_path / "metrics.csv"
     path.write_text("step,loss\n1,2.0\n")
-    with pytest.raises(ValueError, match="not those of metrics.csv"):
+    with pytest.raises(ValueError, match="is not a metrics.csv"):
         read_metrics(path)
     path.write_text("epoch,train_loss\n1,abc\n")
     with pytest.raises(ValueError, match="not a number"):
         read_metrics(path)
+
+
+def test_read_metrics_names_the_file_and_line_without_quoting_them(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("SECRET-TOKEN:x:0:0\n")
+    link = tmp_path / "metrics.csv"
+    link.symlink_to(secret)
+    with pytest.raises(ValueError) as error:
+        read_metrics(link)
+    assert str(error.value).startswith(f"{link} is not a metrics.csv") and "SECRET" not in str(error.value)
+    secret.write_text("epoch,train_loss\n1,2.0\n2,SECRET\n")
+    with pytest.raises(ValueError) as error:
+        read_metrics(link)
+    assert str(error.value) == f"line 3 of {link} holds a cell that is not a number"
+    secret.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ValueError, match="is not a metrics.csv"):
+        read_metrics(link)
