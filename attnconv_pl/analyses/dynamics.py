@@ -71,8 +71,11 @@ class DynamicsSettings:
             upper bound, exact for translations and small drifts, O(n d)) or ``auto`` (exact up
             to ``exact_w2_max_n`` points, sliced above). Other methods than exact are logged
             under their own names (``drift_prev_w2_sliced``, ``drift_prev_w2_paired``, ...):
-            they are not comparable with exact values.
+            they are not comparable with exact values. Each exact W2 has a
+            ``<name>_converged`` beside it: 1 when the network simplex found an optimal plan, 0
+            (with a NaN value and a warning) when ``exact_w2_max_iter`` stopped it first.
         exact_w2_max_n: the most points ``w2_method: auto`` computes W2 exactly for.
+        exact_w2_max_iter: the most network-simplex pivots of an exact W2 (POT's ``numItermax``).
         sliced_projections: projections of the sliced W2.
         seed: seeds the probe set, projections and every stochastic probe.
         snapshot_dtype: dtype of stored snapshots; probes run on the stored values.
@@ -105,6 +108,7 @@ class DynamicsSettings:
     lipschitz_pairs: int = 2000
     w2_method: Literal["auto", "exact", "sliced", "paired"] = "auto"
     exact_w2_max_n: int = 2000
+    exact_w2_max_iter: int = 10_000_000
     sliced_projections: int = 128
     seed: int = 0
     snapshot_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
@@ -117,7 +121,8 @@ class DynamicsSettings:
         object.__setattr__(self, "id_methods", tuple(self.id_methods))
         check_field_types(self)
         for name in ("probe_size", "project_dim", "every_n_epochs", "topology_every_n_epochs", "mle_k", "max_points",
-                     "lipschitz_pairs", "exact_w2_max_n", "sliced_projections", "max_snapshot_bytes", "batch_size"):
+                     "lipschitz_pairs", "exact_w2_max_n", "exact_w2_max_iter", "sliced_projections",
+                     "max_snapshot_bytes", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_dim < 0:
@@ -190,22 +195,48 @@ def w2_name(name: str, method: str) -> str:
     return name if method == "exact" else f"{name}_{method}"
 
 
-def point_cloud_w2(x: torch.Tensor, y: torch.Tensor, method: str, settings: DynamicsSettings) -> float:
-    """W2 between two point clouds of the same inputs by ``method`` (see :func:`w2_method_of`)."""
+def point_cloud_w2(x: torch.Tensor, y: torch.Tensor, method: str, settings: DynamicsSettings) -> tuple[float, dict]:
+    """W2 between two point clouds of the same inputs by ``method`` (see :func:`w2_method_of`),
+    and how its solver stopped (``{"converged": bool}`` for exact, ``{}`` for the others). The
+    solver's own warning is left out: :func:`run_probes` warns once per epoch, naming the setting."""
     if method == "exact":
-        return probes.wasserstein(x, y, p=2, method="exact")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return probes.wasserstein(x, y, p=2, method="exact", num_iter_max=settings.exact_w2_max_iter, log=True)
     if method == "paired":
-        return probes.paired_displacement(x, y, p=2)
+        return probes.paired_displacement(x, y, p=2), {}
     return probes.wasserstein(x, y, p=2, method="sliced", n_projections=settings.sliced_projections,
-                              seed=settings.seed)
+                              seed=settings.seed, log=True)
+
+
+CONVERGED = "_converged"
+"""Suffix of the marker beside an iterative value: ``<metric>_converged`` is 1 (converged) or 0."""
 
 
 def w2_metrics(layer: str, name: str, x: torch.Tensor, y: torch.Tensor,
                settings: DynamicsSettings) -> dict[str, float]:
-    """``{<name> or <name>_<method>: W2(x, y)}`` by the method for their size (see :func:`w2_name`)."""
+    """``{<name> or <name>_<method>: W2(x, y)}`` by the method for their size (see :func:`w2_name`),
+    and for exact values ``<name>_converged`` (1 or 0) beside it."""
     method = w2_method_of(max(len(x), len(y)), settings)
     metric = w2_name(name, method)
-    return guarded(layer, [metric], lambda: {metric: point_cloud_w2(x, y, method, settings)})
+    marker = [metric + CONVERGED] if method == "exact" else []
+
+    def compute() -> dict[str, float]:
+        value, stop = point_cloud_w2(x, y, method, settings)
+        return {metric: value} | {flag: float(stop["converged"]) for flag in marker}
+
+    return guarded(layer, [metric, *marker], compute)
+
+
+def warn_unconverged_w2(values: Mapping[tuple[str, str], float], settings: DynamicsSettings) -> None:
+    """One warning naming the exact W2 values the network simplex's budget stopped (marker 0)."""
+    stopped = [f"{metric.removesuffix(CONVERGED)} of {layer}" for (layer, metric), value in values.items()
+               if metric.endswith(CONVERGED) and value == 0.0]
+    if stopped:
+        warnings.warn(f"dynamics: {len(stopped)} exact W2 value(s) ({', '.join(stopped)}) stopped at "
+                      f"exact_w2_max_iter={settings.exact_w2_max_iter} network-simplex pivots before optimality; "
+                      "logged as NaN with <metric>_converged = 0. Raise --dynamics.exact_w2_max_iter.",
+                      RuntimeWarning, stacklevel=2)
 
 
 def drift_metrics(layer: str, output: torch.Tensor, references: Mapping[str, torch.Tensor],
@@ -381,6 +412,7 @@ def run_probes(
     if with_topology:
         for (layer, _, _, _), metrics in zip(next_requests, next_values):
             result.values.update({(layer, metric): value for metric, value in metrics.items()})
+    warn_unconverged_w2(result.values, settings)
     return result
 
 

@@ -54,9 +54,11 @@ def test_drift_against_an_initialisation_equal_to_the_previous_epoch_is_computed
     values = dynamics.run(1, snapshot(cloud + v)).values
     assert len(w2_calls) == 1
     assert [metric for _, metric in values if metric.startswith("drift_")] == [
-        "drift_prev_displacement", "drift_prev_w2", "drift_init_displacement", "drift_init_w2"]
-    for kind in ("displacement", "w2"):
+        "drift_prev_displacement", "drift_prev_w2", "drift_prev_w2_converged",
+        "drift_init_displacement", "drift_init_w2", "drift_init_w2_converged"]
+    for kind in ("displacement", "w2", "w2_converged"):
         assert values[("layer", f"drift_init_{kind}")] == values[("layer", f"drift_prev_{kind}")]
+    for kind in ("displacement", "w2"):
         assert values[("layer", f"drift_init_{kind}")] == pytest.approx(float(v.norm()), rel=1e-9)
     dynamics.restore(snapshot(cloud), snapshot(cloud - v))
     values = dynamics.run(2, snapshot(cloud + v)).values
@@ -155,7 +157,9 @@ def test_each_w2_is_named_by_its_method(cloud, method, n_points, expected):
     settings = DynamicsSettings(id_methods=("twonn",), topology=False, w2_method=method, exact_w2_max_n=120)
     points = torch.cat([cloud, cloud[:1] + 0.5])[:n_points]
     values = run_probes(1, snapshot(points + 0.1), settings, previous=snapshot(points)).values
-    w2 = {metric: value for (_, metric), value in values.items() if metric.startswith("drift_prev_w2")}
+    w2 = {metric: value for (_, metric), value in values.items()
+          if metric.startswith("drift_prev_w2") and not metric.endswith("_converged")}
+    assert values.get(("layer", "drift_prev_w2_converged")) == (1.0 if expected == "drift_prev_w2" else None)
     references = {"w2": lambda: probes.wasserstein(points + 0.1, points, method="exact"),
                   "sliced": lambda: probes.wasserstein(points + 0.1, points, method="sliced", n_projections=128, seed=0),
                   "paired": lambda: 0.1 * math.sqrt(6)}  # a translation by (0.1, ..., 0.1)
@@ -163,6 +167,26 @@ def test_each_w2_is_named_by_its_method(cloud, method, n_points, expected):
     assert Dynamics.family_of(expected).key == "drift"
     assert metric_title(expected).endswith({"w2": "W2", "sliced": "W2 (sliced)", "paired": "W2 (paired)"}[
         expected.rsplit("_", 1)[1]])
+
+
+def test_an_exact_w2_stopped_by_its_budget_is_nan_marked_and_warned_once(cloud, recwarn):
+    """50 network-simplex pivots cannot solve these 120-point problems: each exact W2 is NaN with
+    its ``_converged`` marker 0, and one warning for the epoch names every such value and the
+    setting to raise; sliced values have no marker; the default budget solves them."""
+    settings = DynamicsSettings(id_methods=("twonn",), topology=False, exact_w2_max_iter=50)
+    other = torch.randn(120, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    values = run_probes(1, snapshot(other, with_input=True), settings, previous=snapshot(cloud),
+                        pool=ProbePool(workers=1)).values
+    for metric in ("drift_prev_w2", "stability_w2"):
+        assert math.isnan(values[("layer", metric)]) and values[("layer", f"{metric}_converged")] == 0.0
+    stopped = [str(w.message) for w in recwarn if "exact_w2_max_iter" in str(w.message)]
+    assert stopped == ["dynamics: 2 exact W2 value(s) (drift_prev_w2 of layer, stability_w2 of layer) stopped at "
+                       "exact_w2_max_iter=50 network-simplex pivots before optimality; logged as NaN with "
+                       "<metric>_converged = 0. Raise --dynamics.exact_w2_max_iter."]
+    assert not [w for w in recwarn if "num_iter_max" in str(w.message)], "the probe's own warning is left out"
+    solved = run_probes(1, snapshot(other, with_input=True), SETTINGS, previous=snapshot(cloud)).values
+    assert solved[("layer", "drift_prev_w2_converged")] == solved[("layer", "stability_w2_converged")] == 1.0
+    assert solved[("layer", "drift_prev_w2")] == pytest.approx(probes.wasserstein(other, cloud), rel=1e-12)
 
 
 def test_a_scikit_dimension_estimator_runs_beside_the_shared_neighbour_pass(cloud):

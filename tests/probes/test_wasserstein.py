@@ -1,3 +1,6 @@
+import math
+import warnings
+
 import numpy as np
 import ot
 import pytest
@@ -133,3 +136,54 @@ def test_bad_arguments_are_rejected_with_the_reason():
         wasserstein(x, x, p=0.5)
     with pytest.raises(TypeError):
         wasserstein(x, x, method="exact", reg=0.1)
+
+
+def test_exact_says_it_converged_and_equals_the_optimal_assignment():
+    x, y = cloud(200, 5, seed=19), cloud(200, 5, seed=20) + 0.3
+    cost = ot.dist(x.numpy(), y.numpy(), metric="euclidean") ** 2
+    rows, cols = scipy.optimize.linear_sum_assignment(cost)
+    value, stop = wasserstein(x, y, p=2, log=True)
+    assert stop == {"converged": True}
+    assert value == pytest.approx(cost[rows, cols].mean() ** 0.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("filters", ["default", "ignore", "error"])
+def test_exact_stopped_by_its_budget_is_nan_marked_and_warned_once_whatever_the_filters(filters):
+    """50 pivots leave this 200-point problem unsolved (POT's result code 3, numItermax reached):
+    its cost is then no bound on W2, so NaN with converged False, read from the result code, not
+    from POT's warning, so the warnings filters (even "error") change nothing but our own message."""
+    x, y = cloud(200, 5, seed=19), cloud(200, 5, seed=20) + 0.3
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter(filters)
+        warnings.filterwarnings("always", category=RuntimeWarning, module=__name__)
+        value, stop = wasserstein(x, y, p=2, log=True, num_iter_max=50)
+    assert math.isnan(value) and stop == {"converged": False}
+    assert [str(w.message) for w in caught if w.category is not DeprecationWarning] == [
+        "wasserstein(method='exact'): no optimal plan within num_iter_max=50 network-simplex pivots (n=200, "
+        "m=200; POT: 'numItermax reached before optimality. Try to increase numItermax.'); returning NaN. "
+        "Raise num_iter_max."]
+
+
+def test_sinkhorn_reports_its_marginal_error_and_warns_once_when_stopped_by_its_budget():
+    """The marginal error is that of the plan returned, as POT's own plan (``ot.sinkhorn``) has it."""
+    x, y = cloud(150, 3, seed=21), cloud(150, 3, seed=22) + 1.0
+    cost = ot.dist(x.numpy(), y.numpy(), metric="euclidean") ** 2
+    weights = np.full(150, 1 / 150)
+    for num_iter_max in (20, 1000):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value, stop = wasserstein(x, y, p=2, method="sinkhorn", reg=0.01, num_iter_max=num_iter_max, log=True)
+        plan = ot.sinkhorn(weights, weights, cost / cost.max(), 0.01, numItermax=num_iter_max, warn=False)
+        assert stop["marginal_error"] == pytest.approx(np.linalg.norm(plan.sum(0) - weights), rel=1e-6, abs=1e-12)
+        assert value == pytest.approx(np.sqrt(np.sum(plan * cost)), rel=1e-9)
+        assert stop["converged"] == (stop["marginal_error"] < 1e-9) == (num_iter_max == 1000)
+        messages = [str(w.message) for w in caught if w.category is not DeprecationWarning]
+        assert messages == ([] if stop["converged"] else [
+            f"wasserstein(method='sinkhorn'): stopped after 20 of num_iter_max=20 iterations with marginal error "
+            f"{stop['marginal_error']:.3g} above stop_threshold=1e-09; the value is not a bound on W_p. Raise "
+            "num_iter_max (or reg)."])
+
+
+def test_sliced_does_not_iterate_and_reports_nothing():
+    x = cloud(50, 4, seed=23)
+    assert wasserstein(x, x + 1, method="sliced", log=True)[1] == {}
