@@ -23,6 +23,7 @@ from torch import nn
 from attnconv_pl.errors import ConfigError
 
 from ._features import KINDS, ProbePoint, probe_layers
+from ._options import UnknownOptionError
 from .external import create_external_model, is_external
 
 ModelFactory = Callable[..., nn.Module]
@@ -73,7 +74,8 @@ def create_model(
     Raises:
         ConfigError: ``name`` is not registered (the message lists the known names), or a
             timm or imported model cannot be built (see :func:`.external.create_external_model`).
-        TypeError: a keyword in ``kwargs`` is not an option of this model.
+        UnknownOptionError: a keyword in ``kwargs`` is not an option of this model (a
+            ConfigError and a TypeError; it names the closest options).
         TypeError, ValueError: the factory's model describes its probe points wrongly (a bug
             in the factory; see ``_check_feature_info``).
     """
@@ -98,17 +100,15 @@ def create_model(
 
 
 def reject_unknown_kwargs(model_name: str, kwargs: Mapping[str, Any], accepted: Iterable[str]) -> None:
-    """Raise a TypeError naming ``model_name`` when ``kwargs`` has a key outside ``accepted``.
+    """Raise :class:`UnknownOptionError` (a ConfigError and a TypeError) naming ``model_name``,
+    the closest options and all of them when ``kwargs`` has a key outside ``accepted``.
 
     Factories that forward ``**kwargs`` to a library class call this with that class's options.
     """
-    accepted = sorted(set(accepted))
-    unknown = sorted(set(kwargs) - set(accepted))
+    accepted = set(accepted)
+    unknown = set(kwargs) - accepted
     if unknown:
-        raise TypeError(
-            f"model '{model_name}' got unknown option(s) {', '.join(map(repr, unknown))}; "
-            f"its options are: {', '.join(accepted)}. Fix the spelling or remove the option."
-        )
+        raise UnknownOptionError(model_name, unknown, kwargs, accepted)
 
 
 def _model_options(signature: inspect.Signature) -> list[str]:

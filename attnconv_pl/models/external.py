@@ -32,6 +32,7 @@ from torch import nn
 from attnconv_pl.errors import ConfigError
 
 from ._features import ProbePoint, attach_feature_info
+from ._options import UnknownOptionError, unexpected_options
 
 TIMM_PREFIX = "timm:"
 
@@ -54,6 +55,8 @@ def create_external_model(name: str, num_classes: int, in_chans: int, img_size: 
         the model describes its features (always for timm models that have ``feature_info``).
 
     Raises:
+        UnknownOptionError: an option the model does not take (a ConfigError naming every such
+            option).
         ConfigError: the name cannot be resolved, the options do not fit the model, or the model
             does not run on such images; the message says what to do.
     """
@@ -90,18 +93,31 @@ def _create_timm_model(name: str, num_classes: int, in_chans: int, img_size: int
         raise ConfigError(f"model {spec!r}: checkpoint_path {checkpoint_path} is not a file; give the path of a "
                           "local .pth, .pt or .safetensors file holding the model's weights")
     shape = {"num_classes": num_classes, "in_chans": in_chans}
-    try:
+
+    def build(options: dict[str, Any]) -> nn.Module:
         try:
             return timm.create_model(name, pretrained=False, **shape, img_size=img_size, **options)
         except TypeError as error:
             if "img_size" not in str(error):
                 raise
             return timm.create_model(name, pretrained=False, **shape, **options)
-    except (TypeError, ValueError, RuntimeError, KeyError) as error:
-        raise ConfigError(f"model {spec!r} cannot be built with options {options or '{}'} for {in_chans}x{img_size}x"
-                          f"{img_size} images and {num_classes} classes: {_one_line(error)}. Check its options "
-                          "(timm's model class) and, with checkpoint_path, that the file holds this model's "
-                          "weights") from error
+
+    try:
+        return build(options)
+    except TypeError as error:
+        unknown = unexpected_options(build, options, error)
+        if unknown:
+            raise UnknownOptionError(spec, unknown, options) from error
+        raise _unbuildable(spec, options, in_chans, img_size, num_classes, error) from error
+    except (ValueError, RuntimeError, KeyError) as error:
+        raise _unbuildable(spec, options, in_chans, img_size, num_classes, error) from error
+
+
+def _unbuildable(spec: str, options: dict[str, Any], in_chans: int, img_size: int, num_classes: int,
+                 error: Exception) -> ConfigError:
+    return ConfigError(f"model {spec!r} cannot be built with options {options or '{}'} for {in_chans}x{img_size}x"
+                       f"{img_size} images and {num_classes} classes: {_one_line(error)}. Check its options "
+                       "(timm's model class) and, with checkpoint_path, that the file holds this model's weights")
 
 
 def _create_imported_model(name: str, num_classes: int, in_chans: int, img_size: int,
@@ -114,9 +130,18 @@ def _create_imported_model(name: str, num_classes: int, in_chans: int, img_size:
         parameters = {}
     given = {"num_classes": num_classes, "in_chans": in_chans, "img_size": img_size, "image_size": img_size}
     shape = {key: value for key, value in given.items() if key in parameters and key not in options}
+    keywords = [key for key, parameter in parameters.items()
+                if parameter.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
+    unknown = set(options) - set(keywords)
+    if parameters and unknown and not takes_any:
+        raise UnknownOptionError(name, unknown, options, [key for key in keywords if key not in given])
     try:
         model = factory(**shape, **options)
     except TypeError as error:
+        unknown = unexpected_options(lambda kept: factory(**shape, **kept), options, error)
+        if unknown:
+            raise UnknownOptionError(name, unknown, options) from error
         raise ConfigError(f"model {name!r} cannot be called with {sorted({**shape, **options})}: {_one_line(error)}. "
                           "Fix arch_kwargs to match its signature") from error
     if not isinstance(model, nn.Module):

@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings
 from attnconv_pl.errors import ConfigError
 from attnconv_pl.models import create_model, points_of_kind
+from attnconv_pl.models._options import UnknownOptionError
 from attnconv_pl.module import ClassifierModule
 from callbacks import FeatureDynamics
 from external_nets import TinyConvNet
@@ -89,9 +90,23 @@ def test_a_model_that_does_not_run_on_the_data_is_refused_when_built():
         create_model("external_nets:tiny_conv_net", num_classes=4, in_chans=3, img_size=16, channels=2)
 
 
-def test_wrong_options_of_an_imported_model_are_a_config_error():
-    with pytest.raises(ConfigError, match="cannot be called with.*depth.*Fix arch_kwargs"):
-        create_model("external_nets:TinyConvNet", num_classes=5, in_chans=1, img_size=16, depth=3)
+def test_options_an_imported_model_does_not_take_are_named_with_the_closest_and_all_its_options():
+    with pytest.raises(UnknownOptionError, match=r"'external_nets:TinyConvNet' got unknown option\(s\) 'depth', "
+                       r"'widht' \(did you mean 'width'\?\); its options are: width\.") as error:
+        create_model("external_nets:TinyConvNet", num_classes=5, in_chans=1, img_size=16, depth=3, widht=4, width=2)
+    assert error.value.kept == {"width": 2}
+
+
+def test_options_a_factory_with_any_keyword_rejects_are_all_named():
+    # tiny_conv_net(**options) forwards them to TinyConvNet, which takes only width
+    with pytest.raises(UnknownOptionError, match=r"got unknown option\(s\) 'depth', 'dim'"):
+        create_model("external_nets:tiny_conv_net", num_classes=5, in_chans=1, img_size=16, dim=3, depth=2)
+
+
+def test_options_a_timm_model_does_not_take_are_all_named_and_the_others_kept():
+    with pytest.raises(UnknownOptionError, match=r"'timm:resnet10t' got unknown option\(s\) 'depth', 'dim'") as error:
+        create_model("timm:resnet10t", num_classes=5, in_chans=1, img_size=16, dim=64, depth=2, drop_rate=0.1)
+    assert error.value.kept == {"drop_rate": 0.1}
 
 
 def test_a_model_without_probe_layers_is_built_but_probing_it_asks_for_layers():

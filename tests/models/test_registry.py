@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from attnconv_pl.errors import ConfigError
 from attnconv_pl.models import (
     ProbePoint,
     _registry,
@@ -64,6 +65,12 @@ def test_unknown_name_lists_known_models_and_close_matches():
 def test_unknown_option_is_a_type_error_naming_the_model(name):
     with pytest.raises(TypeError, match=rf"model '{name}' got unknown option\(s\) 'dpeth'"):
         create_model(name, num_classes=3, img_size=16, dpeth=2)
+
+
+def test_an_unknown_option_is_also_a_config_error_with_the_closest_option_and_the_others_kept():
+    with pytest.raises(ConfigError, match=r"'conv_net' got unknown option\(s\) 'dimm' \(did you mean 'dim'\?\)") as error:
+        create_model("conv_net", num_classes=3, img_size=16, dimm=32, groups=4)
+    assert error.value.kept == {"groups": 4}
 
 
 def test_options_reach_the_model():
