@@ -8,10 +8,10 @@ from typing import Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from attnconv_pl.analyses.base import is_scheduled_epoch
+from attnconv_pl.console import say
 
 
 def checkpoint_name(epoch: int) -> str:
@@ -67,5 +67,5 @@ class EpochCheckpoint(Callback):
         epoch = trainer.current_epoch + 1
         if is_scheduled_epoch(epoch, self.every_n_epochs, trainer.max_epochs):
             saved = self._save(trainer, checkpoint_name(epoch))
-            rank_zero_info(f"checkpoint: {saved}")
+            say(trainer, f"checkpoint: {saved}")  # on its own line, not after the progress bar
         self._save(trainer, "last.ckpt")
