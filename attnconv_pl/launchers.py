@@ -253,6 +253,18 @@ class SlurmResources:
     def tasks(self) -> int:
         return max(self.gpus_per_run, 1)
 
+    def sbatch_options(self, name: str) -> list[str]:
+        """The ``#SBATCH`` options of the job ``name`` that come from these resources, as submitit
+        writes them into the job's script (sorted by name; submitit adds its own ``--output``,
+        ``--error``, ``--open-mode`` and ``--wckey``): what ``--dry-run`` shows without ``sbatch``."""
+        mem = None if self.mem_gb is None else (f"{int(self.mem_gb)}GB" if self.mem_gb == int(self.mem_gb)
+                                                else f"{int(self.mem_gb * 1024)}MB")
+        cpus = max(self.cpus_per_run // self.tasks, 1) if self.cpus_per_run else None
+        options = {"job-name": name, "time": self.time_min, "nodes": 1, "ntasks-per-node": self.tasks,
+                   "gpus-per-node": self.gpus_per_run, "signal": f"USR2@{SIGNAL_DELAY_S}", "partition": self.partition,
+                   "cpus-per-task": cpus, "mem": mem, **{key.replace("_", "-"): value for key, value in self.sbatch}}
+        return [f"--{key}={shlex.quote(str(value))}" for key, value in sorted(options.items()) if value is not None]
+
     def parameters(self, name: str) -> dict[str, Any]:
         """Keywords of submitit's ``AutoExecutor.update_parameters`` for the job ``name``."""
         optional = {"slurm_partition": self.partition, "mem_gb": self.mem_gb,
@@ -321,7 +333,8 @@ class SlurmLauncher:
     """One submitit job per run (in ``<run_dir>/slurm/``), all submitted at once; SLURM queues them.
 
     ``cluster`` is submitit's executor: ``"slurm"``, or ``"local"`` to run the same jobs on this
-    machine (submitit's local executor, which also delivers the time-limit signal and requeues).
+    machine (submitit's local executor, ``--launcher submitit-local``: real processes through the
+    same job code, which also delivers the time-limit signal and requeues).
     """
 
     capacity: Optional[int] = None

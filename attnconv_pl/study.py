@@ -28,8 +28,11 @@ in that order (every variant with the first seed, then with the next one, ...), 
 machine, ``--jobs N`` at a time (each on its own GPUs); ``--launcher slurm`` submits one SLURM
 job per run through submitit (resources from the flags ``--time``, ``--partition``,
 ``--gpus-per-run``, ``--cpus-per-run``, ``--mem``, over the study file's ``slurm:``), requeued on
-preemption or at its time limit and resumed from ``last.ckpt`` (see ``attnconv_pl/launchers.py``).
-While runs train, each new epoch of a run prints a line with its validation accuracy (read from
+preemption or at its time limit and resumed from ``last.ckpt`` (see ``attnconv_pl/launchers.py``);
+``--launcher submitit-local`` runs the same jobs through submitit's local executor (processes on this
+machine), to try a SLURM study off the cluster. ``--dry-run`` parses every variant's ``train.py``
+command line with ``train.py``'s own parser and prints each run's command (with a submitit launcher
+also its job's ``#SBATCH`` options; no ``sbatch`` needed), training nothing. While runs train, each new epoch of a run prints a line with its validation accuracy (read from
 its ``metrics.csv``). A run whose checkpoints reach its ``trainer.max_epochs`` is finished and
 skipped (``--force`` trains it again from scratch); one with ``last.ckpt`` short of it resumes
 from there; a failed run is reported with its log and the others still run. Then one ``probe.py`` call over the finished runs writes the
@@ -79,8 +82,8 @@ RUNNER_FLAGS = ("--experiment", "--run_id", "--runs_dir", "--seed_everything", "
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-SUBMITIT_CLUSTER = "slurm"
-"""submitit's executor of ``--launcher slurm`` (``"local"`` runs the same jobs on this machine)."""
+SUBMITIT_CLUSTERS = {"slurm": "slurm", "submitit-local": "local"}
+"""submitit's executor of each submitit launcher: SLURM, or the same jobs as processes on this machine."""
 
 @dataclass(frozen=True)
 class Study:
@@ -253,6 +256,67 @@ def check_extra_flags(extra: Sequence[str]) -> None:
                              "rerun the same command to resume")
 
 
+PARSER_NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subtypes: |Errors$|"
+                          r"Expected a <class 'NoneType'>$|Given value type: |Given value: NestedArg)")
+"""Lines of jsonargparse's messages that say nothing about the mistake (the optional types' alternatives)."""
+
+
+def train_parser() -> Any:
+    """``train.py``'s own argument parser (:class:`attnconv_pl.cli.TrainCLI`'s), built without parsing
+    anything; a refused command line raises ``ValueError`` with the parser's message instead of
+    exiting."""
+    from attnconv_pl.cli import TrainArgumentParser, TrainCLI
+
+    class RefusingParser(TrainArgumentParser):
+        def error(self, message: str, ex: Optional[Exception] = None) -> Any:
+            raise ValueError(message)
+
+    class Built(Exception):
+        """Stops :class:`TrainCLI` once its parser is built: nothing is parsed or instantiated."""
+
+    class ParserOnly(TrainCLI):
+        def init_parser(self, **kwargs: Any) -> Any:
+            self.parser_class = RefusingParser
+            return super().init_parser(**kwargs)
+
+        def parse_arguments(self, parser: Any, args: Any) -> None:
+            raise Built(parser)
+
+    try:
+        ParserOnly(args=[])
+    except Built as built:
+        return built.args[0]
+    raise AssertionError("TrainCLI parsed no arguments")
+
+
+def parser_message(message: str) -> str:
+    """A jsonargparse message in one line: ``Parser key "model": Option 'archh' is not accepted``."""
+    parts = [line.strip().removeprefix("- ").rstrip(":").strip() for line in message.splitlines()]
+    parts = [part for part in parts if part and not PARSER_NOISE.match(part)]
+    return parts[0] + (f": {'; '.join(parts[1:])}" if len(parts) > 1 else "") if parts else message
+
+
+def check_train_args(study: Study, runs: Sequence[StudyRun], extra: Sequence[str]) -> None:
+    """Parse every variant's ``train.py`` command line with ``train.py``'s parser (nothing is built
+    or trained), so that a misspelled flag or a bad value stops the study before any run starts.
+
+    Raises:
+        StudyError: naming the variant and what ``train.py`` refuses.
+    """
+    parser = train_parser()
+    first_runs: dict[str, StudyRun] = {}
+    for run in runs:
+        first_runs.setdefault(run.variant, run)
+    for run in first_runs.values():
+        try:
+            parser.parse_args(list(train_args(study, run, extra)))
+        except ValueError as error:
+            after = " or after --" if extra else ""
+            raise StudyError(f"variant {run.variant}: train.py refuses its command line: "
+                             f"{parser_message(str(error))}; fix its flags in {study.path}{after} (python train.py "
+                             "--help lists every option)") from None
+
+
 def train_args(study: Study, run: StudyRun, extra: Sequence[str]) -> tuple[str, ...]:
     """The ``train.py`` arguments of a run: config, variant flags, extra flags, then the run's own
     (its W&B group is the study, its job type the variant). ``--ckpt_path`` is added when the run
@@ -338,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m attnconv_pl.study", formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="%(prog)s --config STUDY [--seeds N ...] [--out DIR] [--runs_dir DIR] [--force] [--dry-run] "
-              "[--launcher local [--jobs N] | --launcher slurm --time T [--partition P] ...] [-- train.py flags ...]",
+              "[--launcher local [--jobs N] | --launcher slurm|submitit-local --time T [--partition P] ...] "
+              "[-- train.py flags ...]",
         description="Train every variant of a study for every seed with train.py (on this machine, N runs at a\n"
                     "time, or as SLURM jobs), then compare them in one probe.py report.",
         epilog=__doc__.split("\n\n", 1)[1])
@@ -352,15 +417,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="root of the run directories (default runs)")
     parser.add_argument("--force", action="store_true", help="train every run again from scratch, finished ones too (deletes their run directories)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="print each run's state and the commands, run nothing")
-    parser.add_argument("--launcher", choices=("local", "slurm"), default="local",
+                        help="check every variant's train.py flags, print each run's state and commands (and "
+                             "#SBATCH options), run nothing")
+    parser.add_argument("--launcher", choices=("local", *SUBMITIT_CLUSTERS), default="local",
                         help="local: train.py children of this process (default); slurm: one SLURM job per run "
-                             "through submitit (pip install 'attnconv-pl[slurm]'), requeued on preemption")
+                             "through submitit (pip install 'attnconv-pl[slurm]'), requeued on preemption; "
+                             "submitit-local: the same jobs through submitit's local executor (processes on this "
+                             "machine, time limit and requeue included), to try a SLURM study off the cluster")
     local = parser.add_argument_group("--launcher local")
     local.add_argument("--jobs", type=int, metavar="N",
                        help="runs at a time (default 1); with CUDA GPUs each gets its own equal share of the "
                             "visible ones (CUDA_VISIBLE_DEVICES), or one GPU shared round-robin when fewer")
-    slurm = parser.add_argument_group("--launcher slurm (each overrides the study file's slurm: key)")
+    slurm = parser.add_argument_group("--launcher slurm or submitit-local (each overrides the study file's slurm: key)")
     slurm.add_argument("--time", metavar="T", help="time limit of a run's job: minutes or [D-]HH:MM:SS (required "
                                                   "here or in the study file); a longer run is requeued and resumes")
     slurm.add_argument("--partition", metavar="NAME", help="SLURM partition (default: the cluster's)")
@@ -370,23 +438,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_launcher(args: argparse.Namespace, study: Study) -> Any:
-    """The launcher the flags and the study file ask for.
+def job_resources(args: argparse.Namespace, study: Study) -> Optional[launchers.SlurmResources]:
+    """The resources of each run's job under a submitit launcher (None for ``--launcher local``).
 
     Raises:
-        StudyError: flags of the other launcher, bad resources, or submitit missing for slurm.
+        StudyError: flags of the other launcher, or bad resources.
     """
     flags = {key: getattr(args, key) for key in SLURM_FLAGS if getattr(args, key) is not None}
     if args.launcher == "local":
         if flags:
             raise StudyError(f"{', '.join(SLURM_FLAGS[key] for key in flags)} set(s) a SLURM job's resources; "
                              "add --launcher slurm, or leave it out to train on this machine")
-        return launchers.LocalLauncher(args.jobs or 1)
+        return None
     if args.jobs is not None:
-        raise StudyError("--jobs is for --launcher local; with --launcher slurm every run is its own job and "
-                         "SLURM decides how many run at a time")
-    resources = slurm_resources({**study.slurm, **flags}, f"{study.path} slurm: and flags")
-    return launchers.SlurmLauncher(resources, study.name, cluster=SUBMITIT_CLUSTER)
+        raise StudyError(f"--jobs is for --launcher local; with --launcher {args.launcher} every run is its own job "
+                         "and SLURM (or submitit) decides how many run at a time")
+    return slurm_resources({**study.slurm, **flags}, f"{study.path} slurm: and flags")
+
+
+def make_launcher(args: argparse.Namespace, study: Study, resources: Optional[launchers.SlurmResources]) -> Any:
+    """The launcher the flags ask for, with the job ``resources`` of :func:`job_resources`.
+
+    Raises:
+        StudyError: submitit missing, or no ``sbatch`` here for ``--launcher slurm``.
+    """
+    if resources is None:
+        return launchers.LocalLauncher(args.jobs or 1)
+    return launchers.SlurmLauncher(resources, study.name, cluster=SUBMITIT_CLUSTERS[args.launcher])
 
 
 def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -398,7 +476,11 @@ def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return argv[:cut], argv[cut + 1:]
 
 
-def print_plan(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool, out: Path) -> None:
+def print_plan(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool, out: Path,
+               resources: Optional[launchers.SlurmResources]) -> None:
+    """Each run's state and ``train.py`` command (under a submitit launcher also its job's
+    ``#SBATCH`` options, :meth:`~attnconv_pl.launchers.SlurmResources.sbatch_options`), then the
+    report's ``probe.py`` command."""
     for run in runs:
         state = "new" if force else run_state(run.run_dir)
         action = {"finished": "skip (finished)", "resume": "resume from last.ckpt", "new": "train"}[state]
@@ -406,26 +488,31 @@ def print_plan(study: Study, runs: list[StudyRun], extra: Sequence[str], force: 
         if state != "finished":
             job = train_job(study, run, extra, run.run_id)
             print(f"  {shown(TRAIN_SCRIPT, job.argv() if state == 'resume' else job.args)}")
+            if resources is not None:
+                print(f"  sbatch {' '.join(resources.sbatch_options(f'{study.name}/{run.run_id}'))} "
+                      f"(job files in {run.run_dir / launchers.SUBMITIT_FOLDER})")
     print(f"report: {shown(PROBE_SCRIPT, probe_args(study, [run.run_dir for run in runs], out))}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     own, extra = split_extra(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(own)
+    seeds = list(dict.fromkeys(args.seeds))
     try:
         study = resolve_study(args.config)
         check_extra_flags(extra)
-        launcher = make_launcher(args, study)
+        resources = job_resources(args, study)
+        runs = plan_runs(study, seeds, args.runs_dir)
+        check_train_args(study, runs, extra)
+        launcher = None if args.dry_run else make_launcher(args, study, resources)  # a dry run needs no sbatch
     except StudyError as error:
         print(f"study: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    seeds = list(dict.fromkeys(args.seeds))
     out = args.out or Path("reports") / study.name
-    runs = plan_runs(study, seeds, args.runs_dir)
     print(f"study {study.name} ({study.path}): {len(study.variants)} variant(s) x {len(seeds)} seed(s) "
           f"of {study.config}", flush=True)
     if args.dry_run:
-        print_plan(study, runs, extra, args.force, out)
+        print_plan(study, runs, extra, args.force, out, resources)
         return 0
     with sigterm_as_interrupt():
         try:

@@ -103,16 +103,43 @@ def test_without_sbatch_the_slurm_launcher_says_where_to_run(tmp_path, monkeypat
     assert "sbatch, which is not found here: run the study on a login node" in capsys.readouterr().err
 
 
-def test_the_study_files_slurm_mapping_is_read_and_flags_override_it(tmp_path, monkeypatch):
-    (tmp_path / "c.yaml").write_text("trainer: {max_epochs: 1}\n")
-    (tmp_path / "s.yaml").write_text("config: c.yaml\nvariants: {a: []}\n"
+def submitit_sbatch_lines(resources: SlurmResources, name: str, folder: Path) -> list[str]:
+    """The ``#SBATCH`` lines submitit itself writes for a job of ``resources`` (its SLURM executor,
+    told that srun exists)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 1))
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor.update_parameters(**resources.parameters(name))
+    script = executor._executor._make_submission_file_text("python train.py", "0")
+    return [line.removeprefix("#SBATCH ") for line in script.splitlines() if line.startswith("#SBATCH ")]
+
+
+@pytest.mark.parametrize("resources", [
+    SlurmResources(time_min=60, partition="big", gpus_per_run=2, cpus_per_run=9, mem_gb=1.5,
+                   sbatch=(("account", "lab"), ("mail_type", "END"))),
+    SlurmResources(time_min=5),
+])
+def test_the_sbatch_options_shown_are_those_submitit_writes(resources, tmp_path):
+    written = submitit_sbatch_lines(resources, "s/a-seed0", tmp_path)
+    submitits_own = ("--error", "--output", "--open-mode", "--wckey")  # not resources
+    assert {line.split("=")[0] for line in written} >= set(submitits_own)
+    assert resources.sbatch_options("s/a-seed0") == [line for line in written if line.split("=")[0] not in submitits_own]
+
+
+def test_a_slurm_dry_run_needs_no_sbatch_and_shows_each_jobs_options(tmp_path, monkeypatch, capsys):
+    """The study file's slurm: mapping, flags over it, shown off the cluster (no sbatch here)."""
+    monkeypatch.setattr(launchers.shutil, "which", lambda name: None)
+    (tmp_path / "s.yaml").write_text(f"config: {REPO / 'configs' / 'attention_vs_conv_digits.yaml'}\n"
+                                     "variants: {a: [--model.init_args.arch, conv_net]}\n"
                                      "slurm: {time: 1:00:00, partition: gpu, sbatch: {account: lab}}\n")  # not base 60
-    made = []
-    monkeypatch.setattr(launchers.SlurmLauncher, "__init__",
-                        lambda self, resources, name, cluster: made.append(resources))
-    assert main(["--config", str(tmp_path / "s.yaml"), "--runs_dir", str(tmp_path / "runs"), "--dry-run",
+    runs = tmp_path / "runs"
+    assert main(["--config", str(tmp_path / "s.yaml"), "--runs_dir", str(runs), "--seeds", "0", "--dry-run",
                  "--launcher", "slurm", "--partition", "big", "--gpus-per-run", "2"]) == 0
-    assert made == [SlurmResources(time_min=60, partition="big", gpus_per_run=2, sbatch=(("account", "lab"),))]
+    expected = SlurmResources(time_min=60, partition="big", gpus_per_run=2, sbatch=(("account", "lab"),))
+    assert (f"  sbatch {' '.join(expected.sbatch_options('s/a-seed0'))} (job files in {runs / 's' / 'a-seed0' / 'slurm'})"
+            in capsys.readouterr().out.splitlines())
+    assert expected.sbatch_options("s/a-seed0")[:3] == ["--account=lab", "--gpus-per-node=2", "--job-name=s/a-seed0"]
+    assert not runs.exists()
 
 
 def test_without_submitit_the_slurm_launcher_says_how_to_install_it(monkeypatch):
@@ -204,6 +231,7 @@ def stand_in_study(tmp_path: Path, monkeypatch, train: str, variants: str) -> Pa
     (tmp_path / "train.py").write_text(train)
     (tmp_path / "probe.py").write_text(STAND_IN_PROBE)
     monkeypatch.setattr(study_module, "TRAIN_SCRIPT", tmp_path / "train.py")
+    monkeypatch.setattr(study_module, "check_train_args", lambda *args: None)  # the stand-in takes any flags
     monkeypatch.setattr(study_module, "PROBE_SCRIPT", tmp_path / "probe.py")
     monkeypatch.setattr(launchers, "POLL_S", 0.1)
     (tmp_path / "c.yaml").write_text("trainer: {max_epochs: 1}\n")
@@ -282,13 +310,12 @@ def preempt_when_training(run_dir: Path, errors: list) -> threading.Thread:
 @pytest.mark.slow
 def test_a_submitit_job_preempted_is_requeued_and_resumes_from_last_ckpt(tmp_path, monkeypatch, capsys):
     study = stand_in_study(tmp_path, monkeypatch, STAND_IN_PREEMPTED, "{a: []}")
-    monkeypatch.setattr(study_module, "SUBMITIT_CLUSTER", "local")
     runs, out = tmp_path / "runs", tmp_path / "report"
     run_dir = runs / "study" / "a-seed0"
     errors: list = []
     preempting = preempt_when_training(run_dir, errors)
     assert main(["--config", str(study), "--seeds", "0", "--runs_dir", str(runs), "--out", str(out),
-                 "--launcher", "slurm", "--time", "30"]) == 0, capsys.readouterr()
+                 "--launcher", "submitit-local", "--time", "30"]) == 0, capsys.readouterr()
     preempting.join()
     assert not errors, errors
     output = capsys.readouterr().out
@@ -307,7 +334,6 @@ def test_a_submitit_job_preempted_is_requeued_and_resumes_from_last_ckpt(tmp_pat
 
 def test_a_job_sbatch_refuses_stops_the_study_and_cancels_the_jobs_submitted(tmp_path, monkeypatch, capsys):
     study = stand_in_study(tmp_path, monkeypatch, STAND_IN_PREEMPTED, "{a: [], b: []}")
-    monkeypatch.setattr(study_module, "SUBMITIT_CLUSTER", "local")
     submit = submitit.AutoExecutor.submit
 
     def refuse_b(executor, function):
@@ -317,7 +343,7 @@ def test_a_job_sbatch_refuses_stops_the_study_and_cancels_the_jobs_submitted(tmp
 
     monkeypatch.setattr(submitit.AutoExecutor, "submit", refuse_b)
     assert main(["--config", str(study), "--seeds", "0", "--runs_dir", str(tmp_path / "runs"),
-                 "--launcher", "slurm", "--time", "30"]) == 2
+                 "--launcher", "submitit-local", "--time", "30"]) == 2
     captured = capsys.readouterr()
     job_id = captured.out.split("[1/2] a-seed0: training as submitit local job ")[1].split()[0]
     assert "study: error: submitting the job of b-seed0 failed: sbatch: error: invalid partition" in captured.err
@@ -326,12 +352,11 @@ def test_a_job_sbatch_refuses_stops_the_study_and_cancels_the_jobs_submitted(tmp
 
 @pytest.mark.slow
 def test_a_two_run_digits_study_through_submitit_trains_both_and_reports(tmp_path, monkeypatch, capfd):
-    monkeypatch.setattr(study_module, "SUBMITIT_CLUSTER", "local")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     path = REPO / "configs" / "studies" / "attention_vs_conv_digits.yaml"
     runs, out = tmp_path / "runs", tmp_path / "report"
     assert main(["--config", str(path), "--seeds", "0", "--runs_dir", str(runs), "--out", str(out),
-                 "--launcher", "slurm", "--time", "20", "--", *BRIEF]) == 0, capfd.readouterr()
+                 "--launcher", "submitit-local", "--time", "20", "--", *BRIEF]) == 0, capfd.readouterr()
     output = capfd.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert [run["label"] for run in summary["runs"]] == [f"attention_vs_conv_digits/{variant}-seed0"

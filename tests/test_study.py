@@ -128,6 +128,26 @@ def test_dry_run_prints_every_run_and_trains_nothing(tmp_path, capsys):
     assert not (tmp_path / "attention_vs_conv_digits" / "attention_net-seed0").exists()
 
 
+@pytest.mark.parametrize("variant, extra, message", [
+    (["--model.init_args.archh", "conv_net"], [],
+     "variant b: train.py refuses its command line: Parser key \"model\": Option 'archh' is not accepted; fix its "
+     "flags in {study} (python train.py --help lists every option)"),
+    (["--trainer.max_epoch", "3"], [], "variant b: train.py refuses its command line: unrecognized arguments: "
+                                       "--trainer.max_epoch 3; fix its flags in {study} ("),
+    ([], ["--trainer.max_epochs", "three"], "variant a: train.py refuses its command line: Parser key "
+                                            "\"trainer.max_epochs\": Expected a <class 'int'>; Given value: three; fix "
+                                            "its flags in {study} or after -- ("),
+])
+def test_a_dry_run_refuses_a_variant_train_py_would_refuse_in_one_line(variant, extra, message, tmp_path, capsys):
+    study = tmp_path / "s.yaml"
+    study.write_text(yaml.safe_dump({"config": str(REPO / "configs" / "attention_vs_conv_digits.yaml"),
+                                     "variants": {"a": ["--model.init_args.arch", "conv_net"], "b": variant}}))
+    assert main(["--config", str(study), "--runs_dir", str(tmp_path / "runs"), "--dry-run", "--", *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"study: error: {message.format(study=study)}") and captured.err.count("\n") == 1
+    assert captured.out == "" and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("flag", ["--run_id", "--seed_everything=3", "--runs_dir", "--experiment", "--ckpt_path"])
 def test_flags_the_runner_sets_are_refused_after_the_separator(flag, tmp_path, capsys):
     study = REPO / "configs" / "studies" / "attention_vs_conv_digits.yaml"
@@ -223,11 +243,13 @@ from pathlib import Path
 import attnconv_pl.launchers as launchers
 import attnconv_pl.study as study
 study.TRAIN_SCRIPT = Path(sys.argv[1])
+study.check_train_args = lambda *args: None  # the stand-in takes any flags
 launchers.STOP_GRACE_S = float(sys.argv[2])
 signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
 sys.exit(study.main(sys.argv[3:]))
 """
-"""The study runner with ``train.py`` replaced by ``argv[1]`` and a grace of ``argv[2]`` seconds."""
+"""The study runner with ``train.py`` replaced by ``argv[1]`` (its flags unchecked) and a grace of ``argv[2]``
+seconds."""
 
 
 def one_variant_study(folder: Path) -> Path:
@@ -316,6 +338,7 @@ def test_a_run_another_process_is_writing_is_not_started_and_reported_failed(tmp
     stand_in = tmp_path / "train.py"
     stand_in.write_text("from pathlib import Path\nPath(__file__).with_name('ran').touch()\n")
     monkeypatch.setattr(study_module, "TRAIN_SCRIPT", stand_in)
+    monkeypatch.setattr(study_module, "check_train_args", lambda *args: None)  # the stand-in takes any flags
     run_dir = tmp_path / "runs" / "study" / "a-seed0"
     with lock_held_by_another_process(run_dir) as pid:
         (run_dir / "kept").touch()
