@@ -15,12 +15,15 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from attnconv_pl.atomic import atomic_write_text
+from attnconv_pl.atomic import DiskFullError, atomic_write_text, free_bytes, mebibytes
 from attnconv_pl.console import silence_known_noise
-from attnconv_pl.offline.checkpoints import callback_state, read_checkpoint, run_dir_of
+from attnconv_pl.offline.checkpoints import callback_state, epoch_checkpoints, read_checkpoint, run_dir_of
 from attnconv_pl.data import ClassificationDataModule
 from attnconv_pl.errors import ConfigError, check_creatable_dir
-from attnconv_pl.run_lock import acquire_run_lock, is_launching_process
+from attnconv_pl.launch_record import LaunchRecord
+from attnconv_pl.models._options import UnknownOptionError
+from attnconv_pl.run_lock import RunLock, acquire_run_lock, is_launching_process
+from attnconv_pl.run_summary import started_wandb_loggers
 from attnconv_pl.wandb_run import wandb_id_of_run
 from callbacks import EpochCheckpoint, EpochMetrics, EpochSeeding, FeatureDynamics, SingleNodeProbing, StiffnessProbing
 from callbacks._probing import ProbingCallback
@@ -35,6 +38,9 @@ DEFAULT_LOGGER = {
 
 DEFAULT_MODEL = {"class_path": "attnconv_pl.module.ClassifierModule"}
 """The model of a config that names none."""
+
+RUN_DIR_SAVE_DIR = "."
+"""A logger's ``save_dir`` meaning "the run directory", as ``config.yaml`` stores it."""
 
 
 def run_dir_to_resume(ckpt_path: Path) -> Optional[Path]:
@@ -56,10 +62,11 @@ class RunConfigSaver(SaveConfigCallback):
     """Write the resolved config to ``<run_dir>/config.yaml`` (atomically) and log it, every
     section, as the hyper-parameters of each logger (the W&B run's config); rank zero only.
 
-    Paths that mean "this run directory" (``trainer.default_root_dir`` and a logger's
-    ``save_dir`` pointing into it) are stored as null, so a run directory that was moved or
-    copied is resumed in its new place; so are the W&B settings each launch derives
-    (:func:`_configure_wandb_logger`), so the config reruns as a new run with its own W&B run.
+    Paths that mean "this run directory" are not stored, so a run directory that was moved or
+    copied is resumed in its new place: ``trainer.default_root_dir`` is stored as null and a
+    logger's ``save_dir`` pointing into it as :data:`RUN_DIR_SAVE_DIR` (``.``; every logger
+    takes it, where some, as CSVLogger, require a save_dir). So are the W&B settings each launch
+    derives (:func:`_configure_wandb_logger`), so the config reruns as a new run with its own W&B run.
     """
 
     @override
@@ -70,13 +77,16 @@ class RunConfigSaver(SaveConfigCallback):
         config.trainer.default_root_dir = None
         for logger in _logger_configs(config.trainer.logger):
             if logger.init_args.get("save_dir") == run_dir:
-                logger.init_args.save_dir = None
+                logger.init_args.save_dir = RUN_DIR_SAVE_DIR
             if _is_wandb(logger):
                 _forget_derived_wandb_args(logger.init_args, Path(run_dir), config)
         text = self.parser.dump(config, skip_none=False)
         atomic_write_text(Path(run_dir) / self.config_filename, text)
         for logger in trainer.loggers:
             logger.log_hyperparams(yaml.safe_load(text))
+        for owner in (pl_module, trainer.datamodule):  # the config is theirs: not Lightning's flat copy beside it
+            if owner is not None:
+                owner._log_hyperparams = False
 
 
 class TrainCLI(LightningCLI):
@@ -98,24 +108,31 @@ class TrainCLI(LightningCLI):
     """
 
     def __init__(self, args: Optional[list[str]] = None) -> None:
-        """Parse ``args`` (default: ``sys.argv[1:]``) and build data, model and trainer."""
+        """Parse ``args`` (default: ``sys.argv[1:]``) and build data, model and trainer; if that
+        fails, nothing it created in the run directory is left (:meth:`discard_failed_launch`)."""
         self.run_dir: Optional[Path] = None
-        super().__init__(
-            pl.LightningModule,
-            ClassificationDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            save_config_callback=RunConfigSaver,
-            parser_class=TrainArgumentParser,
-            # EpochSeeding always (the config's trainer.callbacks add to it); Lightning's own
-            # ModelCheckpoint off: EpochCheckpoint names checkpoints by completed epochs
-            trainer_defaults={"callbacks": [EpochSeeding()], "enable_checkpointing": False},
-            save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
-            parser_kwargs={"description": "Train a classifier and probe its feature dynamics.", "allow_abbrev": False},
-            args=args,
-            run=False,
-            auto_configure_optimizers=False,  # every model configures its optimiser and schedule
-        )
+        self.launch: Optional[LaunchRecord] = None
+        self.run_lock: Optional[RunLock] = None
+        try:
+            super().__init__(
+                pl.LightningModule,
+                ClassificationDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                save_config_callback=RunConfigSaver,
+                parser_class=TrainArgumentParser,
+                # EpochSeeding always (the config's trainer.callbacks add to it); Lightning's own
+                # ModelCheckpoint off: EpochCheckpoint names checkpoints by completed epochs
+                trainer_defaults={"callbacks": [EpochSeeding()], "enable_checkpointing": False},
+                save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
+                parser_kwargs={"description": "Train a classifier and probe its feature dynamics.", "allow_abbrev": False},
+                args=args,
+                run=False,
+                auto_configure_optimizers=False,  # every model configures its optimiser and schedule
+            )
+        except BaseException:
+            self.discard_failed_launch()
+            raise
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -157,7 +174,9 @@ class TrainCLI(LightningCLI):
         self.run_dir = (run_dir_to_resume(ckpt_path) if ckpt_path else None) or self._new_run_dir(config)
         check_creatable_dir(self.run_dir, "--runs_dir", "the root of the run directories")
         if is_launching_process():  # DDP workers write into the run directory of their launcher
-            acquire_run_lock(self.run_dir)
+            record = LaunchRecord.before_launch(self.run_dir)
+            self.run_lock = acquire_run_lock(self.run_dir)
+            self.launch = record  # from here on, a launch that fails on bad input removes what it created
         config.trainer.default_root_dir = str(self.run_dir)
         loggers = _logger_configs(config.trainer.logger)
         for logger in loggers:
@@ -167,6 +186,21 @@ class TrainCLI(LightningCLI):
             _configure_wandb_logger(logger.init_args, self.run_dir, config)
         if not wandb_loggers and (config.wandb_group or config.wandb_job_type):
             rank_zero_info("--wandb_group and --wandb_job_type are ignored: the run logs to no WandbLogger")
+
+    def discard_failed_launch(self) -> None:
+        """Remove what this launch created in its run directory, for a launch that stopped on bad
+        input (see :class:`~attnconv_pl.launch_record.LaunchRecord`: nothing once it wrote a
+        checkpoint), after finishing the W&B runs it started and releasing the lock. Only in the
+        launching process; calling it again does nothing."""
+        if self.launch is None:
+            return
+        launch, self.launch = self.launch, None
+        trainer = getattr(self, "trainer", None)
+        for logger in started_wandb_loggers(trainer) if trainer is not None else []:
+            logger.experiment.finish(exit_code=2)
+        if self.run_lock is not None:
+            self.run_lock.release()
+        launch.discard()
 
     def _new_run_dir(self, config: Namespace) -> Path:
         experiment = config.experiment or _config_stem(config) or "default"
@@ -221,6 +255,59 @@ def check_resume_checkpoint(path: Path, module: pl.LightningModule,
             callback.check_state(state, callback.probed_layers(module))
 
 
+def reported_error(error: BaseException) -> BaseException:
+    """The error to show for ``error``: past the errors jsonargparse raises around a class that
+    failed to build (a dump of every type of a Union, the given namespace), the class's own."""
+    while error.__cause__ is not None and _raised_in_jsonargparse(error):
+        error = error.__cause__
+    return error
+
+
+def _raised_in_jsonargparse(error: BaseException) -> bool:
+    frame = error.__traceback__
+    if frame is None:
+        return False
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    return str(frame.tb_frame.f_globals.get("__name__", "")).startswith("jsonargparse")
+
+
+def error_message(error: BaseException) -> str:
+    """The one-line message of a bad-input ``error`` (see :func:`reported_error`); options a
+    model does not take also get the ``arch_kwargs`` flag that drops them, since a config's
+    ``arch_kwargs`` stay when only ``arch`` is changed on the command line."""
+    error = reported_error(error)
+    message = str(error)
+    if isinstance(error, UnknownOptionError):
+        message += (f" Here: --model.init_args.arch_kwargs '{_flow(error.kept)}' (a whole mapping replaces the "
+                    f"config's arch_kwargs {_flow(error.given)}; --model.init_args.arch alone keeps them)")
+    return " ".join(message.split())
+
+
+def _flow(mapping: dict[str, Any]) -> str:
+    """``{'depth': 2}`` -> ``{depth: 2}`` (YAML flow style, as the command line takes it)."""
+    return yaml.safe_dump(mapping, default_flow_style=True, width=10**6).strip()
+
+
+def disk_full_message(full: BaseException, run_dir: Path) -> str:
+    """The message of a run stopped by a full disk (``full``, see
+    :func:`attnconv_pl.atomic.disk_full_cause`): what could not be written, the space free and
+    needed, how to go on. Every file of the run directory is whole (each is written atomically)."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    numbered = epoch_checkpoints(run_dir)
+    latest = last if last.is_file() else numbered[max(numbered)] if numbered else None
+    if isinstance(full, DiskFullError):
+        what = str(full)
+    else:
+        free = free_bytes(run_dir)
+        need = f"; a checkpoint of this run needs {mebibytes(latest.stat().st_size)}" if latest else ""
+        what = (f"no space left on device in {run_dir} "
+                f"({mebibytes(free) + ' free' if free is not None else 'free space unknown'}{need})")
+    then = (f"resume with: python train.py --config {run_dir / 'config.yaml'} --ckpt_path {latest}"
+            if latest else "start the run again")
+    return f"{what}; every file written so far is whole: free space (or give --runs_dir on another disk), then {then}"
+
+
 def check_max_epochs(max_epochs: Optional[int]) -> None:
     """Refuse a ``max_epochs`` that trains nothing or forever (the schedule and the learning-rate
     decay need an end): it must be a positive number of epochs, or null for Lightning's default."""
@@ -246,7 +333,7 @@ def _is_wandb(logger: Namespace) -> bool:
 def _point_logger_at_run(logger: Namespace, run_dir: Path) -> None:
     """Put a logger's files in the run directory."""
     init_args = logger.init_args
-    if init_args.get("save_dir") in (None, ".", "", "lightning_logs"):
+    if init_args.get("save_dir") in (None, RUN_DIR_SAVE_DIR, "", "lightning_logs"):
         init_args.save_dir = str(run_dir)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Optional
 
@@ -9,6 +10,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from attnconv_pl.models.external import is_import_path
 from attnconv_pl.wandb_run import sync_command
 
 
@@ -23,9 +25,12 @@ def wandb_run_dir(trainer: pl.Trainer) -> Optional[Path]:
     return Path(loggers[0].experiment.dir).parent if loggers else None
 
 
-def probe_command(run_dir: Path) -> str:
-    """The next step after training: ``probe.py`` on the run, its report in ``reports/<experiment>/<run_id>``."""
-    return f"python probe.py {run_dir} --out {Path('reports') / run_dir.parent.name / run_dir.name}"
+def probe_command(run_dir: Path, arch: Optional[str] = None) -> str:
+    """The next step after training: ``probe.py`` on the run, its report in ``reports/<experiment>/<run_id>``;
+    with ``--arch`` for a model built from an import path ``arch`` (probe.py imports only code
+    named on its command line)."""
+    command = f"python probe.py {run_dir} --out {Path('reports') / run_dir.parent.name / run_dir.name}"
+    return f"{command} --arch {shlex.quote(arch)}" if arch and is_import_path(arch) else command
 
 
 def summary_lines(trainer: pl.Trainer, run_dir: Path) -> list[str]:
@@ -51,7 +56,8 @@ def summary_lines(trainer: pl.Trainer, run_dir: Path) -> list[str]:
             lines.append(f"W&B:           {wandb_dir} (online: see the run URL above)")
     lines.append(f"resume with:   python train.py --config {run_dir / 'config.yaml'} "
                  f"--ckpt_path {run_dir / 'checkpoints' / 'last.ckpt'}")
-    lines.append(f"next, probe:   {probe_command(run_dir)}")
+    arch = getattr(trainer.lightning_module, "hparams", {}).get("arch")
+    lines.append(f"next, probe:   {probe_command(run_dir, arch if isinstance(arch, str) else None)}")
     return lines
 
 

@@ -49,7 +49,12 @@ class EpochCheckpoint(Callback):
         """Save on every rank's call (Lightning writes on rank zero), then rename into place."""
         final = self.checkpoint_dir(trainer) / name
         partial = final.with_name(final.name + ".partial")
-        trainer.save_checkpoint(partial, weights_only=False)  # the whole training state, to resume
+        try:
+            trainer.save_checkpoint(partial, weights_only=False)  # the whole training state, to resume
+        except BaseException:
+            if trainer.is_global_zero:  # a full disk leaves no partial file
+                partial.unlink(missing_ok=True)
+            raise
         if trainer.is_global_zero:
             os.replace(partial, final)
         trainer.strategy.barrier("epoch_checkpoint")

@@ -52,7 +52,7 @@ def test_the_run_directory_holds_only_what_the_readme_names(default_run):
     assert "weights_only" not in output
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["trainer"]["default_root_dir"] is None
-    assert config["trainer"]["logger"]["init_args"]["save_dir"] is None
+    assert config["trainer"]["logger"]["init_args"]["save_dir"] == "."  # the run directory, wherever it is
     assert str(run_dir) not in (run_dir / "config.yaml").read_text()
 
 
