@@ -289,8 +289,7 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
 
     ``completed`` receives each :class:`~attnconv_pl.reports.records.ProbedRun` as it is done.
     """
-    from tqdm import tqdm
-
+    from attnconv_pl.console import Progress
     from attnconv_pl.offline.assemble import group_key, group_labels, probed_run, unreachable_target
     from attnconv_pl.offline.data_choice import DataChoice, resolve_device
     from attnconv_pl.offline.prober import RunProber
@@ -311,29 +310,29 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
     context = {"command": command, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(device)}
     probe_sets: dict = {}
     records, keys = [], []
-    with tqdm(total=sum(len(run.checkpoints) for run in runs), unit="ckpt", desc="probing",
-              disable=None) as bar:  # None: shown on a terminal, not in logs
+    with Progress("probing", total=sum(len(run.checkpoints) for run in runs), unit="checkpoint") as progress:
         for run, label in zip(runs, labels):
-            bar.set_postfix_str(f"{label}: loading data and model")
+            progress.step(f"{label}: loading data and model")
             prober = RunProber.open(run, analyses=checkpoint_analyses, probe_overrides=overrides["dynamics"],
                                     choice=choice, device=device, probe_sets=probe_sets, trusted_arch=args.arch)
             run_outcomes = []
             for path in run.checkpoints:
-                bar.set_postfix_str(f"{label}: {path.name} ({len(prober.layers)} layers)")
-                run_outcomes.append(prober.probe(path))
-                bar.update()
+                where = f"{label}: {path.name} ({len(prober.layers)} layers)"
+                run_outcomes.append(prober.probe(path, on_step=lambda name, where=where: progress.step(
+                    f"{where}, {name}")))
+                progress.update()
             record = probed_run(prober, run_outcomes, label,
                                 args.target_loss if "training_records" in analyses else None)
             unreachable = unreachable_target(record)
             if unreachable:
-                bar.write(f"probe.py: warning: {unreachable}", file=sys.stderr)
+                progress.write(f"probe.py: warning: {unreachable}")
             records.append(record)
             keys.append(group_key(prober))
             del prober, run_outcomes  # the model and the snapshots drift was measured against
             completed[:] = [dataclasses.replace(record, group=group)
                             for record, group in zip(records, group_labels(keys))]
             write_tables(args.out, completed, context)
-    figures = write_report(args.out, completed, context)
+    figures = write_report(args.out, completed, context, progress=True)
     print(f"report:  {args.out / 'report.html'} ({len(figures)} figures in {args.out / 'figures'}; "
           f"also report.md)\nnumbers: {args.out / 'dynamics.csv'}, {args.out / 'summary.json'}")
     if args.wandb:

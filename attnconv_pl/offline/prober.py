@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,8 +222,9 @@ class RunProber:
         finally:
             load_weights(self.module, current[1], current[0])
 
-    def probe(self, path: Path) -> CheckpointOutcome:
-        """Every analysis's numbers of one checkpoint.
+    def probe(self, path: Path, on_step: Optional[Callable[[str], None]] = None) -> CheckpointOutcome:
+        """Every analysis's numbers of one checkpoint; ``on_step`` (progress) is called with each
+        analysis's name before it runs.
 
         Raises:
             ProbeInputError: the checkpoint cannot be read or does not fit the model, or it
@@ -241,6 +242,8 @@ class RunProber:
         seconds = {"load": time.perf_counter() - started + earlier}
         results = {}
         for name, analysis in self.analyses.items():
+            if on_step is not None:
+                on_step(name)
             began = time.perf_counter()
             seed = getattr(analysis.settings, "seed", self.probe_settings.seed)
             inputs = CheckpointInputs(

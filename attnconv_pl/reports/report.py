@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from attnconv_pl.atomic import atomic_write_text
+from attnconv_pl.console import Progress
 from attnconv_pl.reports.comparison import comparison_metrics
 from attnconv_pl.reports.document import Code, Document, Link, Paragraph, Section, Table
-from attnconv_pl.reports.figures import ReportFigure, save_figure
+from attnconv_pl.reports.figures import ReportFigure, family_titles, save_figure
 from attnconv_pl.reports.html import render_html
 from attnconv_pl.reports.markdown import render_markdown
 from attnconv_pl.reports.records import ProbedRun
@@ -44,13 +45,20 @@ def write_tables(out_dir: Path, runs: list[ProbedRun], context: dict[str, Any]) 
     write_summary(out_dir / "summary.json", runs, context)
 
 
-def write_figures(out_dir: Path, runs: list[ProbedRun]) -> list[ReportFigure]:
+def write_figures(out_dir: Path, runs: list[ProbedRun], progress: bool = False) -> list[ReportFigure]:
     """Save every figure of the report under ``out_dir/figures/`` and remove the PNGs an earlier
-    report left there; returns the figures in report order."""
-    saved = []
-    for entry, figure in report_figures(runs):
-        save_figure(figure, out_dir / FIGURES_FOLDER / entry.file_name)
-        saved.append(entry)
+    report left there; returns the figures in report order. ``progress``: show which figure is
+    drawn (a bar on a terminal; in a log a line as each section's figures begin)."""
+    saved: list[ReportFigure] = []
+    titles = family_titles()  # the sections of analyses' own figures are shown by their key
+    with Progress("figures", unit="figure", enabled=progress) as shown:
+        for entry, figure in report_figures(runs):
+            new_section = not saved or saved[-1].section != entry.section
+            shown.step(f"{titles.get(entry.section, entry.section)}: {entry.file_name}", log=new_section)
+            save_figure(figure, out_dir / FIGURES_FOLDER / entry.file_name)
+            saved.append(entry)
+            shown.update()
+        shown.write(f"figures: {len(saved)} drawn in {shown.elapsed()}")
     current = {entry.file_name for entry in saved}
     for stale in (out_dir / FIGURES_FOLDER).glob("*.png"):
         if stale.name not in current:
@@ -95,9 +103,11 @@ def build_document(runs: list[ProbedRun], figures: list[ReportFigure], context: 
                     context.get("command", ""), tuple(sections))
 
 
-def write_report(out_dir: Path, runs: list[ProbedRun], context: dict[str, Any]) -> list[ReportFigure]:
-    """Figures, ``report.html`` and ``report.md`` of ``runs``; returns the figures."""
-    figures = write_figures(out_dir, runs)
+def write_report(out_dir: Path, runs: list[ProbedRun], context: dict[str, Any],
+                 progress: bool = False) -> list[ReportFigure]:
+    """Figures, ``report.html`` and ``report.md`` of ``runs``; returns the figures. ``progress``:
+    show the figures' progress on stderr (see :func:`write_figures`)."""
+    figures = write_figures(out_dir, runs, progress)
     write_analysis_files(out_dir, runs)
     document = build_document(runs, figures, context)
     atomic_write_text(out_dir / "report.html", render_html(document, out_dir / FIGURES_FOLDER))

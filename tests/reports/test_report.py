@@ -42,11 +42,21 @@ def test_summary_is_strict_json_without_nan(tmp_path, make_run):
     assert json.loads(text)["runs"][0]["last_epoch_metrics"]["stem"]["id_mle"] is None
 
 
-def test_report_embeds_every_figure_with_the_comparison_first(tmp_path, make_run):
+def test_report_embeds_every_figure_with_the_comparison_first(tmp_path, make_run, capsys):
     runs = [make_run("attn/s0", "attention_net"), make_run("attn/s1", "attention_net", scale=1.5),
             make_run("conv/s0", "conv_net", layers=("stem", "conv", "pool", "head"), scale=3.0)]
     write_report(tmp_path, [make_run("old/run", "g")], {})
-    figures = write_report(tmp_path, runs, {"command": "python probe.py ...", "created": "today"})
+    assert capsys.readouterr().err == ""  # no progress unless asked for
+    figures = write_report(tmp_path, runs, {"command": "python probe.py ...", "created": "today"}, progress=True)
+    shown = capsys.readouterr().err.splitlines()  # not a terminal: a line as each section's figures begin
+    titles = {"comparison": "comparison", "compactness": "Compactness", "stability": "Stability", "drift": "Drift",
+              "topology": "Topology", "persistence": "persistence"}
+    firsts = [(index, entry) for index, entry in enumerate(figures, start=1)
+              if index == 1 or figures[index - 2].section != entry.section]
+    assert [re.sub(r" \(\d+:\d\d\)", "", line) for line in shown[:-1]] == [
+        f"figures {index}: {titles[entry.section]}: {entry.file_name}" for index, entry in firsts]
+    assert len(firsts) == len(titles)
+    assert re.fullmatch(rf"figures: {len(figures)} drawn in \d+:\d\d", shown[-1])
     files = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
     metrics = {"variance", "id_twonn", "stability_h0_w1", "stability_h0_w2", "stability_h0_bottleneck",
                "drift_prev_w2", "h0_bars"}
