@@ -123,6 +123,8 @@ def test_the_wandb_config_is_the_whole_resolved_config(resumed_twice):
                     "checkpoint", "wandb_group", "wandb_job_type"):
         assert config[section] == saved[section], section
     assert config["trainer"]["max_epochs"] == 3 and config["model"]["init_args"]["arch_kwargs"] == {"dim": 64}
+    # one config: no flattened copy of the model's hyper-parameters (arch, lr, _instantiator, ...) beside it
+    assert set(config) - {"_wandb"} == set(saved)
 
 
 @pytest.mark.slow

@@ -17,21 +17,20 @@ from attnconv_pl.reports.tables import RUN_COLUMNS
 from attnconv_pl.wandb_dynamics import metric_key
 
 
-def run_summary_values(runs: list[ProbedRun]) -> dict[str, float]:
-    """The per-run numbers a W&B run summary shows, keyed ``<record>/<run label>``: probe-set
-    accuracy at the last probed epoch, the training records of ``metrics.csv`` (best validation
-    accuracy, epochs to the target loss) and the accuracy under each input-noise level
-    (``noise_accuracy/<label>/sigma=<level>``). Records a run does not have are left out."""
-    values: dict[str, Optional[float]] = {}
-    for probed in runs:
-        values[f"final_accuracy/{probed.label}"] = probed.final_accuracy()
-        if probed.training is not None:
-            values[f"best_val_acc/{probed.label}"] = probed.training.best_val_acc
-            values[f"epochs_to_target_loss/{probed.label}"] = probed.training.epochs_to_target_loss
-        noise_accuracy = probed.final_robustness()
-        if noise_accuracy is not None:
-            values.update({f"noise_accuracy/{probed.label}/sigma={level:g}": accuracy
-                           for level, accuracy in zip(probed.robustness.noise_levels, noise_accuracy)})
+def run_summary_values(probed: ProbedRun) -> dict[str, float]:
+    """The numbers of one probed run that its W&B run summary shows, under the same keys in every
+    run so that W&B's run table compares runs: ``final_accuracy`` (probe-set accuracy at the last
+    probed epoch), the training records of ``metrics.csv`` (``best_val_acc``,
+    ``epochs_to_target_loss``) and the accuracy under each input-noise level
+    (``noise_accuracy/sigma=<level>``). Records the run does not have are left out."""
+    values: dict[str, Optional[float]] = {"final_accuracy": probed.final_accuracy()}
+    if probed.training is not None:
+        values["best_val_acc"] = probed.training.best_val_acc
+        values["epochs_to_target_loss"] = probed.training.epochs_to_target_loss
+    noise_accuracy = probed.final_robustness()
+    if noise_accuracy is not None:
+        values.update({f"noise_accuracy/sigma={level:g}": accuracy
+                       for level, accuracy in zip(probed.robustness.noise_levels, noise_accuracy)})
     return {key: float(value) for key, value in values.items() if value is not None}
 
 
@@ -122,15 +121,19 @@ def log_numbers(run, probed: ProbedRun, prefix: str) -> None:
 
 def log_report_files(run, out_dir: Path, runs: list[ProbedRun], figures: list[ReportFigure]) -> None:
     """Every figure (``figures/<name>``), the numbers of all runs (``dynamics`` table), the page
-    (``report``) and the summary values (:func:`run_summary_values`)."""
+    (``report``) and a ``run_summaries`` table: one row per run, its label and its
+    :func:`run_summary_values`."""
     import wandb
 
     run.log({f"figures/{figure.name}": wandb.Image(str(out_dir / FIGURES_FOLDER / figure.file_name))
              for figure in figures})
     rows = [[probed.label, *row] for probed in runs for row in probed.rows]
+    summaries = {probed.label: run_summary_values(probed) for probed in runs}
+    keys = list(dict.fromkeys(key for values in summaries.values() for key in values))
     run.log({"dynamics": wandb.Table(columns=list(RUN_COLUMNS), data=rows),
+             "run_summaries": wandb.Table(columns=["run", *keys], data=[
+                 [label, *(values.get(key) for key in keys)] for label, values in summaries.items()]),
              "report": wandb.Html((out_dir / "report.html").read_text())})
-    run.summary.update(run_summary_values(runs))
 
 
 def log_report(out_dir: Path, runs: list[ProbedRun], figures: list[ReportFigure], name: str,
@@ -139,10 +142,12 @@ def log_report(out_dir: Path, runs: list[ProbedRun], figures: list[ReportFigure]
 
     Each probed run whose run directory names its training run (``wandb_id``) gets its numbers
     in that run, resumed (:func:`log_numbers`: series against ``probe/epoch``, tables, line
-    charts under ``probe_report/``). The report itself (figures, page, all numbers) goes into
+    charts under ``probe_report/``), and its :func:`run_summary_values` in that run's summary
+    (the same keys in every run). The report itself (figures, page, all numbers) goes into
     the training run too when it is the only run probed, else into a new run of
     ``job_type="probe"`` named ``name``, which also holds the numbers of runs without a training
-    run (under ``probe_report/<label>/``).
+    run (under ``probe_report/<label>/``; its summary holds the summary values only when it
+    reports one run).
 
     Returns:
         The local folder of every W&B run written (``wandb sync`` them when offline).
@@ -162,6 +167,7 @@ def log_report(out_dir: Path, runs: list[ProbedRun], figures: list[ReportFigure]
                          dir=str(training.run_dir), reinit="finish_previous")
         try:
             log_numbers(run, probed, "probe_report")
+            run.summary.update(run_summary_values(probed))
             if len(runs) == 1:
                 log_report_files(run, out_dir, runs, figures)
             folders.append(Path(run.dir).parent)
@@ -175,6 +181,8 @@ def log_report(out_dir: Path, runs: list[ProbedRun], figures: list[ReportFigure]
         for probed in unlogged:
             run.log(number_charts(probed, f"probe_report/{probed.label}"))
         log_report_files(run, out_dir, runs, figures)
+        if len(runs) == 1:
+            run.summary.update(run_summary_values(runs[0]))
         return [*folders, Path(run.dir).parent]
     finally:
         run.finish()

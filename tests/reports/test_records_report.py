@@ -90,14 +90,27 @@ def test_report_without_records_has_neither_table_nor_figure(tmp_path, make_run)
     assert "Training records" not in (tmp_path / "report.html").read_text()
 
 
-def test_wandb_run_summary_holds_each_runs_records_and_noise_accuracy(make_run):
+def test_wandb_run_summary_holds_a_runs_records_under_the_same_keys_in_every_run(make_run):
     from attnconv_pl.reports.wandb_report import run_summary_values
 
-    runs = [with_records(make_run("attn/s0", "attention_net")),
-            with_records(make_run("conv/s0", "conv_net"), reached=None), make_run("old/s0", "conv_net")]
-    values = run_summary_values(runs)
-    assert values["best_val_acc/attn/s0"] == 0.875 and values["epochs_to_target_loss/attn/s0"] == 3.0
-    assert "epochs_to_target_loss/conv/s0" not in values  # not reached: left out, not logged as 0
-    assert [values[f"noise_accuracy/conv/s0/sigma={level}"] for level in ("0", "0.5", "1")] == [0.9, 0.6, 0.3]
-    assert values["final_accuracy/old/s0"] == 0.5
-    assert not any(key.endswith("old/s0") and not key.startswith("final_accuracy") for key in values)
+    attn = run_summary_values(with_records(make_run("attn/s0", "attention_net")))
+    conv = run_summary_values(with_records(make_run("conv/s0", "conv_net"), reached=None))
+    assert attn["best_val_acc"] == 0.875 and attn["epochs_to_target_loss"] == 3.0
+    assert "epochs_to_target_loss" not in conv  # not reached: left out, not logged as 0
+    assert [conv[f"noise_accuracy/sigma={level}"] for level in ("0", "0.5", "1")] == [0.9, 0.6, 0.3]
+    assert set(attn) == set(conv) | {"epochs_to_target_loss"}  # no key names its run
+    assert run_summary_values(make_run("old/s0", "conv_net")) == {"final_accuracy": 0.5}
+
+
+def test_robustness_is_named_only_where_there_are_robustness_numbers(make_run):
+    from attnconv_pl.reports.markdown import render_markdown
+    from attnconv_pl.reports.report import build_document
+
+    trained = dataclasses.replace(with_records(make_run("a/s0", "attention_net")), robustness=None)
+    noisy = dataclasses.replace(with_records(make_run("a/s0", "attention_net")), training=None)
+    pages = {name: render_markdown(build_document(runs, [], {})) for name, runs in
+             (("trained", [trained]), ("noisy", [noisy]), ("both", [trained, noisy]))}
+    assert "\n## Training records\n" in pages["trained"] and "robust" not in pages["trained"].lower()
+    assert "noise" not in pages["trained"]
+    assert "\n## Robustness\n" in pages["noisy"] and "acc σ=0.5" in pages["noisy"]
+    assert "\n## Training records and robustness\n" in pages["both"]

@@ -81,7 +81,7 @@ def test_the_training_run_named_by_the_run_directory_is_resumed_and_gets_the_num
         [(0, f"epoch {epoch}", 0.25) for epoch in run.epochs]
         + [(index, f"epoch {epoch}", run.value(epoch, layer, "variance")) for epoch in run.epochs
            for index, layer in enumerate(run.layers, start=1)])
-    assert summary["final_accuracy/attn"] == 0.5 and any(key.startswith("report") for row in history for key in row)
+    assert summary["final_accuracy"] == 0.5 and any(key.startswith("report") for row in history for key in row)
 
 
 def test_runs_without_a_training_run_go_to_a_separate_probe_run(tmp_path, make_run):
@@ -93,3 +93,16 @@ def test_runs_without_a_training_run_go_to_a_separate_probe_run(tmp_path, make_r
     assert [tuple(r) for r in rows] == runs[1].rows
     columns, rows = read_table(probe, "dynamics")
     assert columns[0] == "run" and {r[0] for r in rows} == {"attn", "conv"}
+
+
+def test_each_training_run_gets_its_summary_under_the_keys_every_run_uses(tmp_path, make_run):
+    """W&B's run table compares runs by summary key: no key names a run."""
+    runs = [trained_run(make_run, tmp_path, "attn", wandb_id="trainrun03"),
+            dataclasses.replace(trained_run(make_run, tmp_path, "conv", wandb_id="trainrun04"),
+                                accuracy={2: 0.75})]
+    *training, probe = logged(report_folder(tmp_path), runs)
+    summaries = [offline_run(folder)[2] for folder in training]
+    assert [summary["final_accuracy"] for summary in summaries] == [0.5, 0.75]
+    assert not any("attn" in key or "conv" in key for summary in summaries for key in summary)
+    assert not any("attn" in key or "conv" in key for key in offline_run(probe)[2])
+    assert read_table(probe, "run_summaries") == (["run", "final_accuracy"], [["attn", 0.5], ["conv", 0.75]])
