@@ -56,14 +56,19 @@ def probed_table(runs: list[ProbedRun]) -> tuple[list[str], list[list[str]]]:
 
 RECORDS_NOTE = ("Training records from each run's metrics.csv: best validation accuracy (val/acc as logged) and "
                 "the first epoch it was reached; the first epoch whose mean training loss was at or below the "
-                "target, of the epochs trained, and the training seconds up to it. Accuracy under noise: "
-                "fraction of inputs classified correctly when Gaussian noise of standard deviation σ is added "
-                "to the normalised inputs, at the last probed epoch.")
+                "target, of the epochs trained, and the training seconds up to it.")
+NOISE_NOTE = ("Accuracy under noise: fraction of inputs classified correctly when Gaussian noise of standard "
+              "deviation σ is added to the normalised inputs, at the last probed epoch.")
+
+
+def has_robustness(runs: list[ProbedRun]) -> bool:
+    """Whether any run was evaluated under input noise (``probe.py --robustness``)."""
+    return any(run.robustness is not None for run in runs)
 
 
 def has_records(runs: list[ProbedRun]) -> bool:
     """Whether any run has training records or robustness numbers (else no records table)."""
-    return any(run.training is not None or run.robustness is not None for run in runs)
+    return has_robustness(runs) or any(run.training is not None for run in runs)
 
 
 def records_table(runs: list[ProbedRun]) -> tuple[list[str], list[list[str]]]:

@@ -12,7 +12,7 @@ from attnconv_pl.reports.document import Paragraph, Section, Table
 from attnconv_pl.reports.figures import ReportFigure
 from attnconv_pl.reports.records import ProbedRun
 from attnconv_pl.reports.sections import figure_sections
-from attnconv_pl.reports.tables import RECORDS_NOTE, has_records, records_table
+from attnconv_pl.reports.tables import NOISE_NOTE, RECORDS_NOTE, has_records, has_robustness, records_table
 from attnconv_pl.reports.training_curves import has_curves, training_curves_figure
 
 CURVES = ("training", "Training curves")
@@ -30,10 +30,12 @@ def figures(runs: list[ProbedRun]) -> Iterator[tuple[ReportFigure, Figure]]:
 
 def sections(runs: list[ProbedRun], figures: list[ReportFigure]) -> list[Section]:
     """The training curves, then the records table and what its columns mean (when any run has
-    records or robustness numbers)."""
+    records or robustness numbers; robustness is named only when there are robustness numbers)."""
     found = figure_sections(figures, [CURVES])
     if not has_records(runs):
         return found
     header, rows = records_table(runs)
-    return [*found, Section("records", "Training records and robustness",
-                            (Table.of(header, rows, range(2, len(header))), Paragraph((RECORDS_NOTE,))))]
+    trained = any(run.training is not None for run in runs)
+    title = " and ".join(["Training records"] * trained + ["robustness"] * has_robustness(runs)).capitalize()
+    notes = " ".join([RECORDS_NOTE] * trained + [NOISE_NOTE] * has_robustness(runs))
+    return [*found, Section("records", title, (Table.of(header, rows, range(2, len(header))), Paragraph((notes,))))]
