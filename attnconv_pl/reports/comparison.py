@@ -16,7 +16,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from attnconv_pl.reports.layout import set_margins
-from attnconv_pl.reports.records import ProbedRun, layer_positions, metric_title, runs_by_group, shared_layers
+from attnconv_pl.reports.records import (ProbedRun, layer_positions, metric_title, metric_unit, runs_by_group,
+                                         shared_layers)
 
 STABILITY_DISTANCES = ("w1", "w2", "bottleneck")
 
@@ -100,6 +101,7 @@ def comparison_figure(runs: list[ProbedRun]) -> Figure:
         for axis, metric in zip(row_axes, metrics):
             _draw_metric(axis, seed_statistics(runs, metric), shared)
             axis.set_title(metric_title(metric), fontsize=10)
+            axis.set_ylabel(metric_unit(metric) or metric, fontsize=8)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:
         figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / figure.get_figheight()),

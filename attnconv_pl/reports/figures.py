@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from attnconv_pl.atomic import atomic_path
 from attnconv_pl.reports.bands import EPOCH_LABEL, draw_band, group_bands, probed_epochs, set_epoch_ticks
 from attnconv_pl.reports.comparison import use_log_scale
-from attnconv_pl.reports.layout import fitted, legend_below, set_margins
+from attnconv_pl.reports.layout import fitted, legend_below, set_margins, text_height, wrapped
 from attnconv_pl.reports.profiles import depth_profile_figure, depth_profiles
 from attnconv_pl.reports.records import (INPUT_LAYER, ProbedRun, metric_families, metric_section, metric_title,
                                          metric_unit, runs_by_group)
@@ -81,10 +81,12 @@ def epoch_figure(runs: list[ProbedRun], metric: str) -> Figure:
     entries = {label: handle for axis in axes.flat for handle, label in zip(*axis.get_legend_handles_labels())}
     legend = legend_below(figure, list(entries.values()), list(entries))
     several = any(run_count > 1 for run_count in map(len, runs_by_group(runs).values()))
-    figure.suptitle(fitted(f"{metric_title(metric)} ({metric}) per layer over training"
-                           + (", mean ± sd over seeds" if several else ""), int(14 * figure.get_figwidth())),
-                    fontsize=9)
-    set_margins(figure, left=0.7, bottom=0.55 + legend, top=0.5, wspace=0.55, hspace=0.7)
+    title = wrapped(f"{metric_title(metric)} ({metric}) per layer over training"
+                    + (", mean ± sd over seeds" if several else ""), int(14 * figure.get_figwidth()))
+    extra = text_height(title, 9) - text_height("title", 9)  # a title of several lines
+    figure.set_size_inches(figure.get_figwidth(), figure.get_figheight() + extra)
+    figure.suptitle(title, fontsize=9)
+    set_margins(figure, left=0.7, bottom=0.55 + legend, top=0.5 + extra, wspace=0.55, hspace=0.7)
     return figure
 
 

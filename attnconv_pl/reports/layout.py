@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 from matplotlib.artist import Artist
@@ -37,6 +38,17 @@ def fitted(text: str, characters: int) -> str:
         return text
     head = (characters - 1) // 2
     return f"{text[:head]}…{text[len(text) - (characters - 1 - head):]}"
+
+
+def wrapped(text: str, characters: int) -> str:
+    """``text`` on as many lines of at most ``characters`` characters as it needs, broken at
+    spaces where it has them (a longer word is split): a title is never cut."""
+    return "\n".join(textwrap.wrap(text, characters, break_on_hyphens=False)) or text
+
+
+def text_height(text: str, fontsize: float) -> float:
+    """Height in inches of ``text``'s lines at ``fontsize`` points (matplotlib's line spacing 1.2)."""
+    return (text.count("\n") + 1) * 1.2 * fontsize / 72
 
 
 def legend_below(figure: Figure, handles: Sequence[Artist], labels: Sequence[str], fontsize: float = 8) -> float:

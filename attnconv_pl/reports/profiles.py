@@ -16,14 +16,14 @@ from matplotlib.figure import Figure
 
 from attnconv_pl.reports.bands import EPOCH_LABEL, MAX_EPOCH_TICKS
 from attnconv_pl.reports.comparison import mean_and_std, use_log_scale
-from attnconv_pl.reports.layout import fitted, set_margins
+from attnconv_pl.reports.layout import fitted, set_margins, text_height, wrapped
 from attnconv_pl.reports.records import ProbedRun, metric_title, metric_unit, runs_by_group
 
 COLOURS = colormaps["viridis_r"]
 """Sequential colour map of the epochs: light yellow at initialisation, dark blue trained."""
 PANEL_COLUMNS = 4
 TITLE_CHARACTERS = 40
-"""Characters of a panel title's line that fit its width (longer ones are shortened in the middle)."""
+"""Characters of a panel title's line that fit its width (longer titles take more lines)."""
 COLOUR_BAR_WIDTH = 1.0
 """Inches at the right of a profile figure for the epochs' colour bar."""
 
@@ -90,9 +90,15 @@ def depth_profile_figure(profiles: list[DepthProfile], title: str) -> Figure:
     rows = math.ceil(len(profiles) / columns)
     widest = max(len(layer) for profile in profiles for layer in profile.layers)
     bottom = 0.3 + 0.065 * min(widest, 24)
-    figure = Figure(figsize=(2.9 * columns + COLOUR_BAR_WIDTH + 0.4, (2.15 + bottom) * rows + 0.55))
+    titles = [f"{wrapped(metric_title(profile.metric), TITLE_CHARACTERS)}\n{wrapped(profile.metric, TITLE_CHARACTERS)}"
+              for profile in profiles]
+    extra = max(text_height(text, 8) for text in titles) - text_height("title\nmetric", 8)  # titles over 2 lines
+    width = 2.9 * columns + COLOUR_BAR_WIDTH + 0.4
+    suptitle = wrapped(title, int(14 * width))
+    top = 0.7 + extra + text_height(suptitle, 10) - text_height("title", 10)
+    figure = Figure(figsize=(width, (2.15 + bottom + extra) * rows + top - extra - 0.15))  # top: 1 row's extra
     axes = figure.subplots(rows, columns, squeeze=False)
-    for axis, profile in zip(axes.flat, profiles):
+    for axis, profile, panel_title in zip(axes.flat, profiles, titles):
         positions = np.arange(len(profile.layers))
         for epoch, mean in zip(profile.epochs, profile.mean):
             axis.plot(positions, mean, marker="o", markersize=3, linewidth=1.2, color=COLOURS(norm(epoch)),
@@ -101,25 +107,25 @@ def depth_profile_figure(profiles: list[DepthProfile], title: str) -> Figure:
             axis.set_yscale("log")
         axis.set_xticks(positions, [fitted(layer, 24) for layer in profile.layers], rotation=45, ha="right",
                         fontsize=7)
-        axis.set_title(f"{fitted(metric_title(profile.metric), TITLE_CHARACTERS)}\n"
-                       f"{fitted(profile.metric, TITLE_CHARACTERS)}", fontsize=8)
+        axis.set_title(panel_title, fontsize=8)
         axis.set_ylabel(metric_unit(profile.metric), fontsize=7)
         axis.tick_params(labelsize=7)
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(profiles):]:
         axis.set_visible(False)
-    figure.suptitle(fitted(title, int(14 * figure.get_figwidth())), fontsize=10)
-    set_margins(figure, left=0.7, right=COLOUR_BAR_WIDTH + 0.2, bottom=bottom, top=0.7, wspace=0.7,
-                hspace=bottom + 0.5)
-    add_epoch_colour_bar(figure, norm, epochs, bottom)
+    figure.suptitle(suptitle, fontsize=10)
+    set_margins(figure, left=0.7, right=COLOUR_BAR_WIDTH + 0.2, bottom=bottom, top=top, wspace=0.7,
+                hspace=bottom + 0.5 + extra)
+    add_epoch_colour_bar(figure, norm, epochs, bottom, top)
     return figure
 
 
-def add_epoch_colour_bar(figure: Figure, norm: Normalize, epochs: list[int], bottom: float) -> None:
-    """The epochs' colour bar in the right margin, ticks on the probed epochs."""
+def add_epoch_colour_bar(figure: Figure, norm: Normalize, epochs: list[int], bottom: float, top: float) -> None:
+    """The epochs' colour bar in the right margin between the panels' bottom and top margins
+    (inches), ticks on the probed epochs."""
     width, height = figure.get_size_inches()
     bar = figure.add_axes((1 - (COLOUR_BAR_WIDTH - 0.15) / width, bottom / height, 0.15 / width,
-                           (height - bottom - 0.7) / height))
+                           (height - bottom - top) / height))
     colour_bar = figure.colorbar(ScalarMappable(norm=norm, cmap=COLOURS), cax=bar)
     if len(epochs) <= MAX_EPOCH_TICKS:
         colour_bar.set_ticks(epochs)

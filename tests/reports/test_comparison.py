@@ -43,6 +43,8 @@ def test_comparison_figure_plots_each_groups_mean_with_error_bars_for_seeds(make
     assert [axis.get_title() for axis in visible] == [
         "total variance", "intrinsic dimension (twonn)", "input → output, H0 W1", "input → output, H0 W2",
         "input → output, H0 W∞ (bottleneck)"]
+    assert [axis.get_ylabel() for axis in visible] == ["activation units²", "dimensions",
+                                                       *["distance (activation units)"] * 3]
     variance = visible[0]
     attention, conv = seed_statistics(runs, "variance")
     np.testing.assert_allclose(variance.containers[0].lines[0].get_ydata(), attention.mean)

@@ -48,3 +48,49 @@ def test_the_figure_draws_one_line_per_probed_epoch_coloured_from_initialisation
     assert variance.get_ylabel() == "activation units²" and id_twonn.get_ylabel() == "dimensions"
     (colour_bar,) = [axis for axis in figure.axes if axis.get_ylabel().startswith("completed epochs")]
     assert list(colour_bar.get_yticks()) == [0, 1, 3, 6]
+
+
+def drawn(figure):
+    """The figure drawn by Agg (as when saved), and its renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw(renderer)
+    return renderer
+
+
+def overlap(a, b):
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_long_titles_are_shown_whole_inside_the_figure_without_overlapping_anything(make_run):
+    """Drift's long metric titles take more lines instead of being shortened, and every line fits:
+    the renderer's extent of each title lies inside the figure, above its panel, and clear of the
+    other panels (tick labels included), of the other titles and of the figure's title."""
+    from attnconv_pl.reports.records import metric_title
+
+    metrics = ["drift_prev_displacement", "drift_init_displacement", "drift_prev_h1_bottleneck", "drift_prev_w2",
+               "drift_init_w2_sliced", "drift_prev_h0_w1"]
+    layers = ("patch_embed", "blocks.0.attn", "blocks.1.mlp", "head")
+    rows = [(epoch, layer, metric, 1.0 + epoch + i) for epoch in (1, 2) for i, layer in enumerate(layers)
+            for metric in metrics]
+    run = dataclasses.replace(make_run("a/s0", "vit_tiny_patch4_32_with_a_long_name", layers=layers), rows=rows)
+    (profiles,) = depth_profiles([run], metrics).values()
+    figure = depth_profile_figure(profiles, "vit_tiny_patch4_32_with_a_long_name: drift against depth, per probed "
+                                            "epoch, mean over 3 seeds")
+    renderer = drawn(figure)
+    inside = figure.bbox
+    panels = [axis for axis in figure.axes if axis.get_visible() and axis.get_title()]
+    assert [" ".join(axis.get_title().split()) for axis in panels] == [
+        f"{metric_title(metric)} {metric}" for metric in metrics]
+    titles = [axis.title.get_window_extent(renderer) for axis in panels]
+    boxes = [axis.get_tightbbox(renderer) for axis in panels]
+    heading = figure._suptitle.get_window_extent(renderer)
+    assert " ".join(figure._suptitle.get_text().split()).endswith("mean over 3 seeds")
+    assert inside.x0 <= heading.x0 and heading.x1 <= inside.x1 and heading.y1 <= inside.y1
+    for index, (axis, title) in enumerate(zip(panels, titles)):
+        assert inside.x0 <= title.x0 and title.x1 <= inside.x1 and title.y1 <= inside.y1
+        assert title.y0 >= axis.get_window_extent(renderer).y1 - 1 and not overlap(title, heading)
+        for other, (other_title, box) in enumerate(zip(titles, boxes)):
+            if other != index:
+                assert not overlap(title, other_title) and not overlap(title, box), (index, other)
