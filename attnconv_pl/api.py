@@ -2,6 +2,7 @@
 
     import attnconv_pl as ac
     rows = ac.probe_model(model, images, labels, layers=["blocks.*"])        # the analyses' numbers
+    rows = ac.probe_model(timm_model, images, labels)                         # at its feature_info, as train.py
     frame = pandas.DataFrame(rows)                                           # analysis,layer,metric,value
     dynamics = ac.load_dynamics("runs/default/RUN")                          # dynamics.csv as a DataFrame
     metrics = ac.load_metrics("runs/default/RUN")                            # metrics.csv as a DataFrame
@@ -15,7 +16,9 @@ those weights on that probe set. :func:`load_dynamics` and :func:`load_metrics` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
@@ -24,8 +27,11 @@ from torch import Tensor, nn
 
 from attnconv_pl.analyses import Analysis, list_analyses, load_analysis
 from attnconv_pl.analyses.base import CheckpointInputs, LabelledInputs, settings_from
+from attnconv_pl.capture import resolve_layers
 from attnconv_pl.capture.probe_set import select_probe_indices
 from attnconv_pl.errors import ConfigError
+from attnconv_pl.models import ProbePoint, probe_layers
+from attnconv_pl.models.external import timm_feature_entries
 
 if TYPE_CHECKING:
     import pandas
@@ -62,7 +68,11 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
         labels: their integer classes (N,), used by analyses that read labels (``single_node``,
             ``robustness``) and for ``probe_accuracy``.
         layers: names or glob patterns over ``model.named_modules()`` for ``dynamics``; default
-            the model's ``probe_layers`` (models of ``attnconv_pl.models.create_model`` have them).
+            the model's probe points, as ``train.py`` finds them: its ``probe_layers`` (models of
+            ``attnconv_pl.models.create_model`` have them), else the modules of its ``feature_info``
+            (timm's: the block or stage outputs, then the classifier). Selected modules that never
+            run in a forward pass (a glob such as ``blocks.*`` also selects, e.g., dropouts that
+            timm's fused attention skips) are left out with one warning naming them.
         analyses: names among ``dynamics``, ``single_node`` and ``stiffness`` (the analyses whose
             numbers are rows of ``dynamics.csv``; ``robustness`` runs but gives no rows: its
             accuracies go to ``probe.py``'s ``summary.json``).
@@ -83,7 +93,8 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
     Raises:
         ConfigError: an unknown analysis or setting, an analysis that does not run on a network
             (``training_records`` reads a run's files), inputs and labels of different lengths,
-            no layers to probe, or a network without what an analysis needs.
+            no layers to probe (none given or declared, or none of them runs), a layer that runs
+            more than once per forward pass, or a network without what an analysis needs.
     """
     if len(inputs) != len(labels):
         raise ConfigError(f"inputs has {len(inputs)} items but labels {len(labels)}; give one label per input")
@@ -92,11 +103,7 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
     if layers is not None:
         settings["dynamics"] = {**settings.get("dynamics", {}), "layers": list(layers)}
     probe_settings = _settings("dynamics", settings)
-    if "dynamics" in analyses and probe_settings.layers is None and not hasattr(model, "probe_layers"):
-        raise ConfigError(f"{type(model).__name__} declares no probe_layers; name the layers to probe, "
-                          "e.g. layers=['blocks.*'] (names from model.named_modules())")
-    built = [_analysis(name, probe_settings if name == "dynamics" else _settings(name, settings), model)
-             for name in analyses]
+    own_settings = {name: _settings(name, settings) for name in analyses if name != "dynamics"}
     device = torch.device(device)
     probe_sets: dict[tuple[int, int], LabelledInputs] = {}
 
@@ -109,8 +116,14 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
 
     training = model.training
     model.to(device).eval()
+    built: list[Analysis] = []
     rows: list[ProbeRow] = []
     try:
+        if "dynamics" in analyses:
+            probe_settings = dataclasses.replace(
+                probe_settings, layers=_running_layers(model, inputs[:2].float().to(device), probe_settings.layers))
+        for name in analyses:
+            built.append(_analysis(name, own_settings.get(name, probe_settings), model))
         for analysis in built:
             seed = getattr(analysis.settings, "seed", probe_settings.seed)
             checkpoint = CheckpointInputs(
@@ -125,6 +138,66 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
             if hasattr(analysis, "close"):
                 analysis.close()
     return rows
+
+
+def _declared_layers(model: nn.Module) -> list[str]:
+    """The modules of the model's probe points as ``train.py`` finds them ([] when it declares
+    none): its ``probe_layers``, else its ``feature_info`` (ProbePoints, or timm's entries followed
+    by a timm model's classifier, ``pretrained_cfg["classifier"]``, as for ``timm:NAME`` models)."""
+    if getattr(model, "probe_layers", None):
+        return list(model.probe_layers)
+    feature_info = getattr(model, "feature_info", None)
+    if isinstance(feature_info, list) and feature_info and all(isinstance(p, ProbePoint) for p in feature_info):
+        return probe_layers(feature_info)
+    modules = [entry["module"] for entry in timm_feature_entries(feature_info)]
+    classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
+    if modules and isinstance(classifier, str) and getattr(model, "num_classes", 0) and \
+            classifier in dict(model.named_modules()):
+        modules.append(classifier)
+    return modules
+
+
+def _running_layers(model: nn.Module, batch: Tensor, patterns: Optional[Sequence[str]]) -> list[str]:
+    """The layers ``patterns`` select (default: :func:`_declared_layers`) that run once when the
+    model (in eval mode, on ``batch``'s device) runs on ``batch``; those that never run are left out
+    with one warning.
+
+    Raises:
+        ConfigError: no patterns and no declared probe points, a pattern matching no layer, none of
+            the layers running, or a layer running more than once (a shared module).
+    """
+    if not patterns:
+        patterns = _declared_layers(model)
+        if not patterns:
+            raise ConfigError(f"{type(model).__name__} declares no probe points (probe_layers or feature_info); "
+                              "name the layers to probe, e.g. layers=['blocks.*'] (names from model.named_modules())")
+    names = resolve_layers(model, patterns)
+    calls = dict.fromkeys(names, 0)
+
+    def count(name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            calls[name] += 1
+        return hook
+
+    handles = [model.get_submodule(name).register_forward_hook(count(name)) for name in names]
+    try:
+        with torch.no_grad():
+            model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    repeated = [f"{name} ({calls[name]} times)" for name in names if calls[name] > 1]
+    if repeated:
+        raise ConfigError(f"layer(s) {', '.join(repeated)} run more than once per forward pass (shared modules); "
+                          "a probed layer gives one point per input: name layers that run once")
+    never = [name for name in names if calls[name] == 0]
+    if len(never) == len(names):
+        raise ConfigError(f"none of the layers {list(patterns)} selects runs in a forward pass ({', '.join(never)}); "
+                          "name layers that run (e.g. a block rather than a dropout that is skipped)")
+    if never:
+        warnings.warn(f"probe_model: {len(never)} of the {len(names)} layers that {list(patterns)} selects never "
+                      f"run in a forward pass and are left out: {', '.join(never)}", stacklevel=3)
+    return [name for name in names if calls[name] == 1]
 
 
 def _settings(name: str, settings: Mapping[str, Mapping[str, Any]]) -> Any:

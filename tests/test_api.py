@@ -3,6 +3,7 @@ closed forms on a linear layer), and ``load_dynamics`` / ``load_metrics`` read a
 
 import csv
 import math
+import re
 import sys
 
 import pytest
@@ -12,8 +13,10 @@ from torch import nn
 import attnconv_pl
 from attnconv_pl import probes
 from attnconv_pl.errors import ConfigError
+from attnconv_pl.analyses.training_records import COLUMNS as METRICS_COLUMNS
+from attnconv_pl.dynamics_csv import write_epochs
 from attnconv_pl.models import create_model
-from train_helpers import check_ok, run_train
+from train_helpers import REPO, check_ok, run_train
 
 EXACT = {"snapshot_dtype": "float32", "topology": False, "project_dim": 64}
 """Probe settings that store points unrounded and unprojected (widths here are at most 64)."""
@@ -76,7 +79,7 @@ def test_probe_model_takes_a_registered_models_probe_layers_and_restores_its_mod
 
 
 @pytest.mark.parametrize(("call", "message"), [
-    (dict(), "Sequential declares no probe_layers; name the layers to probe"),
+    (dict(), r"Sequential declares no probe points \(probe_layers or feature_info\); name the layers to probe"),
     (dict(layers=["1"], analyses=["training_records"]), "reads a run's files, not a network"),
     (dict(layers=["1"], analyses=["dynamic"]), "unknown analysis 'dynamic'"),
     (dict(layers=["1"], settings={"dynamics": {"probe_sise": 5}}), "dynamics has no setting.*probe_sise"),
@@ -117,3 +120,77 @@ def test_load_dynamics_names_what_is_missing(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"needs pandas: pip install \"attnconv-pl\[pandas\]\""):
         attnconv_pl.load_metrics(tmp_path)
+
+
+TINY_VIT = dict(img_size=8, patch_size=4, embed_dim=16, depth=1, num_heads=2, num_classes=3, in_chans=1)
+"""A one-block timm ViT on 8x8 images (5 tokens of width 16)."""
+
+
+def tiny_vit():
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY_VIT)
+
+
+def readme_example() -> str:
+    """The first Python block of the README's "Python API (notebooks)" section."""
+    section = (REPO / "README.md").read_text().split("## Python API (notebooks)\n", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.DOTALL)[1]
+
+
+def test_the_readmes_notebook_example_runs_as_written(tmp_path, monkeypatch):
+    """On a timm ViT, whose ``blocks.*`` also selects the attention dropout that fused attention
+    never calls: left out with one warning naming it, every other selected module probed."""
+    run = tmp_path / "runs" / "default" / "RUN"
+    run.mkdir(parents=True)
+    write_epochs(run / "dynamics.csv", [(0, "blocks.0", "variance", 1.5), (0, "", "probe_seconds", 0.25)])
+    write_epochs(run / "metrics.csv", [(1, 2.0, 0.3, 1.9, 0.4, 0.9, 3.0)], columns=METRICS_COLUMNS)
+    monkeypatch.chdir(tmp_path)
+    generator = torch.Generator().manual_seed(0)
+    model = tiny_vit()
+    namespace = {"model": model, "images": torch.randn(24, 1, 8, 8, generator=generator),
+                 "labels": torch.randint(0, 3, (24,), generator=generator)}
+    with pytest.warns(UserWarning) as warned:
+        exec(readme_example(), namespace)
+    (message,) = [str(warning.message) for warning in warned if "probe_model" in str(warning.message)]
+    assert message == ("probe_model: 1 of the 22 layers that ['blocks.*'] selects never run in a forward pass and "
+                       "are left out: blocks.0.attn.attn_drop")
+    selected = [name for name, _ in model.named_modules()
+                if name.startswith("blocks.") and name != "blocks.0.attn.attn_drop"]
+    table = namespace["table"]
+    assert list(table.columns) == ["analysis", "layer", "metric", "value"]
+    assert list(dict.fromkeys(table.layer)) == selected
+    assert list(namespace["dynamics"].itertuples(index=False)) == [(0, "blocks.0", "variance", 1.5),
+                                                                  (0, "", "probe_seconds", 0.25)]
+    assert list(namespace["metrics"]["val_acc"]) == [0.4]
+
+
+def test_without_layers_a_timm_model_is_probed_at_the_points_train_py_probes():
+    """Its feature_info (block outputs) then its classifier, as create_model("timm:NAME") finds them."""
+    generator = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(24, 1, 8, 8, generator=generator), torch.randint(0, 3, (24,), generator=generator)
+    options = {key: value for key, value in TINY_VIT.items() if key not in ("num_classes", "in_chans", "img_size")}
+    expected = create_model("timm:vit_tiny_patch16_224", num_classes=3, in_chans=1, img_size=8, **options).probe_layers
+    rows = attnconv_pl.probe_model(tiny_vit(), images, labels, settings={"dynamics": {"topology": False}})
+    assert list(dict.fromkeys(row.layer for row in rows if row.layer)) == expected == ["blocks.0", "head"]
+
+
+class SharedActivation(nn.Module):
+    """``act`` runs twice per forward pass, ``drop`` never."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.act, self.drop = nn.Linear(16, 8), nn.Linear(8, 4), nn.ReLU(), nn.Dropout()
+
+    def forward(self, x):
+        return self.act(self.fc2(self.act(self.fc1(x.flatten(1)))))
+
+
+@pytest.mark.parametrize("layers, message", [
+    (["act"], r"layer\(s\) act \(2 times\) run more than once per forward pass \(shared modules\)"),
+    (["drop"], r"none of the layers \['drop'\] selects runs in a forward pass \(drop\)"),
+])
+def test_layers_that_do_not_run_once_are_refused(layers, message, inputs):
+    with pytest.raises(ConfigError, match=message):
+        attnconv_pl.probe_model(SharedActivation(), *inputs, layers=layers)
