@@ -49,6 +49,19 @@ def noise_level(text: str) -> float:
     return value
 
 
+def diagram_epoch(text: str):
+    """``--diagram-epochs`` values: ``all`` or an epoch number >= 0."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an epoch: give epoch numbers >= 0 (e.g. 0 10 30) or all")
+    return value
+
+
 def checked_by(settings_type: type, field: str, convert: type, expected: str):
     """An argparse type: ``convert`` the text, then let ``settings_type(**{field: value})`` judge
     it, so the rule and its message are the dataclass's own."""
@@ -164,6 +177,11 @@ what to do (runs completed before a failing one stay in DIR).""")
     records.add_argument("--robustness-size", type=input_count, default=DEFAULT_ROBUSTNESS_SIZE, metavar="N",
                          help=f"inputs of the robustness evaluation (default {DEFAULT_ROBUSTNESS_SIZE}; "
                               "all of the split when smaller)")
+    report = parser.add_argument_group("report")
+    report.add_argument("--diagram-epochs", type=diagram_epoch, nargs="+", metavar="EPOCH",
+                        help="the epochs whose persistence diagrams the report draws, of those probed with topology: "
+                             "EPOCH numbers, or all (default: every one up to 6, else 6 spread evenly from the "
+                             "first to the last)")
     other = parser.add_argument_group("runs and execution")
     other.add_argument("--set", action="append", default=[], metavar="ANALYSIS.FIELD=VALUE", dest="settings",
                        help="set one field of an analysis's settings (VALUE in YAML syntax), e.g. "
@@ -323,9 +341,9 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
                 progress.update()
             record = probed_run(prober, run_outcomes, label,
                                 args.target_loss if "training_records" in analyses else None)
-            unreachable = unreachable_target(record)
-            if unreachable:
-                progress.write(f"probe.py: warning: {unreachable}")
+            record, absent = drawn_diagrams(record, args.diagram_epochs)
+            for warning in filter(None, (unreachable_target(record), absent)):
+                progress.write(f"probe.py: warning: {warning}")
             records.append(record)
             keys.append(group_key(prober))
             del prober, run_outcomes  # the model and the snapshots drift was measured against
@@ -341,6 +359,19 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
         for wandb_dir in log_report(args.out, completed, figures, name=f"probe/{args.out.name}"):
             print(f"W&B:     {wandb_dir}" + (f"\n  upload with: wandb sync {wandb_dir}"
                                              if wandb_dir.name.startswith("offline-") else ""))
+
+
+def drawn_diagrams(record, chosen: Optional[list]) -> tuple[Any, Optional[str]]:
+    """``record`` holding the diagrams of the epochs the report draws (``--diagram-epochs``, see
+    ``reports.diagrams.diagram_epochs``), and a warning naming chosen epochs it has none of."""
+    from attnconv_pl.reports.diagrams import ALL, diagram_epochs
+
+    drawn = diagram_epochs(record.diagrams, chosen)
+    absent = sorted(set(chosen or [ALL]) - {ALL} - set(record.diagrams))
+    warning = (f"--diagram-epochs: run {record.label} has no persistence diagrams at epoch(s) "
+               f"{', '.join(map(str, absent))} (it has them at {', '.join(map(str, sorted(record.diagrams))) or 'none'})"
+               if absent else None)
+    return dataclasses.replace(record, diagrams={epoch: record.diagrams[epoch] for epoch in drawn}), warning
 
 
 def selected_analyses(args: argparse.Namespace) -> set[str]:

@@ -84,7 +84,7 @@ def probed_run(prober, outcomes: list, label: str, target: Optional[float] = DEF
     return ProbedRun(
         label=label, group="", layers=list(dict.fromkeys([*prober.layers, *(row[1] for row in rows if row[1])])),
         rows=rows,
-        diagrams={epoch: diagrams[epoch] for epoch in sorted(diagrams)[:1] + sorted(diagrams)[-1:]},
+        diagrams=dict(sorted(diagrams.items())),
         accuracy={o.epoch: o.accuracy for o in outcomes if o.accuracy is not None},
         description=description, training=training, robustness=robustness, artifacts=artifacts,
         inputs=input_metrics(prober), curves=curves,

@@ -68,7 +68,8 @@ class ProbedRun:
         rows: every number, ``(epoch, layer, metric, value)``; run-level numbers (cost) have
             layer ``""``.
         diagrams: output persistence diagrams ``{epoch: {layer: [H0 (m, 2), H1, ...]}}`` of
-            the first and last probed epochs with topology.
+            the epochs the report draws (of those probed with topology; ``probe.py`` keeps the
+            ones ``reports.diagrams.diagram_epochs`` chooses).
         accuracy: probe-set top-1 accuracy by epoch (empty when not known).
         description: JSON-ready facts for the summary (model, dataset, settings, checkpoints,
             timings; ``training``: where the records come from and the run's loss floor).
