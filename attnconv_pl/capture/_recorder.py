@@ -95,7 +95,7 @@ class ActivationRecorder(AbstractContextManager):
         """The recorded points, concatenated in batch order, on the activations' device.
 
         Raises:
-            ValueError: nothing was recorded, or the layers recorded different numbers of
+            ValueError: nothing was recorded, or a layer never ran or layers recorded different numbers of
                 rows (a layer called more than once per forward pass, or skipped).
         """
         result = {
@@ -114,12 +114,14 @@ class ActivationRecorder(AbstractContextManager):
                 "forward pass inside the recorder's `with` block"
             )
         if len(rows) < expected_keys or len(set(rows.values())) > 1:
-            counts = ", ".join(f"{key}: {count}" for key, count in rows.items())
+            never = [layer for layer in self.layers if not result[layer]]
+            found = [f"never ran: {', '.join(never)}"] if never else []
+            if len(set(rows.values())) > 1:
+                found.append("points per layer: " + ", ".join(f"{key}: {count}" for key, count in rows.items()))
             raise ValueError(
-                f"layers recorded different numbers of points ({counts}; expected "
-                f"{expected_keys} entries of equal length): a layer called more than once per "
-                "forward pass (a shared module) or skipped gives one point per call; choose "
-                "layers that run exactly once per forward pass"
+                f"layers ran other than once per forward pass ({'; '.join(found)}): a layer skipped "
+                "in the forward pass gives no points and one called more than once (a shared module) "
+                "one point per call; choose layers that run exactly once per forward pass"
             )
         return result
 

@@ -89,8 +89,16 @@ def test_hooks_are_removed_after_exit_and_after_an_exception(net):
 def test_recorder_rejects_a_layer_called_twice_per_forward():
     shared = nn.Linear(3, 3)
     model = nn.Sequential(shared, nn.ReLU(), shared, nn.Linear(3, 2))
-    with pytest.raises(ValueError, match="more than once per forward pass"):
+    with pytest.raises(ValueError, match=r"\(points per layer: 0/input: 8, 0/output: 8, 3/input: 4, 3/output: 4\): "
+                                         ".* called more than once"):
         capture_activations(model, ["0", "3"], [torch.randn(4, 3)])
+
+
+def test_recorder_names_the_layers_that_never_ran_and_only_those():
+    model = nn.Sequential(nn.Linear(3, 3), nn.Dropout(), nn.Linear(3, 2))
+    model.forward = lambda x: model[2](model[0](x))  # the dropout is skipped
+    with pytest.raises(ValueError, match=r"ran other than once per forward pass \(never ran: 1\): a layer skipped"):
+        capture_activations(model, ["0", "1", "2"], [torch.randn(4, 3)])
 
 
 def test_recorder_without_forward_pass_raises(net):
