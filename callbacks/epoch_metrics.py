@@ -33,8 +33,11 @@ class EpochMetrics(Callback):
     Columns (``attnconv_pl.analyses.training_records.COLUMNS``): ``epoch`` (completed epochs, 1..max_epochs,
     as the checkpoints), ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``,
     ``val_acc_top5`` (epoch means from ``trainer.callback_metrics``; ``val_*`` NaN in an epoch
-    without validation) and ``epoch_seconds``. Under DDP each value is averaged over the
-    processes (metrics already synchronised stay as they are) and global rank zero writes.
+    without validation) and ``epoch_seconds``; then the module's own columns, when it has a
+    ``metrics_columns`` mapping ``{column: logged name}`` (e.g. the certificate of
+    :class:`attnconv_pl.heads.HeadModule`; NaN in an epoch that did not log one). Under DDP each
+    value is averaged over the processes (metrics already synchronised stay as they are) and
+    global rank zero writes.
 
     The loggers get the same epoch axis: ``epoch`` (:data:`attnconv_pl.wandb_run.EPOCH_AXIS`,
     completed epochs, as ``metrics.csv`` and ``dynamics.csv``) is logged with the epoch-level
@@ -56,10 +59,16 @@ class EpochMetrics(Callback):
     def path(trainer: pl.Trainer) -> Path:
         return Path(trainer.default_root_dir) / METRICS_FILE
 
+    @staticmethod
+    def module_columns(pl_module: pl.LightningModule) -> dict[str, str]:
+        """The module's own columns, ``{column: logged name}`` (none unless it says)."""
+        return dict(getattr(pl_module, "metrics_columns", None) or {})
+
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            drop_epochs_after(self.path(trainer), trainer.current_epoch, columns=COLUMNS)
+            columns = (*COLUMNS, *self.module_columns(pl_module))
+            drop_epochs_after(self.path(trainer), trainer.current_epoch, columns=columns)
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
                     define_epoch_axis(logger.experiment)
@@ -91,7 +100,10 @@ class EpochMetrics(Callback):
         values = [epoch_mean(metrics, name) if validated or not column.startswith("val_") else math.nan
                   for column, name in LOGGED_NAMES.items()]
         values.append(time.perf_counter() - self._epoch_started if self._epoch_started is not None else math.nan)
+        extra = self.module_columns(pl_module)
+        values += [epoch_mean(metrics, name) for name in extra.values()]
         averaged = trainer.strategy.reduce(torch.tensor(values, dtype=torch.float64, device=pl_module.device),
                                            reduce_op="mean")
         if trainer.is_global_zero:
-            write_epochs(self.path(trainer), [(trainer.current_epoch + 1, *averaged.tolist())], columns=COLUMNS)
+            write_epochs(self.path(trainer), [(trainer.current_epoch + 1, *averaged.tolist())],
+                         columns=(*COLUMNS, *extra))

@@ -8,7 +8,8 @@ token of 8 pixels in [0, 1]. The features of each split are stored once as
 int64 (n,), the fingerprint and its settings in the metadata), written atomically. The
 fingerprint is the sha256 of the backbone's identity (the checkpoint file's sha256), the layer,
 the data settings and the pooling, so a changed input gets a new file and an unchanged one is
-read back, never recomputed.
+read back, never recomputed. A cached file that cannot be read back whole (truncated, not a
+safetensors file, tensors of the wrong kind) is rebuilt, with a warning naming it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Literal, Optional
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
+from lightning.pytorch.utilities import rank_zero_warn
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
@@ -30,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from attnconv_pl.atomic import atomic_path
 from attnconv_pl.data.base import ClassificationDataModule, seeded_partition
 from attnconv_pl.data.digits import digits_images
+from attnconv_pl.errors import ConfigError
 
 BACKBONE_NONE = "none"
 """The backbone name that means "no backbone": the digits' pixel rows are the tokens."""
@@ -117,20 +120,49 @@ def layer_tokens(model: nn.Module, layer: str, batches: Iterable[Tensor], device
 
 
 def read_cache(path: Path, expected: str) -> Optional[tuple[Tensor, Tensor]]:
-    """``(tokens, labels)`` of a cached file whose fingerprint is ``expected``, else None."""
+    """``(tokens, labels)`` of a cached file whose fingerprint is ``expected``, else None (no
+    file, another fingerprint, or a file that cannot be read back whole: then a warning says
+    it is rebuilt)."""
     if not path.is_file():
         return None
-    with safe_open(str(path), framework="pt") as handle:
-        if (handle.metadata() or {}).get("fingerprint") != expected:
-            return None
-        return handle.get_tensor("tokens"), handle.get_tensor("labels")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            if (handle.metadata() or {}).get("fingerprint") != expected:
+                return None
+            tokens, labels = handle.get_tensor("tokens"), handle.get_tensor("labels")
+    except (SafetensorError, OSError) as error:
+        problem = f"cannot be read ({error})"
+    else:
+        problem = cache_problem(tokens, labels)
+        if problem is None:
+            return tokens, labels
+    rank_zero_warn(f"the cached features {path} {problem}; rebuilding the file")
+    return None
+
+
+def cache_problem(tokens: Tensor, labels: Tensor) -> Optional[str]:
+    """What is wrong with cached ``tokens`` and ``labels`` (None when they are float32 (n, s, d)
+    and int64 (n,))."""
+    if tokens.dtype != torch.float32 or tokens.dim() != 3:
+        return f"holds tokens of {tokens.dtype} {tuple(tokens.shape)}, not float32 (n, s, d)"
+    if labels.dtype != torch.int64 or labels.shape != tokens.shape[:1]:
+        return f"holds labels of {labels.dtype} {tuple(labels.shape)}, not int64 ({len(tokens)},)"
+    return None
 
 
 def write_cache(path: Path, tokens: Tensor, labels: Tensor, digest: str, settings: dict[str, Any]) -> None:
-    """Store ``tokens`` and ``labels`` with their fingerprint and settings, atomically."""
-    with atomic_path(path) as tmp:
-        save_file({"tokens": tokens.contiguous(), "labels": labels.contiguous()}, str(tmp),
-                  metadata={"fingerprint": digest, "settings": json.dumps(settings, sort_keys=True, default=str)})
+    """Store ``tokens`` and ``labels`` with their fingerprint and settings, atomically.
+
+    Raises:
+        ConfigError: the file cannot be written (the message names it and the setting to change).
+    """
+    try:
+        with atomic_path(path) as tmp:
+            save_file({"tokens": tokens.contiguous(), "labels": labels.contiguous()}, str(tmp),
+                      metadata={"fingerprint": digest, "settings": json.dumps(settings, sort_keys=True, default=str)})
+    except (SafetensorError, OSError) as error:
+        raise ConfigError(f"cannot write the cached features {path} ({error}); set --data.init_args.cache_dir to a "
+                          "folder you can write to") from error
 
 
 @dataclass(frozen=True)

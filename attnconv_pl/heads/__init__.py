@@ -5,14 +5,14 @@ Heads map tokens (B, s, d) to logits (B, c) and are built by name (:func:`create
 ``linear_attention``, ``gated_relu_attention``, ``mixer``, ``fno``, whose lifted forms
 (:mod:`.lifted`) turn their weight-decayed training into a convex program with a block nuclear
 norm. :func:`solve_convex` solves that program exactly (CVXPY), :func:`fit_head` fits a head
-by L-BFGS, :func:`certify` bounds its distance to the optimum by a duality gap, and
+by L-BFGS until a stated criterion holds, :func:`certify` bounds its distance to the optimum by a duality gap, and
 :class:`HeadModule` trains a head with ``train.py``.
 """
 
 from . import modules
 from .certificate import RANK_TOL, Certificate, certificate, certify, dual_value, numerical_rank, spectral_norms
 from .exact import ConvexSolution, solve_convex
-from .fit import FitResult, fit_head
+from .fit import ConvergenceWarning, FitResult, fit_head
 from .module import HeadModule
 from .lifted import (Lifting, adjoint_matvec, adjoint_rmatvec, attention_lifting, block_singular_values, fno_lifting,
                      gate_directions, lifted_adjoint, lifted_blocks, lifted_predict, mixer_lifting)
@@ -22,6 +22,7 @@ from .registry import ConvexHead, create_head, list_heads, register_head
 __all__ = [
     "RANK_TOL",
     "Certificate",
+    "ConvergenceWarning",
     "ConvexHead",
     "ConvexSolution",
     "FitResult",

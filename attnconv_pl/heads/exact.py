@@ -13,17 +13,26 @@ cvxpy is an optional dependency (the ``dev`` extra), imported only here, when ca
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import check_number
 from .certificate import RANK_TOL, numerical_rank
+from .fit import ConvergenceWarning
 from .registry import ConvexHead, create_head
 
 SOLVERS = ("CLARABEL", "SCS")
+ITERATION_LIMITS = {"CLARABEL": "max_iter", "SCS": "max_iters"}
+"""Each solver's option for its iteration limit (through ``solver_options``)."""
+OPTIMAL = "optimal"
+INACCURATE = "optimal_inaccurate"
+"""The statuses with a solution: CVXPY's ``optimal`` (the solver's tolerances met) and
+``optimal_inaccurate`` (it stopped at its iteration limit or lost accuracy: a marked result)."""
 
 
 @dataclass(frozen=True)
@@ -34,8 +43,10 @@ class ConvexSolution:
         objective: the optimal value p* as the solver reports it.
         Z: (P, p, q) float64 (complex128 for FNO) optimal blocks.
         rank: max_b rank(Z_b), singular values above ``rank_tol``.
-        status: the solver's status (``"optimal"``).
+        status: CVXPY's status: ``"optimal"``, or ``"optimal_inaccurate"`` when the solver
+            stopped before its tolerances held (then ``converged`` is False).
         solver: the solver's name.
+        iterations: the solver's iterations (None when it does not say).
     """
 
     objective: float
@@ -43,6 +54,12 @@ class ConvexSolution:
     rank: int
     status: str
     solver: str
+    iterations: Optional[int] = None
+
+    @property
+    def converged(self) -> bool:
+        """Whether the solver met its own tolerances (status ``"optimal"``)."""
+        return self.status == OPTIMAL
 
 
 def import_cvxpy() -> Any:
@@ -56,7 +73,8 @@ def import_cvxpy() -> Any:
 
 
 def solve_convex(head: str, tokens: Tensor, targets: Tensor, beta: float, *, solver: str = "CLARABEL",
-                 rank_tol: float = RANK_TOL, **head_options: Any) -> ConvexSolution:
+                 rank_tol: float = RANK_TOL, solver_options: Optional[dict[str, Any]] = None,
+                 **head_options: Any) -> ConvexSolution:
     """Solve the convex program of head ``head`` exactly.
 
     Args:
@@ -66,16 +84,25 @@ def solve_convex(head: str, tokens: Tensor, targets: Tensor, beta: float, *, sol
         beta: weight of the nuclear norms, the same beta as the head's weight decay (beta/2).
         solver: ``"CLARABEL"`` (interior point, default) or ``"SCS"``.
         rank_tol: absolute tolerance of the rank on the singular values.
+        solver_options: keyword arguments of the solver (CVXPY's ``problem.solve``), e.g.
+            ``{"max_iter": 1000}``.
         **head_options: options fixing the head's lifting (``gates``, ``gate_seed``); ``heads``
             is irrelevant here.
 
+    The solver's status is checked: ``"optimal"`` is returned as it is; ``"optimal_inaccurate"``
+    (the solver stopped at its iteration limit or lost accuracy) is returned with
+    ``converged`` False and one :class:`~attnconv_pl.heads.fit.ConvergenceWarning` naming
+    what to change; any other status raises.
+
     Raises:
         ImportError: cvxpy is not installed.
-        ValueError: unknown solver, a head without convex form, or the solver failed.
+        ValueError: unknown solver, a bad ``beta``, a head without convex form, or the solver
+            failed or found no solution (its status in the message).
     """
     cp = import_cvxpy()
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    beta = check_number("beta", beta, meaning="the weight of the nuclear norms")
     n, s, d = tokens.shape
     c = targets.shape[1]
     module = create_head(head, d, c, s, **{"heads": 1, **head_options}).double()
@@ -92,12 +119,24 @@ def solve_convex(head: str, tokens: Tensor, targets: Tensor, beta: float, *, sol
     targets_np = targets.detach().double().cpu().numpy()
     objective = cp.sum_squares(prediction - targets_np) / (2 * n) + beta * sum(cp.normNuc(Z) for Z in blocks)
     problem = cp.Problem(cp.Minimize(objective))
-    problem.solve(solver=solver)
-    if problem.status not in ("optimal", "optimal_inaccurate"):
-        raise ValueError(f"{solver} did not solve the convex program of {head!r}: status {problem.status}")
+    other = "SCS" if solver == "CLARABEL" else "CLARABEL"
+    advice = f"raise solver_options['{ITERATION_LIMITS[solver]}'] or try solver={other!r}"
+    try:
+        with warnings.catch_warnings():  # CVXPY's own "may be inaccurate": ours below says what to do
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            problem.solve(solver=solver, **(solver_options or {}))
+    except cp.error.SolverError as error:
+        raise ValueError(f"{solver} failed on the convex program of {head!r} ({error}); try solver={other!r}") from error
+    if problem.status not in (OPTIMAL, INACCURATE) or problem.value is None:
+        raise ValueError(f"{solver} found no solution of the convex program of {head!r}: status {problem.status}; "
+                         f"{advice}")
+    iterations = getattr(problem.solver_stats, "num_iters", None)
+    if problem.status == INACCURATE:
+        warnings.warn(f"solve_convex({head!r}): {solver} stopped before its tolerances held (status "
+                      f"{INACCURATE}, {iterations} iterations); {advice}", ConvergenceWarning, stacklevel=2)
     Z = torch.from_numpy(np.stack([np.asarray(block.value) for block in blocks]))
     return ConvexSolution(float(problem.value), Z, numerical_rank(torch.linalg.svdvals(Z), rank_tol), problem.status,
-                          solver)
+                          solver, iterations)
 
 
 def _block_prediction(cp: Any, features: np.ndarray, Z: Any, num_classes: int, real: bool) -> Any:

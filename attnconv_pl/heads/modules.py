@@ -37,6 +37,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_count
 from .lifted import Lifting, attention_lifting, fno_lifting, gate_directions, mixer_lifting
 from .registry import register_head
 
@@ -44,6 +45,7 @@ DEFAULT_HEADS = 8
 """Units (heads) per block of the convex-capable heads and heads of ``attention`` (our choice)."""
 DEFAULT_GATES = 4
 """Random gates of ``gated_relu_attention`` and ``mixer`` (our choice)."""
+UNITS = "units per block"
 
 
 def _normal(*shape: int, std: float) -> nn.Parameter:
@@ -131,8 +133,6 @@ class MixerHead(nn.Module):
 
     def __init__(self, dim: int, num_classes: int, tokens: int, heads: int, gates: int, gate_seed: int = 0) -> None:
         super().__init__()
-        if gates < 1:
-            raise ValueError(f"the mixer head needs gates >= 1 (random channel gates), got {gates}")
         self.a = _normal(gates, heads, tokens, std=tokens**-0.5)
         self.B = _normal(gates, heads, dim, num_classes, std=dim**-0.5)
         self.register_buffer("directions", gate_directions(tokens, gates, gate_seed))
@@ -207,18 +207,21 @@ def linear(dim: int, num_classes: int, tokens: int) -> nn.Module:
 @register_head
 def mlp(dim: int, num_classes: int, tokens: int, hidden: int = 256) -> nn.Module:
     """Two-layer ReLU MLP with ``hidden`` units on the mean token (a baseline)."""
+    check_count("mlp: hidden", hidden, meaning="hidden units")
     return MLPHead(dim, num_classes, hidden)
 
 
 @register_head
 def attention(dim: int, num_classes: int, tokens: int, heads: int = DEFAULT_HEADS) -> nn.Module:
     """``heads`` softmax self-attention heads, mean-pooled (the non-convex baseline)."""
+    check_count("attention: heads", heads, meaning="attention heads")
     return SoftmaxAttentionHead(dim, num_classes, heads)
 
 
 @register_head
 def linear_attention(dim: int, num_classes: int, tokens: int, heads: int = DEFAULT_HEADS) -> nn.Module:
     """``heads`` softmax-free attention heads; convex form: one d^2 x dc nuclear-norm block."""
+    check_count("linear_attention: heads", heads, meaning=UNITS)
     return BilinearAttentionHead(dim, num_classes, heads)
 
 
@@ -226,8 +229,9 @@ def linear_attention(dim: int, num_classes: int, tokens: int, heads: int = DEFAU
 def gated_relu_attention(dim: int, num_classes: int, tokens: int, heads: int = DEFAULT_HEADS,
                          gates: int = DEFAULT_GATES, gate_seed: int = 0) -> nn.Module:
     """``heads`` attention units per each of ``gates`` random token gates; one block per gate."""
-    if gates < 1:
-        raise ValueError(f"gated_relu_attention needs gates >= 1, got {gates}; linear_attention has none")
+    check_count("gated_relu_attention: heads", heads, meaning=UNITS)
+    check_count("gated_relu_attention: gates", gates, meaning="random token gates; linear_attention has none")
+    check_count("gated_relu_attention: gate_seed", gate_seed, minimum=0, meaning="seed of the gates")
     return BilinearAttentionHead(dim, num_classes, heads, gates, gate_seed)
 
 
@@ -235,11 +239,15 @@ def gated_relu_attention(dim: int, num_classes: int, tokens: int, heads: int = D
 def mixer(dim: int, num_classes: int, tokens: int, heads: int = DEFAULT_HEADS, gates: int = DEFAULT_GATES,
           gate_seed: int = 0) -> nn.Module:
     """Gated-ReLU token-mixing MLP; convex form: one s x dc nuclear-norm block per gate."""
+    check_count("mixer: heads", heads, meaning=UNITS)
+    check_count("mixer: gates", gates, meaning="random channel gates")
+    check_count("mixer: gate_seed", gate_seed, minimum=0, meaning="seed of the gates")
     return MixerHead(dim, num_classes, tokens, heads, gates, gate_seed)
 
 
 @register_head
 def fno(dim: int, num_classes: int, tokens: int, heads: int = DEFAULT_HEADS) -> nn.Module:
     """Circular token convolution by FFT into ``heads`` channels; one d x c block per frequency."""
+    check_count("fno: heads", heads, meaning="hidden channels, the units of each frequency block")
     return FNOHead(dim, num_classes, tokens, heads)
 

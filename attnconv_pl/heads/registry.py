@@ -76,13 +76,13 @@ def create_head(name: str, dim: int, num_classes: int, tokens: int, **options: A
     classes; ``options`` are the head's own (see its factory's docstring).
 
     Raises:
-        ConfigError: unknown name (the message lists the known ones).
-        TypeError: an option the head does not take (the message lists its options).
+        ConfigError: unknown name (the message lists the known ones), an option the head does
+            not take (the message lists its options) or out of range.
     """
     factory = _factory(name)
     unknown = sorted(set(options) - set(head_options(name)))
     if unknown:
-        raise TypeError(f"head '{name}' got unknown option(s) {', '.join(map(repr, unknown))}; "
+        raise ConfigError(f"head '{name}' got unknown option(s) {', '.join(map(repr, unknown))}; "
                         f"its options are: {', '.join(head_options(name)) or 'none'}")
     return factory(dim=dim, num_classes=num_classes, tokens=tokens, **options)
 

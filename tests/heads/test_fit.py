@@ -1,11 +1,13 @@
 """fit_head: with its defaults at the optimum of the digit-rows instance, deterministic per seed."""
 
 import math
+import warnings
 
 import pytest
 import torch
 
-from attnconv_pl.heads import fit_head, lifted_predict, attention_lifting
+from attnconv_pl.heads import ConvergenceWarning, fit_head, lifted_predict, attention_lifting
+from attnconv_pl.heads.fit import DEFAULT_STALL_TOL, DEFAULT_STEPS
 
 BETA = 1e-3
 
@@ -52,17 +54,49 @@ def test_a_fit_is_fixed_by_its_seed(small_instance):
 @pytest.mark.parametrize("name", ["linear", "mlp", "attention"])
 def test_heads_without_convex_form_fit_without_a_gap(name, small_instance):
     tokens, targets = small_instance
-    fitted = fit_head(name, tokens, targets, BETA, steps=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # the budget's warning has its own test
+        fitted = fit_head(name, tokens, targets, BETA, steps=50)
     assert math.isnan(fitted.duality_gap) and fitted.rank == -1
     assert fitted.objective == pytest.approx(fitted.data_loss + fitted.regulariser)
     assert fitted.data_loss < 0.5 * float(targets.pow(2).sum(dim=1).mean())  # better than predicting 0
+    assert fitted.converged == (fitted.residual <= DEFAULT_STALL_TOL)
+
+
+def test_a_linear_head_stops_at_the_ridge_regression_optimum(small_instance):
+    """The linear head's objective is ridge regression on the mean token (the bias decayed too):
+    its stationary point is the closed-form solution."""
+    tokens, targets = small_instance
+    fitted = fit_head("linear", tokens, targets, BETA)
+    assert fitted.converged and fitted.residual <= DEFAULT_STALL_TOL and fitted.iterations < DEFAULT_STEPS
+    features = torch.cat([tokens.mean(dim=1), torch.ones(len(tokens), 1, dtype=tokens.dtype)], dim=1)
+    n, width = features.shape
+    weights = torch.linalg.solve(features.T @ features / n + BETA * torch.eye(width, dtype=tokens.dtype),
+                                 features.T @ targets / n)
+    optimum = 0.5 * (features @ weights - targets).pow(2).sum() / n + 0.5 * BETA * weights.pow(2).sum()
+    assert fitted.objective == pytest.approx(float(optimum), rel=1e-9)
+
+
+def test_a_fit_that_runs_out_of_steps_says_so_and_warns_once(small_instance):
+    tokens, targets = small_instance
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fitted = fit_head("attention", tokens, targets, BETA, heads=2, steps=30, check_every=10)
+    assert not fitted.converged and fitted.iterations == 30 and fitted.residual > DEFAULT_STALL_TOL
+    assert [str(warning.message) for warning in caught if warning.category is ConvergenceWarning] == [
+        f"fit_head('attention') stopped at its budget of 30 L-BFGS iterations before converging: its objective "
+        f"still fell by {fitted.residual:.3g} per iteration (relative) > stall_tol 1e-08; raise steps"]
+    objectives = [objective for _, objective, _ in fitted.history]
+    assert fitted.residual == pytest.approx((objectives[-2] - objectives[-1]) / objectives[-1] / 10)
 
 
 def test_the_history_records_every_certificate_down_to_the_result(small_instance):
     """L-BFGS with a strong Wolfe line search never raises the objective; every recorded gap is
     a valid bound (>= 0) and the last entry is the returned fit."""
     tokens, targets = small_instance
-    fitted = fit_head("linear_attention", tokens, targets, BETA, steps=200, check_every=40, gap_tol=0.0)
+    with pytest.warns(ConvergenceWarning, match="duality gap is .* of the objective > gap_tol 0; raise steps"):
+        fitted = fit_head("linear_attention", tokens, targets, BETA, steps=200, check_every=40, gap_tol=0.0)
+    assert not fitted.converged and fitted.residual == fitted.duality_gap / fitted.objective
     assert [iterations for iterations, _, _ in fitted.history] == [40, 80, 120, 160, 200]
     objectives = [objective for _, objective, _ in fitted.history]
     assert all(later <= earlier * (1 + 1e-12) for earlier, later in zip(objectives, objectives[1:]))

@@ -30,11 +30,11 @@ def test_an_unknown_head_is_named_with_the_known_ones():
 
 
 def test_an_unknown_option_lists_the_head_options():
-    with pytest.raises(TypeError, match="head 'fno' got unknown option.*'gates'.*its options are: heads"):
+    with pytest.raises(ConfigError, match="head 'fno' got unknown option.*'gates'.*its options are: heads"):
         create_head("fno", 4, 3, 5, gates=2)
 
 
 @pytest.mark.parametrize("name", ["gated_relu_attention", "mixer"])
 def test_gated_heads_need_a_gate(name):
-    with pytest.raises(ValueError, match="gates >= 1"):
+    with pytest.raises(ValueError, match="gates must be an integer >= 1"):
         create_head(name, 4, 3, 5, gates=0)
