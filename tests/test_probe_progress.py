@@ -1,6 +1,8 @@
-"""What probe.py shows while it works, when its output goes to a log: a line per run and step of the
-probing, then a line per section of figures, never minutes of silence. Probed in-process on two
-bare weights files (no training)."""
+"""What probe.py shows while it probes, when its output goes to a log (a line per run and step,
+never minutes of silence), and the persistence diagrams it hands to the report: every probed
+topology epoch. Probed in-process, without training, on a run directory of three checkpoints and
+a bare weights file; the report itself is not drawn (tests/reports/test_report.py shows the lines
+of its figures)."""
 
 import re
 
@@ -10,32 +12,43 @@ import torch
 import probe
 from attnconv_pl.data import DigitsDataModule
 from attnconv_pl.module import ClassifierModule
+from attnconv_pl.offline.data_choice import DataChoice
+from attnconv_pl.offline.weights import WeightsModel, weights_checkpoint
 
 pytestmark = pytest.mark.slow
 
 STEP = re.compile(r"^(probing|figures) (\d+)(?:/(\d+))? \((\d+:\d\d)\): (.*)$")
+ARCH = ("--arch", "attention_net", "--arch-kwargs", "{dim: 16}")
 
 
-def test_probing_and_figures_show_a_line_per_step_in_a_log(tmp_path, capsys):
+def weights(seed):
+    torch.manual_seed(seed)
     data = DigitsDataModule()
-    for seed, name in ((0, "a.pth"), (1, "b.pth")):
-        torch.manual_seed(seed)
-        module = ClassifierModule(arch="attention_net", arch_kwargs={"dim": 16}, num_classes=data.num_classes,
-                                  in_chans=data.in_chans, image_size=data.image_size)
-        torch.save(module.model.state_dict(), tmp_path / name)
-    assert probe.main([str(tmp_path / "a.pth"), str(tmp_path / "b.pth"), "--out", str(tmp_path / "report"),
-                       "--arch", "attention_net", "--arch-kwargs", "{dim: 16}", "--data", "digits",
-                       "--probe-size", "40", "--device", "cpu", "--no-topology", "--id-methods", "twonn",
-                       "--set", "dynamics.num_workers=0"]) == 0
+    return ClassifierModule(arch="attention_net", arch_kwargs={"dim": 16}, num_classes=data.num_classes,
+                            in_chans=data.in_chans, image_size=data.image_size).model.state_dict()
+
+
+def test_probing_shows_a_line_per_run_and_step_in_a_log_and_keeps_every_epochs_diagrams(tmp_path, capsys,
+                                                                                         monkeypatch):
+    reported = []
+    monkeypatch.setattr("attnconv_pl.reports.report.write_report",
+                        lambda out, runs, context, progress: reported.extend(runs) or [])
+    model = WeightsModel("attention_net", DataChoice.parse("digits"), {"dim": 16})
+    (tmp_path / "trio" / "checkpoints").mkdir(parents=True)
+    for epoch in range(3):
+        checkpoint = weights_checkpoint(tmp_path / "w.pth", model, weights(epoch))
+        torch.save(checkpoint, tmp_path / "trio" / "checkpoints" / f"epoch={epoch:03d}.ckpt")
+    torch.save(weights(3), tmp_path / "b.pth")
+    assert probe.main([str(tmp_path / "trio"), str(tmp_path / "b.pth"), "--out", str(tmp_path / "report"), *ARCH,
+                       "--data", "digits", "--probe-size", "40", "--max-points", "40", "--id-methods", "twonn",
+                       "--device", "cpu", "--set", "dynamics.num_workers=0", "--run-name", "trio",
+                       "--run-name", "b"]) == 0
     lines = capsys.readouterr().err.splitlines()
     steps = [STEP.match(line).groups() for line in lines if STEP.match(line)]
     probing = [(count, total, text) for kind, count, total, _, text in steps if kind == "probing"]
-    assert probing == [("1", "2", "a: loading data and model"), ("1", "2", "a: a.ckpt (4 layers), dynamics"),
-                       ("2", "2", "b: loading data and model"), ("2", "2", "b: b.ckpt (4 layers), dynamics")]
-    figures = [(int(count), text) for kind, count, _, _, text in steps if kind == "figures"]
-    drawn = sorted(path.name for path in (tmp_path / "report" / "figures").glob("*.png"))
-    sections = [text.split(": ")[0] for _, text in figures]
-    assert len(sections) == len(set(sections)) >= 3  # one line as each section's figures begin
-    assert [count for count, _ in figures] == sorted(count for count, _ in figures)
-    assert all(text.split(": ")[1] in drawn for _, text in figures)
-    assert f"figures: {len(drawn)} drawn in" in lines[-1]
+    assert probing == [("1", "4", "trio: loading data and model"),
+                       *((str(epoch + 1), "4", f"trio: epoch={epoch:03d}.ckpt (4 layers), dynamics")
+                         for epoch in range(3)),
+                       ("4", "4", "b: loading data and model"), ("4", "4", "b: b.ckpt (4 layers), dynamics")]
+    (trio,) = [run.diagrams for run in reported if run.label == "trio"]
+    assert sorted(trio) == [0, 1, 2]  # every probed epoch, not the first and last
