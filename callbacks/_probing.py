@@ -20,7 +20,7 @@ import math
 import sys
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,8 +43,10 @@ from attnconv_pl.capture.budget import SnapshotBudget
 from attnconv_pl.ordered_jobs import OrderedJobs
 from attnconv_pl.probe_pool import ProbePool, resolve_workers
 from attnconv_pl.capture.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
-from attnconv_pl.capture.snapshots import load_snapshot, save_snapshot, snapshot_path
+from attnconv_pl.capture.snapshots import UnreadableSnapshot, load_snapshot, save_snapshot, set_aside, snapshot_path
+from attnconv_pl.offline.checkpoints import first_sentence, load_torch_file
 from attnconv_pl.wandb_dynamics import metric_key
+from callbacks.epoch_checkpoint import EpochCheckpoint, checkpoint_name
 
 DYNAMICS_FILE = "dynamics.csv"
 COST_METRICS = ("overhead_seconds", "probe_seconds")
@@ -61,6 +63,29 @@ class ProbedEpoch:
     timing: dict[str, float]
 
 
+@dataclass
+class ResumePlan:
+    """What a resume at epoch N does before training goes on (decided on rank zero, sent to
+    every rank).
+
+    Attributes:
+        written: the probed epochs <= N whose rows are in ``dynamics.csv``.
+        recovered: the probed epochs handed to :meth:`ProbingCallback._recover` (analysed again
+            when their rows are missing; the last of them and epoch 0 restore the analysis).
+        capture: why epoch N is captured again from the weights being resumed, or None.
+        recapture: earlier epochs captured again, each from its checkpoint: ``{epoch:
+            (checkpoint, why)}``.
+        damaged: the epochs among those whose snapshot path holds something unreadable, set
+            aside before the capture writes there.
+    """
+
+    written: set[int]
+    recovered: list[int] = field(default_factory=list)
+    capture: Optional[str] = None
+    recapture: dict[int, tuple[Path, str]] = field(default_factory=dict)
+    damaged: set[int] = field(default_factory=set)
+
+
 class ProbingCallback(Callback, ABC):
     """Capture chosen layers on a fixed probe set at every scheduled epoch, store the snapshot
     and run an analysis on it; numbers to ``dynamics.csv`` and the loggers.
@@ -75,7 +100,11 @@ class ProbingCallback(Callback, ABC):
     Register it before ``EpochCheckpoint``: the checkpoint of an epoch is then written after its
     snapshot and lists the epoch as probed. On resume at epoch N every probed epoch <= N is
     completed (rows of later epochs dropped; an epoch without rows analysed again from its
-    snapshot; epoch N captured again from the checkpoint's weights when its snapshot is missing).
+    snapshot) and drift goes on against the last of them and epoch 0. A snapshot this needs that
+    is missing or unreadable (truncated, corrupt, another epoch's or probe set's, a folder in
+    its place) is captured again: epoch N's from the weights being resumed, an earlier epoch's
+    from its ``epoch=NNN.ckpt``; an unreadable one is kept beside as ``*.unreadable``. When that
+    checkpoint is gone too, the resume stops with a :class:`ConfigError` before changing anything.
 
     Args:
         enabled: ``False`` turns the callback into a no-op.
@@ -229,21 +258,83 @@ class ProbingCallback(Callback, ABC):
         scheduled = {epoch} if self.settings.is_scheduled(epoch, trainer.max_epochs) else set()
         due = [e for e in sorted(set(self.probed_epochs) | scheduled) if e <= epoch]
         run_dir = Path(trainer.default_root_dir)
-        capture = epoch in due
-        resumed = trainer.ckpt_path is not None
+        if trainer.ckpt_path is None:
+            if trainer.is_global_zero:
+                drop_epochs_after(run_dir / DYNAMICS_FILE, -1, owns=self.owns)
+            if epoch in due:
+                self._probe(trainer, pl_module, epoch)
+            return
+        plan, snapshots = self._plan_resume(trainer, run_dir, due, epoch) if trainer.is_global_zero else (None, {})
+        plan = trainer.strategy.broadcast(plan)  # every rank takes the same branches and captures
+        if isinstance(plan, str):
+            raise ConfigError(plan)
+        for earlier, (checkpoint, why) in sorted(plan.recapture.items()):
+            snapshots[earlier] = self._recapture(trainer, pl_module, earlier, checkpoint, why,
+                                                 damaged=earlier in plan.damaged)
         if trainer.is_global_zero:
-            drop_epochs_after(run_dir / DYNAMICS_FILE, epoch if resumed else -1, owns=self.owns)
-            if resumed:
-                rows = read_rows(run_dir / DYNAMICS_FILE)[1]
-                written = {int(row["epoch"]) for row in rows if self.owns(row["metric"])}
-                capture = epoch in due and epoch not in written and not snapshot_path(run_dir, epoch).is_file()
-                recovered = [e for e in due if not (capture and e == epoch)]
-                if recovered:
-                    self.jobs.submit(self._recover, run_dir, recovered, written)
-        if trainer.strategy.broadcast(capture):  # a collective: every rank captures
-            if resumed:
-                rank_zero_warn(f"{self.prefix}: epoch {epoch} has no snapshot; capturing it again from the checkpoint")
+            drop_epochs_after(run_dir / DYNAMICS_FILE, epoch, owns=self.owns)
+            if plan.recovered:
+                self.jobs.submit(self._recover, run_dir, plan.recovered, plan.written, snapshots)
+        if plan.capture is not None:
+            self._announce(trainer, epoch, plan.capture, "the checkpoint", damaged=epoch in plan.damaged)
             self._probe(trainer, pl_module, epoch)
+
+    def _announce(self, trainer: pl.Trainer, epoch: int, why: str, source: str, damaged: bool) -> None:
+        """Before ``epoch``'s snapshot is captured again (rank zero): set aside what is at its
+        path when ``damaged``, and say why and from where it is captured, in one warning."""
+        if not trainer.is_global_zero:
+            return
+        kept = f"; it is kept as {set_aside(snapshot_path(trainer.default_root_dir, epoch)).name}" if damaged else ""
+        rank_zero_warn(f"{self.prefix}: {why}{kept}; capturing it again from {source}")
+
+    def _plan_resume(self, trainer: pl.Trainer, run_dir: Path, due: list[int],
+                     epoch: int) -> tuple[ResumePlan | str, dict[int, Activations]]:
+        """Rank zero, before anything changes: read the snapshots a resume at ``epoch`` needs
+        (of every probed epoch without rows and of the probed epoch before it, of the last
+        probed epoch and of epoch 0) and decide how each missing or unreadable one is captured
+        again. Returns the plan, or the error message when an earlier epoch's checkpoint is gone
+        too, and the snapshots read, by epoch."""
+        rows = read_rows(run_dir / DYNAMICS_FILE)[1]
+        written = {int(row["epoch"]) for row in rows if self.owns(row["metric"]) and int(row["epoch"]) <= epoch}
+        snapshots: dict[int, Activations] = {}
+        problems: dict[int, str] = {}
+        damaged: set[int] = set()
+
+        def read(probed: int) -> None:
+            if probed in snapshots or probed in problems:
+                return
+            path = snapshot_path(run_dir, probed)
+            try:
+                snapshots[probed] = load_snapshot(path, epoch=probed, indices=self.probe_indices,
+                                                  layers=self.layers)[0]
+            except FileNotFoundError:
+                problems[probed] = f"epoch {probed} has no snapshot"
+            except UnreadableSnapshot as error:
+                problems[probed] = f"the snapshot of epoch {probed} is unreadable ({path.name} {error.problem})"
+                damaged.add(probed)
+
+        if not due:
+            return ResumePlan(written), snapshots
+        read(due[-1])
+        if 0 in due:
+            read(0)
+        computed = {e for e in due if e not in written} | ({epoch} & problems.keys())
+        for probed in sorted(computed):
+            read(probed)
+            if due.index(probed):
+                read(due[due.index(probed) - 1])
+        plan = ResumePlan(written, capture=problems.pop(epoch, None), damaged=damaged)
+        plan.recovered = [e for e in due if plan.capture is None or e != epoch]
+        folder = next((c.checkpoint_dir(trainer) for c in trainer.callbacks if isinstance(c, EpochCheckpoint)),
+                      run_dir / "checkpoints")
+        for earlier, why in sorted(problems.items()):
+            checkpoint = folder / checkpoint_name(earlier)
+            if not checkpoint.is_file():
+                return (f"{self.prefix}: {why}, and {checkpoint}, to capture it again from, does not exist: "
+                        f"epoch {earlier}'s numbers and the drift against it cannot be completed; put back the "
+                        "snapshot or the checkpoint, or start a new run"), snapshots
+            plan.recapture[earlier] = (checkpoint, why)
+        return plan, snapshots
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -277,22 +368,61 @@ class ProbingCallback(Callback, ABC):
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:
         """Capture and store ``epoch``'s snapshot, then queue its analysis (rank zero)."""
         self._publish(trainer)
-        started = time.perf_counter()
-        snapshot, labels = self._capture(trainer, pl_module)  # collective: every rank
-        captured = time.perf_counter()
-        if epoch == 0:
-            self._check_budget(snapshot, trainer.max_epochs)
-        if trainer.is_global_zero:
-            dtype = self.settings.torch_snapshot_dtype
-            snapshot = round_to_dtype(snapshot, dtype)
-            run_dir = Path(trainer.default_root_dir)
-            save_snapshot(snapshot_path(run_dir, epoch), snapshot, self.probe_indices, labels, dtype=dtype,
-                          metadata={"epoch": str(epoch), "representation": self.settings.representation})
-            timing = {"epoch": epoch, "capture": captured - started, "snapshot": time.perf_counter() - captured}
-            self.jobs.submit(self._compute, run_dir, epoch, snapshot, timing)
+        stored = self._snapshot(trainer, pl_module, epoch, check_budget=epoch == 0)
+        if stored is not None:
+            self.jobs.submit(self._compute, Path(trainer.default_root_dir), epoch, *stored)
         if epoch not in self.probed_epochs:
             self.probed_epochs.append(epoch)
         self._publish(trainer)
+
+    def _snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int,
+                  check_budget: bool = False) -> Optional[tuple[Activations, dict[str, float]]]:
+        """Capture ``epoch``'s snapshot (a collective) and write it; rank zero gets it back, as
+        stored, with the seconds of both stages."""
+        started = time.perf_counter()
+        snapshot, labels = self._capture(trainer, pl_module)  # collective: every rank
+        captured = time.perf_counter()
+        if check_budget:
+            self._check_budget(snapshot, trainer.max_epochs)
+        if not trainer.is_global_zero:
+            return None
+        dtype = self.settings.torch_snapshot_dtype
+        snapshot = round_to_dtype(snapshot, dtype)
+        save_snapshot(snapshot_path(trainer.default_root_dir, epoch), snapshot, self.probe_indices, labels,
+                      dtype=dtype, metadata={"epoch": str(epoch), "representation": self.settings.representation})
+        return snapshot, {"epoch": epoch, "capture": captured - started, "snapshot": time.perf_counter() - captured}
+
+    def _recapture(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int, checkpoint: Path,
+                   why: str, damaged: bool) -> Optional[Activations]:
+        """Resume: capture the snapshot of an earlier ``epoch`` again with the weights of its
+        ``checkpoint`` (every rank), then put the resumed weights back; rank zero gets it.
+        ``why`` and ``damaged`` are for :meth:`_announce`.
+
+        Raises:
+            ConfigError: the checkpoint cannot be read or does not fit the model.
+        """
+        def refused(problem: str) -> ConfigError:
+            return ConfigError(f"{self.prefix}: the snapshot of epoch {epoch} cannot be captured again: {problem}; "
+                               "put back the snapshot or the checkpoint, or start a new run")
+
+        try:
+            weights = load_torch_file(checkpoint, "a checkpoint of train.py")["state_dict"]
+        except ConfigError as error:
+            raise refused(str(error)) from error
+        except (KeyError, TypeError) as error:
+            raise refused(f"{checkpoint} holds no state_dict") from error
+        resumed = {name: tensor.detach().clone() for name, tensor in pl_module.state_dict().items()}
+        try:
+            pl_module.load_state_dict(weights)
+        except RuntimeError as error:
+            pl_module.load_state_dict(resumed)
+            raise refused(f"the weights in {checkpoint} do not fit the model ({first_sentence(error)})") from error
+        try:
+            self._announce(trainer, epoch, why, str(checkpoint), damaged)
+            stored = self._snapshot(trainer, pl_module, epoch)
+        finally:
+            pl_module.load_state_dict(resumed)
+        return None if stored is None else stored[0]
 
     def _compute(self, run_dir: Path, epoch: int, snapshot: Activations,
                  timing: dict[str, float]) -> list[ProbedEpoch]:
@@ -308,20 +438,22 @@ class ProbingCallback(Callback, ABC):
         timing["write"] = time.perf_counter() - started - timing["probes"]
         return [ProbedEpoch(result, timing)]
 
-    def _recover(self, run_dir: Path, earlier: list[int], written: set[int]) -> list[ProbedEpoch]:
-        """On resume: analyse again, from their snapshots, the ``earlier`` probed epochs whose rows
-        never reached ``dynamics.csv`` (not in ``written``: the run stopped while they were being
-        computed), then restore the analysis's references to the last of them and epoch 0."""
-        initial = self._load(run_dir, 0) if 0 in earlier else None
+    def _recover(self, run_dir: Path, earlier: list[int], written: set[int],
+                 snapshots: dict[int, Activations]) -> list[ProbedEpoch]:
+        """On resume: analyse again the ``earlier`` probed epochs whose rows never reached
+        ``dynamics.csv`` (not in ``written``: the run stopped while they were being computed),
+        then restore the analysis's references to the last of them and epoch 0. ``snapshots``
+        holds every snapshot this needs (read or captured again by the resume's plan)."""
+        initial = snapshots[0] if 0 in earlier else None
         recovered = []
         for index, epoch in enumerate(earlier):
-            snapshot = None if epoch in written else self._load(run_dir, epoch)
-            if snapshot is None:
+            if epoch in written:
                 continue
             rank_zero_warn(f"{self.prefix}: epoch {epoch} has no rows in dynamics.csv; probing its snapshot again")
-            self.restore(self._load(run_dir, earlier[index - 1]) if index else None, initial)
-            recovered += self._compute(run_dir, epoch, snapshot, {"epoch": epoch, "capture": 0.0, "snapshot": 0.0})
-        self.restore(self._load(run_dir, earlier[-1]), initial)
+            self.restore(snapshots[earlier[index - 1]] if index else None, initial)
+            recovered += self._compute(run_dir, epoch, snapshots[epoch], {"epoch": epoch, "capture": 0.0,
+                                                                          "snapshot": 0.0})
+        self.restore(snapshots[earlier[-1]], initial)
         return recovered
 
     def _publish(self, trainer: pl.Trainer, wait: bool = False) -> None:
@@ -378,11 +510,3 @@ class ProbingCallback(Callback, ABC):
         )
         budget.check(self.settings.max_snapshot_bytes)
         rank_zero_info(f"{self.prefix}: snapshots will take {budget.describe()}")
-
-    def _load(self, run_dir: Path, epoch: int) -> Optional[Activations]:
-        path = snapshot_path(run_dir, epoch)
-        try:
-            return load_snapshot(path)[0]
-        except (FileNotFoundError, ValueError) as error:
-            rank_zero_warn(f"{self.prefix}: cannot read {path} ({error}); drift against epoch {epoch} is skipped")
-            return None

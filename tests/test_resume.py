@@ -94,6 +94,73 @@ def test_an_epoch_checkpointed_before_its_snapshot_is_captured_again_from_its_we
     assert_same_as(run_dir, uninterrupted)
 
 
+@pytest.fixture(scope="module")
+def killed_at_2(tmp_path_factory):
+    """A run killed when epoch 2 starts, to copy: each test damages its own copy."""
+    return killed_at(tmp_path_factory.mktemp("killed"), 2)
+
+
+def copy_of(run_dir, tmp_path, run_id: str):
+    """A copy of ``run_dir`` under ``tmp_path``; a resume continues it in place (the run
+    directory is the checkpoint's)."""
+    copy = tmp_path / "default" / run_id
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def test_an_unreadable_snapshot_of_the_resumed_epoch_is_captured_again_and_no_row_is_lost(
+        uninterrupted, killed_at_2, tmp_path):
+    """Epoch 2's snapshot truncated and its rows not written: captured again from the weights
+    being resumed (the checkpoint of epoch 2), so epoch 2's rows and epoch 3's drift against it
+    are all there; the damaged file is kept beside."""
+    run_dir = copy_of(killed_at_2, tmp_path, "truncated")
+    drop_rows(run_dir, 2)
+    snapshot = run_dir / "snapshots" / "epoch=002.safetensors"
+    damaged = snapshot.read_bytes()[:300]
+    snapshot.write_bytes(damaged)
+    output = resume(run_dir)
+    assert_same_as(run_dir, uninterrupted)
+    assert "dynamics: the snapshot of epoch 2 is unreadable (epoch=002.safetensors is not a readable safetensors " \
+           "file" in output
+    assert "it is kept as epoch=002.safetensors.unreadable; capturing it again from the checkpoint" in output
+    assert (run_dir / "snapshots" / "epoch=002.safetensors.unreadable").read_bytes() == damaged
+
+
+def test_unreadable_earlier_snapshots_are_captured_again_from_their_checkpoints(uninterrupted, killed_at_2, tmp_path):
+    """Epoch 0's snapshot replaced by a folder and epoch 1's by epoch 0's file, both needed (drift
+    against epoch 0, and epoch 2, without rows, drifts from epoch 1): each is captured again from
+    its epoch=NNN.ckpt and every number is the uninterrupted run's."""
+    run_dir = copy_of(killed_at_2, tmp_path, "earlier")
+    drop_rows(run_dir, 2)
+    snapshots = run_dir / "snapshots"
+    (snapshots / "epoch=000.safetensors").replace(snapshots / "epoch=001.safetensors")
+    (snapshots / "epoch=000.safetensors").mkdir()
+    output = resume(run_dir)
+    assert_same_as(run_dir, uninterrupted)
+    for epoch, problem in ((0, "is a directory, not a snapshot file"), (1, "holds epoch 0, not epoch 1")):
+        assert f"the snapshot of epoch {epoch} is unreadable (epoch={epoch:03d}.safetensors {problem}); it is kept " \
+               f"as epoch={epoch:03d}.safetensors.unreadable; capturing it again from " \
+               f"{run_dir / 'checkpoints' / f'epoch={epoch:03d}.ckpt'}" in output
+
+
+def test_an_unreadable_snapshot_without_its_checkpoint_stops_the_resume_before_anything_changes(
+        killed_at_2, tmp_path):
+    run_dir = copy_of(killed_at_2, tmp_path, "no_checkpoint")
+    snapshot = run_dir / "snapshots" / "epoch=000.safetensors"
+    snapshot.write_bytes(snapshot.read_bytes()[:1000])
+    (run_dir / "checkpoints" / "epoch=000.ckpt").unlink()
+    (run_dir / ".lock").unlink(missing_ok=True)
+    before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
+    result = run_train("--config", str(run_dir / "config.yaml"), "--ckpt_path",
+                       str(run_dir / "checkpoints" / "last.ckpt"), *NO_KILL, runs_dir=tmp_path)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+    assert errors[0].startswith("error: dynamics: the snapshot of epoch 0 is unreadable (epoch=000.safetensors is "
+                                "not a readable safetensors file")
+    assert f"{run_dir / 'checkpoints' / 'epoch=000.ckpt'}, to capture it again from, does not exist" in errors[0]
+    assert {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()} == before
+
+
 def test_two_kills_and_two_resumes_give_the_same_numbers(uninterrupted, tmp_path):
     run_dir = killed_at(tmp_path, 1)
     check_ok_kill = run_train("--config", str(run_dir / "config.yaml"), "--ckpt_path",

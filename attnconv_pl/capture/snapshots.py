@@ -4,7 +4,10 @@ A snapshot ``run_dir/snapshots/epoch=NNN.safetensors`` holds, for every probed l
 points of its output (and input) under the keys ``"{layer}/output"`` and ``"{layer}/input"``
 (N rows each, float16 by default), the probe-set positions ``"probe_indices"`` and labels
 ``"probe_labels"`` (int64, N each), and string metadata such as the epoch and representation.
-Files are written atomically.
+Files are written atomically. A file that cannot serve as the snapshot a reader expects
+(truncated, corrupt, another epoch's or probe set's, a folder in its place) is an
+:class:`UnreadableSnapshot`; a resumed run captures such a snapshot again from the epoch's
+checkpoint and keeps the file beside it (:func:`set_aside`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -24,11 +27,26 @@ from attnconv_pl.atomic import atomic_path
 from ._distributed import flatten_activations, unflatten_activations
 from ._points import Activations
 
-__all__ = ["load_snapshot", "save_snapshot", "snapshot_nbytes", "snapshot_path"]
+__all__ = ["UnreadableSnapshot", "load_snapshot", "save_snapshot", "set_aside", "snapshot_nbytes", "snapshot_path"]
 
 INDICES_KEY = "probe_indices"
 LABELS_KEY = "probe_labels"
 LAYER_ORDER_KEY = "layers"
+SET_ASIDE_SUFFIX = ".unreadable"
+
+
+class UnreadableSnapshot(ValueError):
+    """A path that holds no usable snapshot although something is there.
+
+    Attributes:
+        path: the snapshot's path.
+        problem: what is wrong, as the end of a sentence about the file ("is a directory, ...").
+    """
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path, self.problem = path, problem
+        super().__init__(f"snapshot {path} {problem}; resuming the run captures it again from the epoch's "
+                         "checkpoint (probe.py computes the epoch's numbers from that checkpoint too)")
 
 
 def snapshot_path(run_dir: str | os.PathLike[str], epoch: int) -> Path:
@@ -112,19 +130,35 @@ def save_snapshot(
 
 def load_snapshot(
     path: str | os.PathLike[str],
+    *,
+    epoch: int | None = None,
+    indices: Tensor | None = None,
+    layers: Sequence[str] | None = None,
 ) -> tuple[Activations, Tensor, Tensor, dict[str, str]]:
-    """Read a snapshot written by :func:`save_snapshot`.
+    """Read a snapshot written by :func:`save_snapshot`, optionally checked against what the
+    reader expects.
+
+    Args:
+        path: the file.
+        epoch: the epoch it must hold (its ``epoch`` metadata, when it has one).
+        indices: the probe-set positions it must hold, in this order.
+        layers: layers whose output it must hold.
 
     Returns:
         ``(activations, indices, labels, metadata)``: ``{layer: {side: (N, d)}}`` float32 on
         CPU, (N,) int64 probe-set positions, (N,) int64 labels, the string metadata.
 
     Raises:
-        FileNotFoundError: no file at ``path``.
-        ValueError: the file is not a complete snapshot (truncated, corrupt, keys missing).
+        FileNotFoundError: nothing at ``path``.
+        UnreadableSnapshot: (a ``ValueError``) something else than a complete snapshot with one
+            row per probe index is there (truncated, corrupt, keys missing, a folder), or not
+            the one expected (another epoch, probe set or layers).
     """
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise UnreadableSnapshot(path, "is a directory, not a snapshot file" if path.is_dir()
+                                     else "is not a regular file")
         raise FileNotFoundError(
             f"snapshot {path} does not exist; expected a file written by save_snapshot "
             "(run_dir/snapshots/epoch=NNN.safetensors)"
@@ -134,15 +168,42 @@ def load_snapshot(
             metadata = dict(file.metadata() or {})
             tensors = {key: file.get_tensor(key) for key in file.keys()}
     except (SafetensorError, OSError, RuntimeError) as err:
-        raise ValueError(
-            f"snapshot {path} is not a readable safetensors file ({err}); it is truncated or "
-            "corrupt: delete it and recompute it from the epoch's checkpoint with probe.py"
-        ) from err
+        raise UnreadableSnapshot(path, f"is not a readable safetensors file ({err}): it is truncated or corrupt") \
+            from err
     missing = {INDICES_KEY, LABELS_KEY} - tensors.keys()
     if missing:
-        raise ValueError(f"snapshot {path} lacks {sorted(missing)}; not a snapshot file")
-    indices, labels = tensors.pop(INDICES_KEY), tensors.pop(LABELS_KEY)
+        raise UnreadableSnapshot(path, f"lacks {sorted(missing)}: not a snapshot file")
+    stored, labels = tensors.pop(INDICES_KEY), tensors.pop(LABELS_KEY)
+    rows = {key: t.shape[0] if t.dim() else 0 for key, t in {LABELS_KEY: labels, **tensors}.items()}
+    uneven = next((key for key, n in rows.items() if n != len(stored)), None)
+    if uneven is not None:
+        raise UnreadableSnapshot(path, f"has {rows[uneven]} rows of {uneven!r} for {len(stored)} probe indices: "
+                                       "not a file save_snapshot wrote")
+    if epoch is not None and metadata.get("epoch", str(epoch)) != str(epoch):
+        raise UnreadableSnapshot(path, f"holds epoch {metadata['epoch']}, not epoch {epoch}")
+    if indices is not None and not torch.equal(stored, indices.long().cpu()):
+        raise UnreadableSnapshot(path, f"holds another probe set ({len(stored)} inputs, not the run's "
+                                       f"{len(indices)} in their order)")
     activations = unflatten_activations({key: t.float() for key, t in tensors.items()})
-    order = json.loads(metadata.pop(LAYER_ORDER_KEY, "[]"))  # safetensors sorts keys
+    try:
+        order = list(json.loads(metadata.pop(LAYER_ORDER_KEY, "[]")))  # safetensors sorts keys
+    except (ValueError, TypeError) as err:
+        raise UnreadableSnapshot(path, f"has a damaged layer order in its metadata ({err})") from err
     activations = {layer: activations[layer] for layer in order if layer in activations} | activations
-    return activations, indices, labels, metadata
+    absent = [layer for layer in layers or () if "output" not in activations.get(layer, {})]
+    if absent:
+        raise UnreadableSnapshot(path, f"lacks the output of {absent} (it holds {list(activations)})")
+    return activations, stored, labels, metadata
+
+
+def set_aside(path: str | os.PathLike[str]) -> Path:
+    """Rename whatever is at ``path`` (a damaged file, a folder) to ``<name>.unreadable`` beside
+    it (``.unreadable-2``, ``-3``, ... when taken), so that a new snapshot can be written there
+    and nothing the user had is destroyed; returns the new name."""
+    path = Path(path)
+    target, number = path.with_name(path.name + SET_ASIDE_SUFFIX), 1
+    while target.exists() or target.is_symlink():
+        number += 1
+        target = path.with_name(f"{path.name}{SET_ASIDE_SUFFIX}-{number}")
+    os.replace(path, target)
+    return target

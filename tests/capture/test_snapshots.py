@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from attnconv_pl.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from attnconv_pl.capture.snapshots import load_snapshot, save_snapshot, snapshot_nbytes, snapshot_path
+from attnconv_pl.capture.snapshots import (UnreadableSnapshot, load_snapshot, save_snapshot, set_aside, snapshot_nbytes,
+                                          snapshot_path)
 
 
 def example_activations() -> dict[str, dict[str, torch.Tensor]]:
@@ -128,6 +129,48 @@ def test_file_without_probe_indices_is_rejected(tmp_path):
     save_file({"weight": torch.zeros(2)}, path)
     with pytest.raises(ValueError, match=r"lacks \['probe_indices', 'probe_labels'\]"):
         load_snapshot(path)
+
+
+def test_a_folder_in_place_of_a_snapshot_is_unreadable_not_missing(tmp_path):
+    path = snapshot_path(tmp_path, 2)
+    path.mkdir(parents=True)
+    with pytest.raises(UnreadableSnapshot, match=r"epoch=002.safetensors is a directory, not a snapshot file"):
+        load_snapshot(path)
+
+
+def test_rows_that_do_not_match_the_probe_indices_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "s.safetensors"
+    save_file({"probe_indices": torch.arange(6), "probe_labels": torch.zeros(6, dtype=torch.int64),
+               "stem.0/output": torch.zeros(5, 3)}, path)
+    with pytest.raises(UnreadableSnapshot, match=r"has 5 rows of 'stem.0/output' for 6 probe indices"):
+        load_snapshot(path)
+
+
+@pytest.mark.parametrize("expected, problem", [
+    ({"epoch": 4}, "holds epoch 3, not epoch 4"),
+    ({"indices": torch.arange(1, 7)}, r"holds another probe set \(6 inputs, not the run's 6 in their order\)"),
+    ({"indices": torch.arange(5)}, r"holds another probe set \(6 inputs, not the run's 5"),
+    ({"layers": ["stem.0", "head"]}, r"lacks the output of \['head'\] \(it holds \['stem.0', 'blocks.1.attn'\]\)"),
+])
+def test_a_snapshot_other_than_the_one_expected_is_refused(tmp_path, expected, problem):
+    path = snapshot_path(tmp_path, 3)
+    write_example(path, metadata={"epoch": "3"})
+    load_snapshot(path, epoch=3, indices=torch.arange(6), layers=["stem.0", "blocks.1.attn"])  # the expected one
+    with pytest.raises(UnreadableSnapshot, match=problem):
+        load_snapshot(path, **expected)
+
+
+def test_set_aside_keeps_every_unreadable_entry_under_a_new_name(tmp_path):
+    path = snapshot_path(tmp_path, 1)
+    path.parent.mkdir()
+    path.write_bytes(b"first")
+    assert set_aside(path) == path.with_name("epoch=001.safetensors.unreadable")
+    path.mkdir()
+    assert set_aside(path) == path.with_name("epoch=001.safetensors.unreadable-2")
+    assert not path.exists() and path.with_name("epoch=001.safetensors.unreadable").read_bytes() == b"first"
+    assert path.with_name("epoch=001.safetensors.unreadable-2").is_dir()
 
 
 # atomic writes
