@@ -34,6 +34,7 @@ class LaunchRecord:
         created: the highest folder the launch creates (``run_dir`` or a folder above it); None
             when ``run_dir`` existed.
         paths: every path under ``run_dir`` before the launch.
+        links: its symbolic links (W&B's ``latest-run``, ``debug.log``) and their targets.
         checkpoints: its checkpoints and their modification times before the launch.
         config: the bytes of its ``config.yaml`` before the launch (None without one).
     """
@@ -41,6 +42,7 @@ class LaunchRecord:
     run_dir: Path
     created: Optional[Path]
     paths: frozenset[Path]
+    links: dict[Path, str]
     checkpoints: dict[Path, int]
     config: Optional[bytes]
 
@@ -49,8 +51,9 @@ class LaunchRecord:
         """Record ``run_dir`` as it is now, before the launch creates anything in it."""
         missing = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
         config = run_dir / CONFIG_FILE
-        return cls(run_dir=run_dir, created=missing[-1] if missing else None,
-                   paths=frozenset(run_dir.rglob("*")) if run_dir.is_dir() else frozenset(),
+        paths = frozenset(run_dir.rglob("*")) if run_dir.is_dir() else frozenset()
+        return cls(run_dir=run_dir, created=missing[-1] if missing else None, paths=paths,
+                   links={path: os.readlink(path) for path in paths if path.is_symlink()},
                    checkpoints=_checkpoints(run_dir), config=config.read_bytes() if config.is_file() else None)
 
     def wrote_checkpoint(self) -> bool:
@@ -61,8 +64,8 @@ class LaunchRecord:
         """Remove what the launch created, unless it wrote a checkpoint; return what was removed.
 
         The folders the launch created go whole; in a run directory that existed, the paths it
-        added go (with the links W&B leaves pointing into them) and ``config.yaml`` gets its
-        old content back.
+        added go, and ``config.yaml`` and the links it had (which W&B points at its new run) get
+        their old content back.
         """
         if self.wrote_checkpoint():
             return []
@@ -81,12 +84,10 @@ class LaunchRecord:
             else:
                 path.unlink(missing_ok=True)
             removed.append(path)
-        gone = [path.resolve() for path in removed]
-        for link in self.run_dir.rglob("*"):
-            if link.is_symlink() and not link.exists():
-                target = (link.parent / os.readlink(link)).resolve()
-                if any(target == path or path in target.parents for path in gone):
-                    link.unlink()
+        for link, target in self.links.items():
+            if not link.is_symlink() or os.readlink(link) != target:
+                link.unlink(missing_ok=True)
+                link.symlink_to(target)
         config = self.run_dir / CONFIG_FILE
         if self.config is not None and (not config.is_file() or config.read_bytes() != self.config):
             atomic_write_bytes(config, self.config)

@@ -3,6 +3,7 @@
 
 import errno
 import importlib.util
+import os
 import re
 import shlex
 import sys
@@ -67,10 +68,10 @@ def refused(monkeypatch, capsys, runs_dir: Path, *args: str) -> str:
     return lines[0]
 
 
-def files_under(folder: Path) -> dict[str, bytes]:
-    """``{relative path: content}`` of every file under ``folder`` ({} when it does not exist)."""
-    return {path.relative_to(folder).as_posix(): path.read_bytes()
-            for path in sorted(folder.rglob("*")) if path.is_file() and not path.is_symlink()}
+def files_under(folder: Path) -> dict[str, bytes | str]:
+    """``{relative path: content, or a link's target}`` of every file and link under ``folder``."""
+    return {path.relative_to(folder).as_posix(): os.readlink(path) if path.is_symlink() else path.read_bytes()
+            for path in sorted(folder.rglob("*")) if path.is_file() or path.is_symlink()}
 
 
 def readme_logger_commands() -> list[str]:
@@ -82,12 +83,12 @@ def readme_logger_commands() -> list[str]:
 
 @pytest.fixture(scope="module")
 def import_path_run(tmp_path_factory):
-    """A run of :class:`TinyNet` by import path, with a CSVLogger: (run directory, train.py's stdout)."""
+    """A run of :class:`TinyNet` by import path, logged to W&B offline: (run directory, train.py's stdout)."""
     runs_dir = tmp_path_factory.mktemp("runs")
     out = StringIO()
     with pytest.MonkeyPatch.context() as monkeypatch, redirect_stdout(out):
         launch(monkeypatch, runs_dir, "--model.init_args.arch", TINY_NET, "--model.init_args.arch_kwargs", "{}",
-               *CSV_LOGGER, *QUICK, "--checkpoint.every_n_epochs", "1")
+               *QUICK, "--checkpoint.every_n_epochs", "1")
     run_dir = runs_dir / "default" / "run"
     acquire_run_lock(run_dir).release()  # the lock this process holds: released as when train.py exits
     return run_dir, out.getvalue()
@@ -170,16 +171,16 @@ def test_bad_input_found_in_training_leaves_no_run_directory_wandb_id_or_offline
 def test_a_failing_resume_keeps_every_file_of_the_run_and_removes_only_what_it_added(
         import_path_run, monkeypatch, capsys):
     """Resuming with the stiffness analysis on, which needs residual blocks that TinyNet lacks,
-    stops in the analysis's setup, after the logger opened a folder for this launch: the run
-    directory is as it was."""
+    stops in the analysis's setup, after W&B started this launch's offline run (and pointed its
+    links at it): the run directory is as it was, its one offline W&B run with it."""
     run_dir, _ = import_path_run
     before = files_under(run_dir)
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 1 and (run_dir / "wandb_id").is_file()
     line = refused(monkeypatch, capsys, run_dir.parents[1], "--config", str(run_dir / "config.yaml"),
                    "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "2",
                    "--stiffness.enabled", "true")
     assert "stiffness" in line
     assert files_under(run_dir) == before
-    assert sorted(path.name for path in run_dir.iterdir() if path.name.startswith("version_")) == ["version_0"]
 
 
 # ---------------------------------------------------------------- what a finished run prints
