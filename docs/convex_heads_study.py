@@ -1,23 +1,39 @@
 """Convex attention heads on the raw digits: accuracy of each head, global optimality of the
 Burer-Monteiro fit, the rank of Z* against beta and the token groups an attention head induces,
-over seeds 0, 1, 2; prints markdown and writes four figures.
+over seeds 0, 1, 2; prints markdown, writes four figures and the per-seed numbers as a CSV.
 
     OMP_NUM_THREADS=1 python docs/convex_heads_study.py      # docs/results.md, section 6
-    OMP_NUM_THREADS=1 python docs/convex_heads_study.py --figures DIR   # figures elsewhere
+    OMP_NUM_THREADS=1 python docs/convex_heads_study.py --figures DIR --csv FILE   # elsewhere
 
 Each 8x8 digit is 8 tokens (its rows) of 8 pixels in [0, 1]. Per seed: a seeded 70/30
 train/val split of the 1797 digits, every head fitted by :func:`attnconv_pl.heads.fit_head`
-(squared loss, weight decay beta, full-batch L-BFGS, initialisation from the seed); and a small
+(squared loss, weight decay beta, full-batch L-BFGS, initialisation from the seed) until its
+stopping criterion holds: a convex-capable head until its duality gap is at most
+:data:`GAP_TOL` of its objective (within that distance of the global optimum), another head
+until its objective falls by at most :data:`STALL_TOL` per iteration, relatively; each within
+a budget of :data:`STEPS` iterations (a fit that runs out is marked, and warns); and a small
 instance (60 digits of classes 0-2, 2x2-pooled: 4 tokens of 4 pixels) on which the fit is
 compared with :func:`attnconv_pl.heads.solve_convex` (CVXPY) and Z*'s rank is read per beta.
 A claim "A > B" gets a verdict from the paired per-seed differences A - B: agree when every
 difference is positive and |mean| > 2 sd, disagree when every one is negative with that margin,
 else inconclusive.
+
+The CSV (default ``docs/results/data/convex_heads.csv``) is long: columns
+``study,variant,seed,epoch,layer,metric,value`` with study ``convex_heads``, variant the head
+(or ``small_instance``), ``epoch`` and ``layer`` empty; metrics per head ``val_top1``,
+``val_top5``, ``fit_seconds``, ``iterations``, ``converged`` (1/0), ``objective``,
+``residual`` (relative duality gap, or relative decrease per iteration of a head without convex
+form), and for the convex-capable heads ``duality_gap`` and ``rank``; per seed of the small
+instance ``fit_minus_cvxpy_relative``, ``relative_gap``, ``fit_converged``, ``rank_fit``,
+``rank_z_star``, ``cvxpy_converged``, and ``rank_z_star_beta=<beta>`` and
+``cvxpy_converged_beta=<beta>`` for each beta of :data:`BETAS`.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +42,7 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
+from attnconv_pl.atomic import atomic_write_text
 from attnconv_pl.heads import fit_head, one_hot, solve_convex
 from attnconv_pl.heads.figures import accuracy_figure, certificate_figure, rank_figure, token_figure
 from attnconv_pl.heads.tokens import token_clusters, token_token_matrices
@@ -35,7 +52,17 @@ SEEDS = (0, 1, 2)
 HEADS = {"linear": {}, "mlp": {}, "attention": {}, "linear_attention": {"heads": 32},
          "gated_relu_attention": {"heads": 8, "gates": 8}}
 BETA = 1e-3
-STEPS = 300
+STEPS = 4000
+"""The budget of L-BFGS iterations of every fit (our choice; the fits need at most about 2000)."""
+GAP_TOL = 1e-4
+"""Relative duality gap that ends a convex-capable head's fit (fit_head's default)."""
+STALL_TOL = 1e-7
+"""Relative decrease of the objective per iteration that ends another head's fit (our choice:
+1e-5 per 100 iterations; fit_head's default 1e-8 would keep the ReLU MLP creeping past 3000)."""
+SMALL_GAP_TOL = 1e-6
+"""The small instance's fit goes closer to the optimum, to be compared with CVXPY's."""
+STUDY = "convex_heads"
+CSV_COLUMNS = ("study", "variant", "seed", "epoch", "layer", "metric", "value")
 BETAS = (1e-4, 1e-3, 1e-2, 1e-1)
 CLAIMS = (("linear_attention", "linear"), ("linear_attention", "mlp"), ("attention", "linear"))
 CERTIFIED_EVERY = 20
@@ -99,11 +126,23 @@ def verdict(differences: list[float]) -> str:
     return "inconclusive"
 
 
+def write_csv(path: Path, rows: list[tuple]) -> None:
+    """The long CSV of the module docstring, atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows((STUDY, variant, seed, "", "", metric, repr(float(value))) for variant, seed, metric, value in rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--figures", type=Path, default=Path(__file__).parent / "results",
                         help="folder of the four convex_heads_*.png figures (default: docs/results)")
-    figures_dir = parser.parse_args().figures
+    parser.add_argument("--csv", type=Path, default=Path(__file__).parent / "results" / "data" / "convex_heads.csv",
+                        help="the per-seed numbers (default: docs/results/data/convex_heads.csv)")
+    arguments = parser.parse_args()
+    figures_dir = arguments.figures
     figures_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     tokens, labels = digits()
@@ -111,18 +150,29 @@ def main() -> None:
     val_top5 = {head: [] for head in HEADS}
     histories = {}
     seconds = {head: [] for head in HEADS}
+    iterations = {head: [] for head in HEADS}
+    converged = {head: [] for head in HEADS}
     optimality = []
     ranks = {beta: [] for beta in BETAS}
+    rows: list[tuple] = []
     for seed in SEEDS:
         train, val = split(len(labels), seed)
         targets = one_hot(labels[train], 10, torch.float64)
         for head, options in HEADS.items():
             t0 = time.perf_counter()
-            fit = fit_head(head, tokens[train], targets, BETA, steps=STEPS, seed=seed, check_every=CERTIFIED_EVERY,
-                           **options)
+            fit = fit_head(head, tokens[train], targets, BETA, steps=STEPS, gap_tol=GAP_TOL, stall_tol=STALL_TOL,
+                           seed=seed, check_every=CERTIFIED_EVERY, **options)
             seconds[head].append(time.perf_counter() - t0)
             val_acc[head].append(accuracy(fit.head, tokens[val], labels[val]))
             val_top5[head].append(accuracy(fit.head, tokens[val], labels[val], top=5))
+            iterations[head].append(fit.iterations)
+            converged[head].append(fit.converged)
+            rows += [(head, seed, metric, value) for metric, value in (
+                ("val_top1", val_acc[head][-1]), ("val_top5", val_top5[head][-1]), ("fit_seconds", seconds[head][-1]),
+                ("iterations", fit.iterations), ("converged", fit.converged), ("objective", fit.objective),
+                ("residual", fit.residual))]
+            if fit.rank >= 0:
+                rows += [(head, seed, "duality_gap", fit.duality_gap), (head, seed, "rank", fit.rank)]
             if head == "linear_attention":
                 histories[f"seed {seed}"] = {"step": [i for i, _, _ in fit.history],
                                              "objective": [o for _, o, _ in fit.history],
@@ -130,19 +180,33 @@ def main() -> None:
                 if seed == SEEDS[0]:
                     panels = token_panels(fit.head, tokens[val], labels[val])
         small, small_targets = small_instance(tokens, labels, seed)
-        fit = fit_head("linear_attention", small, small_targets, BETA, seed=seed, gap_tol=1e-6)
+        fit = fit_head("linear_attention", small, small_targets, BETA, seed=seed, gap_tol=SMALL_GAP_TOL)
         exact = solve_convex("linear_attention", small, small_targets, BETA)
         optimality.append(((fit.objective - exact.objective) / exact.objective, fit.duality_gap / fit.objective,
                            fit.rank, exact.rank))
+        rows += [("small_instance", seed, metric, value) for metric, value in (
+            ("fit_minus_cvxpy_relative", optimality[-1][0]), ("relative_gap", optimality[-1][1]),
+            ("fit_converged", fit.converged), ("rank_fit", fit.rank), ("rank_z_star", exact.rank),
+            ("cvxpy_converged", exact.converged))]
         for beta in BETAS:
-            ranks[beta].append(solve_convex("linear_attention", small, small_targets, beta).rank)
+            solution = solve_convex("linear_attention", small, small_targets, beta)
+            ranks[beta].append(solution.rank)
+            rows += [("small_instance", seed, f"rank_z_star_beta={beta:g}", solution.rank),
+                     ("small_instance", seed, f"cvxpy_converged_beta={beta:g}", solution.converged)]
+    arguments.csv.parent.mkdir(parents=True, exist_ok=True)
+    write_csv(arguments.csv, rows)
 
     print(f"## Heads on raw digit rows (8 tokens x 8 pixels), seeds {', '.join(map(str, SEEDS))}\n")
-    print(f"Squared loss, beta = {BETA}, at most {STEPS} L-BFGS iterations, 70/30 split per seed.\n")
-    print("| head | val top-1 (mean ± sd) | val top-5 (mean ± sd) | fit seconds (mean) |")
-    print("|---|---|---|---|")
+    print(f"Squared loss, beta = {BETA}, 70/30 split per seed. Each fit runs until its criterion holds, within "
+          f"{STEPS} L-BFGS iterations: a convex-capable head until its duality gap is <= {GAP_TOL:g} of its "
+          f"objective, another until its objective falls by <= {STALL_TOL:g} per iteration (relative).\n")
+    print("| head | val top-1 (mean ± sd) | val top-5 (mean ± sd) | L-BFGS iterations (mean) | converged | "
+          "fit seconds (mean) |")
+    print("|---|---|---|---|---|---|")
     for head in HEADS:
-        print(f"| {head} | {mean_sd(val_acc[head])} | {mean_sd(val_top5[head])} | {statistics.mean(seconds[head]):.1f} |")
+        print(f"| {head} | {mean_sd(val_acc[head])} | {mean_sd(val_top5[head])} | "
+              f"{statistics.mean(iterations[head]):.0f} | {sum(converged[head])}/{len(SEEDS)} | "
+              f"{statistics.mean(seconds[head]):.1f} |")
     drawn = {
         "accuracy": accuracy_figure({head: {"top-1": val_acc[head], "top-5": val_top5[head]} for head in HEADS}),
         "certificate": certificate_figure(histories, step_label="L-BFGS iterations"),
@@ -178,7 +242,7 @@ def main() -> None:
         differences = [a - b for a, b in zip(val_acc[better], val_acc[worse])]
         shown = ", ".join(f"{d:+.4f}" for d in differences)
         print(f"| {better} > {worse} | {shown} | {mean_sd(differences)} | {verdict(differences)} |")
-    print(f"\nTotal {time.perf_counter() - started:.0f} s.")
+    print(f"\nPer-seed numbers: {arguments.csv}. Total {time.perf_counter() - started:.0f} s.")
 
 
 if __name__ == "__main__":
