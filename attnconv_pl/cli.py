@@ -279,8 +279,9 @@ def error_message(error: BaseException) -> str:
     error = reported_error(error)
     message = str(error)
     if isinstance(error, UnknownOptionError):
-        message += (f" Here: --model.init_args.arch_kwargs '{_flow(error.kept)}' (a whole mapping replaces the "
-                    f"config's arch_kwargs {_flow(error.given)}; --model.init_args.arch alone keeps them)")
+        message += (f" Without {'it' if len(error.unknown) == 1 else 'them'}: --model.init_args.arch_kwargs "
+                    f"'{_flow(error.kept)}' (a whole mapping replaces the config's arch_kwargs {_flow(error.given)}; "
+                    "--model.init_args.arch alone keeps them)")
     return " ".join(message.split())
 
 
