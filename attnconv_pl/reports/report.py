@@ -51,7 +51,7 @@ def write_figures(out_dir: Path, runs: list[ProbedRun], progress: bool = False) 
     drawn (a bar on a terminal; in a log a line as each section's figures begin)."""
     saved: list[ReportFigure] = []
     titles = family_titles()  # the sections of analyses' own figures are shown by their key
-    with Progress("figures", unit="figure", enabled=progress) as shown:
+    with Progress("figures", unit="figures", enabled=progress) as shown:
         for entry, figure in report_figures(runs):
             new_section = not saved or saved[-1].section != entry.section
             shown.step(f"{titles.get(entry.section, entry.section)}: {entry.file_name}", log=new_section)
