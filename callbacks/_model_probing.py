@@ -18,10 +18,10 @@ from typing import Any, ClassVar, Optional
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from attnconv_pl.analyses.base import Analysis, CheckpointInputs, LabelledInputs
+from attnconv_pl.console import say
 from attnconv_pl.dynamics_csv import drop_epochs_after, write_epochs
 from attnconv_pl.errors import ConfigError
 from attnconv_pl.offline.data_choice import load_probe_set
@@ -134,4 +134,4 @@ class ModelProbing(Callback):
                    for (layer, metric), value in result.values.items() if not math.isnan(value)}
         for logger in trainer.loggers:
             logger.log_metrics({"epoch": epoch, **metrics}, step=trainer.global_step)
-        rank_zero_info(f"{self.prefix}: epoch {epoch} probed in {seconds:.2f} s")
+        say(trainer, f"{self.prefix}: epoch {epoch} probed in {seconds:.2f} s")

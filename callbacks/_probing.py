@@ -17,7 +17,6 @@ deserves more than scalars, what it sends (:meth:`ProbingCallback.log_to`).
 from __future__ import annotations
 
 import math
-import sys
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -26,15 +25,15 @@ from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm import tqdm
 from typing_extensions import override
 
 from attnconv_pl.analyses.base import Analysis, AnalysisResult
+from attnconv_pl.console import say
 from attnconv_pl.errors import ConfigError
 from attnconv_pl.capture import (Activations, Projector, flatten_activations, gather_in_probe_order, resolve_layers,
                                  shard_indices, unflatten_activations)
@@ -350,8 +349,8 @@ class ProbingCallback(Callback, ABC):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._publish(trainer)
         if self.jobs.pending:
-            self._say(trainer, f"{self.prefix}: waiting for {self.jobs.pending} background "
-                               f"probe{'s' if self.jobs.pending > 1 else ''}...")
+            say(trainer, f"{self.prefix}: waiting for {self.jobs.pending} background "
+                         f"probe{'s' if self.jobs.pending > 1 else ''}...")
         self._publish(trainer, wait=True)
 
     @override
@@ -466,23 +465,9 @@ class ProbingCallback(Callback, ABC):
             self.timings.append(probed.timing)
             waited, took = (probed.result.values[("", name)] for name in COST_METRICS)
             workers = f", {self.pool.workers} processes" if self.pool.parallel else ""
-            self._say(trainer, f"{self.prefix}: epoch {probed.result.epoch} probed: training waited {waited:.2f} s, "
-                               f"probes took {took:.2f} s ({len(self.layers)} layers, "
-                               f"{len(self.probe_indices)} inputs{workers})")
-
-    @staticmethod
-    def _say(trainer: pl.Trainer, message: str) -> None:
-        """Print ``message`` on rank zero on a line of its own above the progress bar (which
-        redraws below it), or log it when there is no bar."""
-        if not trainer.is_global_zero:
-            return
-        bar = trainer.progress_bar_callback
-        if bar is None or not getattr(bar, "is_enabled", True):
-            rank_zero_info(message)
-        elif isinstance(bar, TQDMProgressBar):
-            tqdm.write(message, file=sys.stdout)  # also when no bar is drawn yet, or any more
-        else:
-            bar.print(message)
+            say(trainer, f"{self.prefix}: epoch {probed.result.epoch} probed: training waited {waited:.2f} s, "
+                         f"probes took {took:.2f} s ({len(self.layers)} layers, "
+                         f"{len(self.probe_indices)} inputs{workers})")
 
     def _capture(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Activations, torch.Tensor]:
         """This epoch's points of the whole probe set and its labels, on every rank."""
