@@ -60,20 +60,28 @@ class LaunchRecord:
         """Whether the launch wrote (or rewrote) a checkpoint: then its run directory holds epochs."""
         return _checkpoints(self.run_dir) != self.checkpoints
 
-    def discard(self) -> list[Path]:
-        """Remove what the launch created, unless it wrote a checkpoint; return what was removed.
+    def discard(self) -> None:
+        """Remove what the launch created, unless it wrote a checkpoint.
 
-        The folders the launch created go whole; in a run directory that existed, the paths it
-        added go, and ``config.yaml`` and the links it had (which W&B points at its new run) get
-        their old content back.
+        A run directory the launch created goes whole, and so do the folders above it that it
+        created, as long as they are empty (another launch may have put its run directory there
+        meanwhile); in a run directory that existed, the paths the launch added go, and
+        ``config.yaml`` and the links it had (which W&B points at its new run) get their old
+        content back.
         """
         if self.wrote_checkpoint():
-            return []
+            return
         if self.created is not None:
-            if not self.created.exists():
-                return []
-            shutil.rmtree(self.created)
-            return [self.created]
+            if self.run_dir.exists():
+                shutil.rmtree(self.run_dir)
+            for folder in self.run_dir.parents:
+                if folder != self.created and self.created not in folder.parents:
+                    break  # a folder that was there before the launch
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty: another launch's run directory is in it
+                    break
+            return
         added = sorted(set(self.run_dir.rglob("*")) - self.paths, key=lambda path: len(path.parts))
         removed: list[Path] = []
         for path in added:
@@ -91,4 +99,3 @@ class LaunchRecord:
         config = self.run_dir / CONFIG_FILE
         if self.config is not None and (not config.is_file() or config.read_bytes() != self.config):
             atomic_write_bytes(config, self.config)
-        return removed
