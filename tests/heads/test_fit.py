@@ -1,11 +1,13 @@
 """fit_head: with its defaults at the optimum of the digit-rows instance, deterministic per seed."""
 
 import math
+import re
 import warnings
 
 import pytest
 import torch
 
+from attnconv_pl.errors import ConfigError
 from attnconv_pl.heads import ConvergenceWarning, fit_head, lifted_predict, attention_lifting
 from attnconv_pl.heads.fit import DEFAULT_STALL_TOL, DEFAULT_STEPS
 
@@ -102,3 +104,17 @@ def test_the_history_records_every_certificate_down_to_the_result(small_instance
     assert all(later <= earlier * (1 + 1e-12) for earlier, later in zip(objectives, objectives[1:]))
     assert all(gap >= 0 for _, _, gap in fitted.history)
     assert fitted.history[-1][1:] == (fitted.objective, fitted.duality_gap)
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("beta", -1.0, "beta must be a finite number >= 0"),
+    ("beta", math.nan, "beta must be a finite number >= 0"),
+    ("heads", 0, "linear_attention: heads must be an integer >= 1 (units per block), got 0"),
+    ("steps", 0, "steps must be an integer >= 1"),
+    ("gap_tol", -1e-4, "gap_tol must be a finite number >= 0"),
+])
+def test_a_setting_out_of_range_is_refused_before_fitting(setting, value, message, small_instance):
+    tokens, targets = small_instance
+    settings = {"beta": BETA, setting: value}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        fit_head("linear_attention", tokens, targets, **settings)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from attnconv_pl.data import DigitsDataModule
-from attnconv_pl.data.frozen_features import FrozenFeaturesDataModule, digit_rows
+from attnconv_pl.data.frozen_features import FrozenFeaturesDataModule, digit_rows, read_cache, write_cache
 from attnconv_pl.module import ClassifierModule
 
 VIT = {"depth": 2, "embed_dim": 16, "num_heads": 2, "patch_size": 4}
@@ -128,3 +128,15 @@ def test_normalized_tokens_have_unit_rms_norm_on_the_train_split(backbone, tmp_p
     assert train.pow(2).sum(dim=-1).mean() == pytest.approx(1.0, rel=1e-3)
     raw = FrozenFeaturesDataModule(backbone=str(path), cache_dir=str(tmp_path))
     assert raw.cache_path("train") == features.cache_path("train")  # the cache holds the features as extracted
+
+
+def test_a_cache_file_of_the_right_fingerprint_but_wrong_tensors_is_rebuilt(tmp_path):
+    features = FrozenFeaturesDataModule(cache_dir=str(tmp_path))
+    tokens, labels = features.split_tensors("val")
+    path = features.cache_path("val")
+    write_cache(path, tokens, labels[:-1], features.fingerprint, {})  # one label short
+    with pytest.warns(UserWarning, match=rf"{path} holds labels of torch.int64 \({len(labels) - 1},\), not int64 "
+                                         rf"\({len(labels)},\); rebuilding the file"):
+        rebuilt = features.split_tensors("val")
+    assert torch.equal(rebuilt[0], tokens) and torch.equal(rebuilt[1], labels)
+    assert read_cache(path, features.fingerprint) is not None
