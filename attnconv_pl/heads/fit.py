@@ -153,7 +153,7 @@ def fit_head(head: str, tokens: Tensor, targets: Tensor, beta: float, *, heads: 
         return loss
 
     with torch.no_grad():
-        previous = float(objective())
+        previous = math.nan if convex else float(objective())  # the stall of another head is measured from here
     done, history, converged = 0, [], False
     while done < steps and not converged:
         chunk = min(check_every, steps - done)

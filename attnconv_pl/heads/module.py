@@ -158,7 +158,8 @@ class HeadModule(pl.LightningModule):
                          hp.beta, rank_tol=hp.rank_tol)
         converged = result.relative_gap <= hp.gap_tol
         for name, value in {**result.metrics(), "converged": float(converged)}.items():  # float64: metrics.csv
-            self.log(certificate_key(name), torch.tensor(value, dtype=torch.float64), on_step=False, on_epoch=True)
+            self.log(certificate_key(name), torch.tensor(value, dtype=torch.float64, device=self.device),
+                     on_step=False, on_epoch=True)
         self._certificate = result
         if converged:
             self.trainer.should_stop = True
