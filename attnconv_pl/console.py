@@ -61,7 +61,7 @@ class Progress:
     """Progress of a long step: a tqdm bar on a terminal, plain lines elsewhere.
 
     On a terminal, :meth:`step` shows its text beside the bar; in a log, it writes a line
-    ``<description> 3/12 (0:41): <text>`` (without ``/total`` when the total is unknown, elapsed
+    ``<description> 3/12 (00:41): <text>`` (without ``/total`` when the total is unknown, elapsed
     time in brackets). :meth:`write` prints a message on a line of its own, above the bar.
     Used as a context manager, it closes the bar at the end of the block.
 
@@ -91,14 +91,16 @@ class Progress:
         self.close()
 
     def elapsed(self) -> str:
-        """Time since the start, as ``0:41`` or ``1:02:03``."""
+        """Time since the start, as ``00:41`` or ``1:02:03``."""
         return tqdm.format_interval(time.monotonic() - self.started)
 
-    def step(self, text: str) -> None:
-        """A step of the current unit begins: ``text`` says which (run, checkpoint, analysis)."""
+    def step(self, text: str, log: bool = True) -> None:
+        """A step of the current unit begins: ``text`` says which (run, checkpoint, analysis);
+        ``log=False`` shows it beside the bar only, without a line in a log (a detail that would
+        flood it)."""
         if self.bar is not None:
             self.bar.set_postfix_str(text)
-        elif self.enabled:
+        elif self.enabled and log:
             count = f"{self.done + 1}/{self.total}" if self.total is not None else f"{self.done + 1}"
             self._line(f"{self.description} {count} ({self.elapsed()}): {text}")
 
