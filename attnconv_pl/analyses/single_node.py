@@ -5,8 +5,10 @@ points) with D nodes and L labels (every step a documented setting, fixed before
 
 1. Readout: features z_b(x) = the sub-block's output averaged over tokens; a multinomial
    logistic readout (W_b, c_b) fitted on ``train_size`` inputs of ``train_split``
-   (deterministic L-BFGS, :func:`~attnconv_pl.probes.single_node.fit_readout`);
-   ``snp_readout_acc`` is its accuracy on ``eval_size`` inputs of ``eval_split``.
+   (deterministic Newton's method to the relative gradient norm ``tol``, at most ``max_iter``
+   iterations, :func:`~attnconv_pl.probes.single_node.fit_readout`); ``snp_readout_acc`` is its
+   accuracy on ``eval_size`` inputs of ``eval_split``, and ``snp_readout_converged`` is 1 when
+   the fit reached ``tol``, 0 when the budget ran out first.
 2. Fields h_k(x) = W_b[:, k] z_{b,k}(x); sum_k h_k + c_b = logits.
 3. Node matrices M_k[i, j] = mean of h_k(x)_j over evaluation inputs of label i; an entry is on
    when M_k / max |M_k| >= ``threshold``.
@@ -16,18 +18,21 @@ points) with D nodes and L labels (every step a documented setting, fixed before
 5. ANDC: keep W_b[j, k] only when j is in C_k: ``andc_pruned_fraction``, ``andc_acc`` (no
    refit), ``andc_acc_refit`` (kept weights refitted on the train inputs), and the control
    ``andc_random_acc``: the median over ``random_count`` random masks of the same per-node
-   sparsity, refitted the same way.
+   sparsity, refitted the same way; ``andc_refit_converged`` is the fraction of these refits
+   that reached ``tol`` (on the standardisation computed once per sub-block).
 6. Heads (attention only, head h owning a contiguous slice of the nodes): ``head_labels``,
    ``heads_per_label``, ``head_jaccard`` and the control ``head_jaccard_random`` (median over
    ``random_count`` random partitions of the nodes into groups of the heads' size).
 
 The maths is :mod:`attnconv_pl.probes.single_node`; this module captures the features, runs
 it per sub-block and keeps what the report draws (cluster sizes, head label sets, a few node
-matrices).
+matrices). When any fit of an epoch stops on its budget, one warning names the setting to raise
+(``--single_node.max_iter``).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -43,6 +48,8 @@ from attnconv_pl.models import ProbePoint, points_of_kind
 from attnconv_pl.probes import single_node as snp
 
 SUB_BLOCK_KINDS = ("mha_nodes", "ff_nodes")
+CONVERGED_METRICS = ("snp_readout_converged", "andc_refit_converged")
+"""The markers of the iterative fits: 1 when every fit reached ``tol``."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,13 @@ class SingleNodeSettings:
         eval_split: split of the node matrices and every accuracy.
         eval_size: inputs of ``eval_split`` (all of it when smaller), drawn by ``seed``.
         l2: L2 penalty of the readouts on standardised features (scikit-learn's C = 1 / (n l2)).
-        max_iter: L-BFGS iterations of each readout fit.
+        tol: each readout fit (and refit) stops when its gradient norm is at most this fraction
+            of the gradient norm at zero weights (1e-10: the weights then equal scikit-learn's
+            optimum to about 1e-9, relative, on trained features).
+        max_iter: budget of Newton iterations of each fit (about 10 are needed); a fit that
+            runs out is marked (``snp_readout_converged``, ``andc_refit_converged``) and warned
+            about. (Runs made before this version used it for L-BFGS iterations; their 100 is
+            a generous Newton budget.)
         random_count: random masks (ANDC control) and random node partitions (heads control).
         matrices_per_block: node matrices kept per sub-block for the report's heatmaps (the
             nodes with the largest clusters).
@@ -73,7 +86,8 @@ class SingleNodeSettings:
     eval_split: Literal["train", "val", "test"] = "val"
     eval_size: int = 1000
     l2: float = 1e-3
-    max_iter: int = 100
+    tol: float = snp.TOL
+    max_iter: int = snp.MAX_ITER
     random_count: int = 5
     matrices_per_block: int = 4
     seed: int = 0
@@ -90,6 +104,8 @@ class SingleNodeSettings:
         for name in ("max_iter", "random_count", "batch_size", "every_n_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.tol < 1:
+            raise ValueError(f"tol must be in (0, 1) (a fraction of the gradient norm at zero weights), got {self.tol}")
         if self.l2 <= 0 or self.matrices_per_block < 0:
             raise ValueError(f"l2 must be > 0 and matrices_per_block >= 0, got {self.l2}, {self.matrices_per_block}")
 
@@ -114,16 +130,17 @@ def sub_block_numbers(train: tuple[torch.Tensor, torch.Tensor], evaluation: tupl
         with the largest clusters, "matrices": (k, L, L) their normalised node matrices,
         "head_sets": (H, L) bool})``.
     """
-    weight, bias = snp.fit_readout(*train, num_classes, l2=settings.l2, max_iter=settings.max_iter)
+    problem = snp.readout_problem(train[0].double(), train[1], num_classes)
+    fit = {"l2": settings.l2, "tol": settings.tol, "max_iter": settings.max_iter}
+    readout = snp.solve_readout(problem, **fit)
     features, labels = evaluation
-    fields = snp.single_node_fields(features.double(), weight)
+    fields = snp.single_node_fields(features.double(), readout.weight)
     matrices = snp.node_label_matrices(fields, labels, num_classes)
     clusters = snp.label_clusters(matrices, settings.threshold)
-    values = {"snp_readout_acc": snp.readout_accuracy(features.double(), labels, weight, bias),
-              **snp.cluster_statistics(clusters)}
-    values |= snp.andc_statistics((train[0].double(), train[1]), (features.double(), labels), clusters.clusters,
-                                  weight, bias, count=settings.random_count, seed=settings.seed, l2=settings.l2,
-                                  max_iter=settings.max_iter)
+    values = {"snp_readout_acc": snp.readout_accuracy(features.double(), labels, readout.weight, readout.bias),
+              "snp_readout_converged": float(readout.converged), **snp.cluster_statistics(clusters)}
+    values |= snp.andc_statistics(problem, (features.double(), labels), clusters.clusters, readout,
+                                  count=settings.random_count, seed=settings.seed, **fit)
     sizes = clusters.clusters.sum(dim=1)
     shown = torch.argsort(sizes, descending=True, stable=True)[:settings.matrices_per_block]
     scale = matrices.flatten(1).abs().amax(dim=1).clamp_min(torch.finfo(matrices.dtype).tiny)
@@ -201,6 +218,13 @@ class SingleNode(Analysis):
             result.values.update({(point.module, metric): value for metric, value in values.items()})
         result.artifacts["sub_blocks"] = drawn
         result.artifacts["kinds"] = {point.module: point.kind for point in self.points}
+        unconverged = [layer for (layer, metric), value in result.values.items()
+                       if metric in CONVERGED_METRICS and value < 1]
+        if unconverged:
+            warnings.warn(f"single_node, epoch {epoch}: readout fits of {', '.join(dict.fromkeys(unconverged))} "
+                          f"stopped after max_iter={self.settings.max_iter} Newton iterations before the gradient "
+                          f"tolerance tol={self.settings.tol} (marked below 1 in {' and '.join(CONVERGED_METRICS)}); "
+                          "raise --single_node.max_iter", RuntimeWarning, stacklevel=2)
         return result
 
     def probe_checkpoint(self, checkpoint: CheckpointInputs) -> AnalysisResult:

@@ -20,9 +20,9 @@ logits(x) = W z(x) + c.
   field is the sum of its nodes' fields; its label set is the on diagonal of its matrix, built
   as M_k (:func:`head_label_sets`, :func:`head_statistics`).
 
-One module of about 440 lines, longer than the house's 400: the six steps above are one chain of
-definitions (each step's output is the next one's input, and their checks are shared), kept
-beside the docstring that defines them.
+The readout's solver (Newton's method to a stated tolerance, and the standardisation shared by
+a sub-block's readout and refits) is :mod:`attnconv_pl.probes._readout`; its public names are
+re-exported here.
 
 All functions are pure: tensors in, tensors or floats out, on the input's device. Randomness
 comes only from an explicit ``seed`` (a CPU ``torch.Generator``, so results do not depend on
@@ -35,27 +35,19 @@ import statistics
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from ._checks import as_points, require_same, warn_degenerate
+from ._readout import MAX_ITER, TOL, Readout, ReadoutProblem, as_labels, readout_problem, solve_readout
+
+__all__ = [
+    "THRESHOLD", "LabelClusters", "Readout", "ReadoutProblem", "andc_mask", "andc_pruned_fraction",
+    "andc_statistics", "cluster_statistics", "fit_readout", "head_label_sets", "head_statistics", "label_clusters",
+    "label_set_jaccard", "node_label_matrices", "random_masks", "readout_accuracy", "readout_problem",
+    "single_node_fields", "solve_readout",
+]
 
 THRESHOLD = 0.3
 """Default fraction of max |M_k| at which an entry of a node-label matrix is on."""
-
-
-def _as_labels(labels: torch.Tensor, n: int, num_classes: int) -> torch.Tensor:
-    """Check that ``labels`` is an integer (n,) tensor with values in [0, num_classes); return it."""
-    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 or labels.shape[0] != n:
-        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(f"labels: got {shape}, expected an integer tensor of shape ({n},), one label per input")
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise ValueError(f"labels: got dtype {labels.dtype}, expected integer labels; convert with .long()")
-    if n and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"labels: values span [{int(labels.min())}, {int(labels.max())}], expected [0, {num_classes}) "
-            f"for num_classes={num_classes}"
-        )
-    return labels.long()
 
 
 def _as_fields(fields: torch.Tensor) -> torch.Tensor:
@@ -74,18 +66,23 @@ def fit_readout(
     num_classes: int,
     *,
     l2: float = 1e-3,
-    max_iter: int = 100,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
     mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit a multinomial logistic readout of ``labels`` from ``features``, deterministically.
+) -> Readout:
+    """Fit a multinomial logistic readout of ``labels`` from ``features``, to a stated tolerance.
 
     Minimises mean cross-entropy + (l2 / 2) ||W_s||^2 over standardised features
-    z_s = (z - mean) / std (per node, over these inputs; a constant node keeps std 1) by
-    full-batch L-BFGS (strong Wolfe line search) in float64 from W_s = 0, c_s = 0. The bias is not
-    penalised. The standardisation is folded back, W = W_s / std and c = c_s - W mean, so the
-    returned readout applies to raw features: logits = features @ W.T + c. This is
-    scikit-learn's ``LogisticRegression(C=1 / (n l2))`` on standardised features. The objective
-    is strictly convex and the start fixed, so there is no seed.
+    z_s = (z - mean) / std (per node, over these inputs; a constant node keeps std 1) by Newton's
+    method (conjugate gradients on exact Hessian products, float64, from W_s = 0, c_s = 0; see
+    :mod:`attnconv_pl.probes._readout`) until the gradient norm is at most ``tol`` times its
+    value at zero. The bias is not penalised (and sums to 0 over the present labels in the
+    standardised frame). The standardisation is folded back, W = W_s / std and
+    c = c_s - W mean, so the returned readout applies to raw features:
+    logits = features @ W.T + c. This is scikit-learn's ``LogisticRegression(C=1 / (n l2))`` on
+    standardised features. The objective is strictly convex and the start fixed, so there is no
+    seed. To fit several readouts of the same features (a mask each), build the problem once
+    (:func:`readout_problem`) and call :func:`solve_readout`.
 
     Labels absent from ``labels`` get W[j] = 0 and c[j] = -inf: the readout never predicts
     them (the softmax is over the present labels only).
@@ -96,53 +93,19 @@ def fit_readout(
         num_classes: L.
         l2: penalty on the standardised weights, >= 0 (1e-3: enough to keep the weights finite
             on separable features, small against the cross-entropy).
-        max_iter: L-BFGS iterations at most.
+        tol: stop when ||grad|| <= tol ||grad at zero|| (1e-10).
+        max_iter: Newton iterations at most (100; about 10 are needed); when they run out first
+            the result says so (``converged`` False).
         mask: optional (L, D) bool; weights where it is False are held at 0 (the others are
             fitted), as for ANDC.
 
     Returns:
-        weight (L, D) and bias (L,), in the dtype and on the device of ``features``.
+        :class:`~attnconv_pl.probes._readout.Readout`: ``weight`` (L, D) and ``bias`` (L,) in the
+        dtype and on the device of ``features``, and how the fit stopped (``converged``,
+        ``gradient_norm``, ``iterations``).
     """
-    raw = as_points(features, "features")
-    labels = _as_labels(labels, raw.shape[0], num_classes)
-    if l2 < 0:
-        raise ValueError(f"l2 must be >= 0 (a penalty), got {l2}")
-    width = raw.shape[1]
-    if mask is not None and (mask.shape != (num_classes, width) or mask.dtype != torch.bool):
-        raise ValueError(f"mask: got {mask.dtype} {tuple(mask.shape)}, expected bool ({num_classes}, {width})")
-    z = raw.double()
-    mean = z.mean(0)
-    std = z.std(0, correction=0)
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    standard = (z - mean) / std
-    present = torch.bincount(labels, minlength=num_classes) > 0
-    classes = present.nonzero().squeeze(1)
-    target = torch.cumsum(present.long(), 0)[labels] - 1
-    keep = (
-        torch.ones(len(classes), width, dtype=z.dtype, device=z.device)
-        if mask is None
-        else mask[classes].to(z.dtype)
-    )
-    w = torch.zeros(len(classes), width, dtype=z.dtype, device=z.device, requires_grad=True)
-    b = torch.zeros(len(classes), dtype=z.dtype, device=z.device, requires_grad=True)
-    optimizer = torch.optim.LBFGS(
-        [w, b], lr=1, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12, history_size=20,
-        line_search_fn="strong_wolfe",
-    )
-
-    def objective() -> torch.Tensor:
-        optimizer.zero_grad()
-        kept = w * keep
-        loss = F.cross_entropy(standard @ kept.T + b, target) + l2 / 2 * kept.square().sum()
-        loss.backward()
-        return loss
-
-    optimizer.step(objective)
-    with torch.no_grad():
-        fitted = w * keep / std
-        weight = z.new_zeros(num_classes, width).index_copy_(0, classes, fitted)
-        bias = z.new_full((num_classes,), float("-inf")).index_copy_(0, classes, b - fitted @ mean)
-    return weight.to(raw.dtype), bias.to(raw.dtype)
+    problem = readout_problem(features, labels, num_classes)
+    return solve_readout(problem, l2=l2, tol=tol, max_iter=max_iter, mask=mask)
 
 
 def readout_accuracy(
@@ -157,7 +120,7 @@ def readout_accuracy(
         The accuracy, a float in [0, 1].
     """
     features = as_points(features, "features")
-    labels = _as_labels(labels, features.shape[0], weight.shape[0])
+    labels = as_labels(labels, features.shape[0], weight.shape[0])
     logits = features @ weight.to(features.dtype).T + bias.to(features.dtype)
     return float((logits.argmax(1) == labels).double().mean())
 
@@ -189,7 +152,7 @@ def node_label_matrices(fields: torch.Tensor, labels: torch.Tensor, num_classes:
         (D, L, L), in the units of the logits; row i is all zeros for a label i with no input.
     """
     fields = _as_fields(fields)
-    labels = _as_labels(labels, fields.shape[0], num_classes)
+    labels = as_labels(labels, fields.shape[0], num_classes)
     if fields.shape[2] != num_classes:
         raise ValueError(f"fields: got {fields.shape[2]} labels on the last axis, expected num_classes={num_classes}")
     sums = fields.new_zeros(num_classes, *fields.shape[1:]).index_add_(0, labels, fields)
@@ -300,45 +263,50 @@ def random_masks(mask: torch.Tensor, count: int = 5, *, seed: int = 0) -> torch.
 
 
 def andc_statistics(
-    train: tuple[torch.Tensor, torch.Tensor],
+    train: ReadoutProblem,
     test: tuple[torch.Tensor, torch.Tensor],
     clusters: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor,
+    readout: Readout,
     *,
     count: int = 5,
     seed: int = 0,
     l2: float = 1e-3,
-    max_iter: int = 100,
+    tol: float = TOL,
+    max_iter: int = MAX_ITER,
 ) -> dict[str, float]:
     """Test accuracy of the readout after ANDC, and of the same pruning at random.
 
+    Every refit solves ``train`` again with a mask (:func:`solve_readout`), on the
+    standardisation computed once for the full readout.
+
     Args:
-        train: (features (n, D), labels (n,)) to refit the kept weights on.
+        train: the standardised train features and labels (:func:`readout_problem`) the readout
+            was fitted on, to refit the kept weights on.
         test: (features (m, D), labels (m,)) to measure accuracy on.
         clusters: (D, L) bool label clusters C_k.
-        weight, bias: (L, D) and (L,), the full readout (:func:`fit_readout` on ``train``).
+        readout: the full readout (:func:`solve_readout` of ``train``), pruned for ``andc_acc``.
         count, seed: the random masks (:func:`random_masks`).
-        l2, max_iter: as in :func:`fit_readout`, for every refit.
+        l2, tol, max_iter: as in :func:`fit_readout`, for every refit.
 
     Returns:
         ``andc_pruned_fraction``: fraction of weights ANDC removes;
         ``andc_acc``: accuracy of the full readout with the removed weights zeroed (no refit);
         ``andc_acc_refit``: accuracy after refitting the kept weights (and the bias);
         ``andc_random_acc``: median accuracy over ``count`` random masks of the same per-node
-        sparsity, each refitted the same way.
+        sparsity, each refitted the same way;
+        ``andc_refit_converged``: fraction of the 1 + ``count`` refits that reached ``tol``
+        within ``max_iter`` (1.0 when all did).
     """
     mask = andc_mask(clusters)
-    num_classes = mask.shape[0]
-
-    def refit_accuracy(kept: torch.Tensor) -> float:
-        return readout_accuracy(*test, *fit_readout(*train, num_classes, l2=l2, max_iter=max_iter, mask=kept))
-
+    refits = [solve_readout(train, l2=l2, tol=tol, max_iter=max_iter, mask=kept)
+              for kept in (mask, *random_masks(mask, count, seed=seed))]
+    accuracies = [readout_accuracy(*test, refit.weight, refit.bias) for refit in refits]
     return {
         "andc_pruned_fraction": andc_pruned_fraction(mask),
-        "andc_acc": readout_accuracy(*test, weight * mask.to(weight.dtype), bias),
-        "andc_acc_refit": refit_accuracy(mask),
-        "andc_random_acc": statistics.median(refit_accuracy(kept) for kept in random_masks(mask, count, seed=seed)),
+        "andc_acc": readout_accuracy(*test, readout.weight * mask.to(readout.weight.dtype), readout.bias),
+        "andc_acc_refit": accuracies[0],
+        "andc_random_acc": statistics.median(accuracies[1:]),
+        "andc_refit_converged": sum(refit.converged for refit in refits) / len(refits),
     }
 
 
@@ -375,7 +343,7 @@ def head_label_sets(
         (H, L) bool, True when label i is in head h's set.
     """
     fields = _as_fields(fields)
-    labels = _as_labels(labels, fields.shape[0], num_classes)
+    labels = as_labels(labels, fields.shape[0], num_classes)
     heads = _head_of_node(fields.shape[1], num_heads).to(fields.device)
     return _group_label_sets(fields, labels, heads, num_heads, threshold)
 
@@ -425,7 +393,7 @@ def head_statistics(
         node assignment).
     """
     fields = _as_fields(fields)
-    labels = _as_labels(labels, fields.shape[0], num_classes)
+    labels = as_labels(labels, fields.shape[0], num_classes)
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
     heads = _head_of_node(fields.shape[1], num_heads)

@@ -50,13 +50,14 @@ def test_single_node_numbers_are_the_maths_on_the_token_averaged_outputs():
         model(images)
     handle.remove()
     features = captured["z"].double()
-    weight, bias = snp.fit_readout(features, labels, 4, max_iter=20)
-    clusters = snp.label_clusters(snp.node_label_matrices(snp.single_node_fields(features, weight), labels, 4))
+    readout = snp.fit_readout(features, labels, 4, max_iter=20)
+    clusters = snp.label_clusters(snp.node_label_matrices(snp.single_node_fields(features, readout.weight), labels, 4))
     expected = snp.cluster_statistics(clusters)
     for metric, value in expected.items():
         assert result.values[("blocks.1.mlp.fc2", metric)] == pytest.approx(value, nan_ok=True), metric
-    assert result.values[("blocks.1.mlp.fc2", "snp_readout_acc")] == snp.readout_accuracy(features, labels, weight,
-                                                                                         bias)
+    assert result.values[("blocks.1.mlp.fc2", "snp_readout_acc")] == snp.readout_accuracy(features, labels,
+                                                                                         readout.weight, readout.bias)
+    assert result.values[("blocks.1.mlp.fc2", "snp_readout_converged")] == float(readout.converged) == 1.0
     assert ("blocks.1.mlp.fc2", "head_jaccard") not in result.values
     assert ("blocks.1.attn.nodes", "head_jaccard") in result.values
     drawn = result.artifacts["sub_blocks"]["blocks.1.attn.nodes"]

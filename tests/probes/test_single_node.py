@@ -22,6 +22,7 @@ from attnconv_pl.probes.single_node import (
     node_label_matrices,
     random_masks,
     readout_accuracy,
+    readout_problem,
     single_node_fields,
 )
 
@@ -50,7 +51,9 @@ def test_fit_readout_is_scikit_learns_logistic_regression_on_raw_features():
     features, labels = blobs(40, centres, spread=0.8)
     features = features * torch.tensor([1.0, 100.0, 0.01, 3.0], dtype=torch.float64) + 50.0
     l2 = 1e-2
-    weight, bias = fit_readout(features, labels, 3, l2=l2)
+    fitted = fit_readout(features, labels, 3, l2=l2)
+    weight, bias = fitted.weight, fitted.bias
+    assert fitted.converged and fitted.gradient_norm <= 1e-10
     scaler = StandardScaler().fit(features.numpy())
     reference = LogisticRegression(C=1 / (len(labels) * l2), tol=1e-12, max_iter=10_000)
     reference.fit(scaler.transform(features.numpy()), labels.numpy())
@@ -66,16 +69,17 @@ def test_fit_readout_is_deterministic_and_separates_separable_data():
     features = features.float()
     first = fit_readout(features, labels, 4)
     second = fit_readout(features, labels, 4)
-    assert all(torch.equal(a, b) for a, b in zip(first, second))
-    assert first[0].dtype == torch.float32 and first[0].shape == (4, 5) and first[1].shape == (4,)
-    assert readout_accuracy(features, labels, *first) == 1.0
+    assert torch.equal(first.weight, second.weight) and torch.equal(first.bias, second.bias)
+    assert first.weight.dtype == torch.float32 and first.weight.shape == (4, 5) and first.bias.shape == (4,)
+    assert readout_accuracy(features, labels, first.weight, first.bias) == 1.0
 
 
 def test_labels_absent_from_the_fit_are_never_predicted():
     centres = torch.tensor([[0.0, 0], [3, 0], [0, 3]], dtype=torch.float64)
     features, labels = blobs(10, centres, spread=0.3)
     labels = torch.tensor([0, 2, 4]).repeat_interleave(10)
-    weight, bias = fit_readout(features, labels, 5)
+    fitted = fit_readout(features, labels, 5)
+    weight, bias = fitted.weight, fitted.bias
     assert torch.equal(weight[[1, 3]], torch.zeros(2, 2, dtype=torch.float64))
     assert bias[1] == bias[3] == -math.inf and torch.isfinite(bias[[0, 2, 4]]).all()
     assert readout_accuracy(features, labels, weight, bias) == 1.0
@@ -85,7 +89,7 @@ def test_labels_absent_from_the_fit_are_never_predicted():
 def test_a_mask_holds_weights_at_zero():
     features, labels = blobs(20, torch.eye(3, dtype=torch.float64), spread=0.5)
     mask = torch.eye(3, dtype=torch.bool)
-    weight, _ = fit_readout(features, labels, 3, mask=mask)
+    weight = fit_readout(features, labels, 3, mask=mask).weight
     assert torch.equal(weight[~mask], torch.zeros(6, dtype=torch.float64))
     assert (weight[mask] != 0).all()
 
@@ -185,11 +189,13 @@ def test_andc_on_nodes_that_each_encode_one_label():
     centres = 2 * torch.eye(4, dtype=torch.float64)
     train_features, train_labels = blobs(30, centres, spread=0.4, seed=0)
     test_features, test_labels = blobs(30, centres, spread=0.4, seed=1)
-    weight, bias = fit_readout(train_features, train_labels, 4)
-    fields = single_node_fields(train_features, weight)
+    readout = fit_readout(train_features, train_labels, 4)
+    fields = single_node_fields(train_features, readout.weight)
     clusters = label_clusters(node_label_matrices(fields, train_labels, 4)).clusters
     assert torch.equal(clusters, torch.eye(4, dtype=torch.bool))
-    stats = andc_statistics((train_features, train_labels), (test_features, test_labels), clusters, weight, bias)
+    problem = readout_problem(train_features, train_labels, 4)
+    stats = andc_statistics(problem, (test_features, test_labels), clusters, readout)
+    assert stats["andc_refit_converged"] == 1.0
     assert stats["andc_pruned_fraction"] == pytest.approx(12 / 16)
     assert stats["andc_acc_refit"] >= 0.95 and stats["andc_acc"] >= 0.9
     assert stats["andc_random_acc"] < stats["andc_acc_refit"] - 0.2
