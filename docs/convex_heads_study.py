@@ -136,7 +136,8 @@ def write_csv(path: Path, rows: list[tuple]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    writer.writerows((STUDY, variant, seed, "", "", metric, repr(float(value))) for variant, seed, metric, value in rows)
+    writer.writerows((STUDY, variant, seed, "", "", metric, repr(float(value)))
+                     for variant, seed, metric, value in rows)
     atomic_write_text(path, buffer.getvalue())
 
 

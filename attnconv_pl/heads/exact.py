@@ -126,7 +126,7 @@ def solve_convex(head: str, tokens: Tensor, targets: Tensor, beta: float, *, sol
             warnings.filterwarnings("ignore", message="Solution may be inaccurate")
             problem.solve(solver=solver, **(solver_options or {}))
     except cp.error.SolverError as error:
-        raise ValueError(f"{solver} failed on the convex program of {head!r} ({error}); try solver={other!r}") from error
+        raise ValueError(f"{solver} failed on the convex program of {head!r} ({error}); {advice}") from error
     if problem.status not in (OPTIMAL, INACCURATE) or problem.value is None:
         raise ValueError(f"{solver} found no solution of the convex program of {head!r}: status {problem.status}; "
                          f"{advice}")

@@ -62,8 +62,9 @@ def test_a_solver_stopped_at_its_limit_is_marked_and_warns(small_instance, optim
         early = solve_convex("linear_attention", tokens, targets, BETA, solver="SCS", solver_options={"max_iters": 5})
     assert early.status == "optimal_inaccurate" and not early.converged and early.iterations == 5
     assert abs(early.objective - optima["linear_attention"].objective) > 1e-3  # not the optimum: hence the mark
-    assert [str(warning.message) for warning in caught] == ["solve_convex('linear_attention'): SCS stopped before its tolerances held (status "
-                    "optimal_inaccurate, 5 iterations); raise solver_options['max_iters'] or try solver='CLARABEL'"]
+    assert [str(warning.message) for warning in caught] == [
+        "solve_convex('linear_attention'): SCS stopped before its tolerances held (status optimal_inaccurate, "
+        "5 iterations); raise solver_options['max_iters'] or try solver='CLARABEL'"]
     assert optima["linear_attention"].converged
 
 
