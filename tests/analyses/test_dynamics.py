@@ -182,7 +182,8 @@ def test_an_exact_w2_stopped_by_its_budget_is_nan_marked_and_warned_once(cloud, 
     stopped = [str(w.message) for w in recwarn if "exact_w2_max_iter" in str(w.message)]
     assert stopped == ["dynamics: 2 exact W2 value(s) (drift_prev_w2 of layer, stability_w2 of layer) stopped at "
                        "exact_w2_max_iter=50 network-simplex pivots before optimality; logged as NaN with "
-                       "<metric>_converged = 0. Raise --dynamics.exact_w2_max_iter."]
+                       "<metric>_converged = 0. Raise dynamics.exact_w2_max_iter (train.py: --dynamics.exact_w2_max_iter; "
+                       "probe.py: --set dynamics.exact_w2_max_iter=N)."]
     assert not [w for w in recwarn if "num_iter_max" in str(w.message)], "the probe's own warning is left out"
     solved = run_probes(1, snapshot(other, with_input=True), SETTINGS, previous=snapshot(cloud)).values
     assert solved[("layer", "drift_prev_w2_converged")] == solved[("layer", "stability_w2_converged")] == 1.0

@@ -9,7 +9,7 @@ import torch
 from attnconv_pl.analyses.base import CheckpointInputs, LabelledInputs
 from attnconv_pl.analyses.single_node import SingleNode, SingleNodeSettings
 from attnconv_pl.analyses.stiffness import Stiffness, StiffnessSettings, rate_numbers
-from attnconv_pl.models import create_model
+from attnconv_pl.models import ProbePoint, create_model
 from attnconv_pl.probes import single_node as snp
 from attnconv_pl.probes import stiffness as maths
 
@@ -102,3 +102,26 @@ def test_stiffness_rates_from_channel_norms_equal_the_rates_of_the_full_tensors(
     exact = [torch.linalg.svdvals(torch.autograd.functional.jacobian(block.branch, full["input"][i:i + 1])
                                   .flatten(0, 3).flatten(1).double())[0] for i in range(2)]
     assert result.values[("layer2.0", "jacobian_sigma_max")] == pytest.approx(float(sum(exact) / 2), rel=1e-3)
+    assert result.values[("layer2.0", "jacobian_converged")] == 1.0
+
+
+def test_jacobian_inputs_stopped_by_the_budget_are_marked_and_warned_once_naming_the_setting(recwarn):
+    """``jacobian_converged`` is the fraction of a block's inputs that reached the tolerance; one
+    warning per epoch names each block with stopped inputs and the setting to raise."""
+    blocks = [ProbePoint(name, "block", 3, extras={"input": f"{name}.in", "residual": f"{name}.branch"})
+              for name in ("a", "b")]
+    norms = {name: {"input": torch.rand(5, 3, dtype=torch.float64) + 0.1,
+                    "residual": torch.rand(5, 3, dtype=torch.float64)} for name in ("a", "b")}
+    sigma_max, sigma_min = torch.tensor([4.0, 6.0, 8.0, 2.0], dtype=torch.float64), torch.full((4,), 2.0)
+    stopped = torch.tensor([True, False, True, True])
+    settings = StiffnessSettings(jacobian_max_iter=30)
+    values = Stiffness(settings, blocks).run(1, norms, {
+        "a": maths.SingularExtremes(sigma_max, sigma_min, stopped),
+        "b": maths.SingularExtremes(sigma_max, sigma_min, torch.ones(4, dtype=torch.bool))}).values
+    assert values[("a", "jacobian_converged")] == 0.75 and values[("b", "jacobian_converged")] == 1.0
+    assert values[("a", "stiffness_jacobian")] == values[("b", "stiffness_jacobian")] == 2.5
+    assert [str(w.message) for w in recwarn] == [
+        "stiffness: Lanczos stopped at jacobian_max_iter=30 steps before jacobian_tol=0.001 for some inputs (a 1 "
+        "of 4); their stiffness_jacobian and jacobian_sigma_max are unconverged estimates (no bounds), marked by "
+        "jacobian_converged < 1. Raise stiffness.jacobian_max_iter (train.py: --stiffness.jacobian_max_iter; "
+        "probe.py: --set stiffness.jacobian_max_iter=N)."]

@@ -113,7 +113,8 @@ def test_a_linear_map_gives_its_extreme_singular_values(d_out, d_in, dtype):
     singular_values = torch.logspace(2, -1, min(d_out, d_in)).tolist()
     matrix = linear_map(d_out, d_in, singular_values).to(dtype)
     x = torch.randn(3, d_in, generator=generator(3), dtype=dtype)
-    sigma_max, sigma_min = jacobian_singular_extremes(lambda z: z @ matrix.T, x)
+    sigma_max, sigma_min, converged = jacobian_singular_extremes(lambda z: z @ matrix.T, x)
+    assert converged.tolist() == [True] * 3
     assert_extremes_match(sigma_max, sigma_min, torch.linalg.svdvals(matrix.double()), dtype)
     assert sigma_max[0] == pytest.approx(100.0, rel=RTOL) and sigma_min[0] == pytest.approx(0.1, rel=RTOL)
     expected = 1000.0
@@ -123,7 +124,8 @@ def test_a_linear_map_gives_its_extreme_singular_values(d_out, d_in, dtype):
 def test_a_rank_deficient_map_gives_its_smallest_nonzero_singular_value():
     matrix = linear_map(20, 20, [5.0, 3.0, 2.0, 1.0, 0.5])
     x = torch.randn(2, 20, generator=generator(4), dtype=torch.float64)
-    sigma_max, sigma_min = jacobian_singular_extremes(lambda z: z @ matrix.T, x)
+    sigma_max, sigma_min, converged = jacobian_singular_extremes(lambda z: z @ matrix.T, x)
+    assert converged.all(), "the Krylov space is exhausted after 5 steps: exact"
     assert sigma_max.tolist() == pytest.approx([5.0, 5.0], rel=1e-9)
     assert sigma_min.tolist() == pytest.approx([0.5, 0.5], rel=1e-9)
 
@@ -165,7 +167,8 @@ def test_a_conv_bn_branch_in_eval_mode_matches_its_exact_jacobian(branch, dtype)
     torch.manual_seed(0)
     f = with_random_statistics(CONV_BRANCHES[branch](), seed=5).to(dtype)
     x = torch.randn(1, 2, 6, 6, generator=generator(6), dtype=dtype)
-    sigma_max, sigma_min = jacobian_singular_extremes(f, x)
+    sigma_max, sigma_min, converged = jacobian_singular_extremes(f, x)
+    assert converged.all()
     assert_extremes_match(sigma_max, sigma_min, exact_singular_values(f, x[0]), dtype)
 
 
@@ -174,7 +177,8 @@ def test_a_cifar_resnet_branch_matches_its_exact_jacobian():
     model = with_random_statistics(create_model("resnet20", img_size=4), seed=7).double()
     block = model.layer1[1]
     x = model.layer1[0](model.stem(torch.randn(1, 3, 4, 4, generator=generator(8), dtype=torch.float64)))
-    sigma_max, sigma_min = jacobian_singular_extremes(block.branch, x)
+    sigma_max, sigma_min, converged = jacobian_singular_extremes(block.branch, x)
+    assert converged.all()
     reference = exact_singular_values(block.branch, x[0])
     assert (reference > 1e-9 * reference.max()).sum() < x[0].numel(), "the ReLU makes J rank-deficient"
     assert_extremes_match(sigma_max, sigma_min, reference)
@@ -267,7 +271,9 @@ def resnet_reference() -> tuple[nn.Module, torch.Tensor, tuple[torch.Tensor, tor
 def test_inputs_in_lockstep_match_one_input_at_a_time(resnet_reference, chunk):
     """Each input keeps the values of its own stop, whichever inputs share its chunk."""
     branch, x, expected = resnet_reference
-    for value, reference in zip(jacobian_singular_extremes(branch, x, seed=3, chunk=chunk), expected):
+    sigma_max, sigma_min, converged = jacobian_singular_extremes(branch, x, seed=3, chunk=chunk)
+    assert converged.all()
+    for value, reference in zip((sigma_max, sigma_min), expected):
         torch.testing.assert_close(value, reference, rtol=1e-9, atol=0)
 
 
@@ -275,7 +281,7 @@ def test_float32_inputs_in_lockstep_match_one_input_at_a_time():
     """Serial runs stop after 120, 126 (an invariant subspace between two checks) and 120 steps."""
     branch, x = resnet_branch_and_inputs(3, torch.float32)
     expected = serial_reference(branch, x, max_iter=500, tol=1e-4, seed=3)
-    for value, reference in zip(jacobian_singular_extremes(branch, x, seed=3), expected):
+    for value, reference in zip(jacobian_singular_extremes(branch, x, seed=3)[:2], expected):
         torch.testing.assert_close(value, reference, rtol=1e-5, atol=0)
 
 
@@ -287,7 +293,8 @@ def test_inputs_stop_on_their_own_at_a_zero_jacobian_an_exhausted_space_or_max_i
     x[2] = 1.0
     branch = lambda z: torch.relu(z) @ matrix.T  # noqa: E731
     with pytest.warns(RuntimeWarning, match="1 of 3 inputs did not reach tol=0.0001 in max_iter=15 steps"):
-        sigma_max, sigma_min = jacobian_singular_extremes(branch, x, max_iter=15, seed=5, chunk=3)
+        sigma_max, sigma_min, converged = jacobian_singular_extremes(branch, x, max_iter=15, seed=5, chunk=3)
+    assert converged.tolist() == [True, True, False], "J = 0 and an exhausted space are exact; input 2 is stopped"
     assert sigma_max[0] == 0.0 and math.isnan(sigma_min[0])
     exact = torch.linalg.svdvals(matrix[:, :5])
     assert sigma_max[1] == pytest.approx(float(exact.max()), rel=1e-9)
@@ -309,8 +316,10 @@ def test_settings_out_of_range_are_named():
 def unconverged_case(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     matrix = linear_map(300, 300, torch.linspace(1.0, 10.0, 300).tolist())
     x = torch.zeros(2, 300, dtype=torch.float64)
-    with pytest.warns(RuntimeWarning, match="2 of 2 inputs did not reach tol=0.0001 in max_iter=15 steps"):
-        return jacobian_singular_extremes(lambda z: z @ matrix.T, x, max_iter=15, seed=seed)
+    with pytest.warns(RuntimeWarning, match="2 of 2 inputs did not reach tol=0.0001 in max_iter=15 steps") as caught:
+        sigma_max, sigma_min, converged = jacobian_singular_extremes(lambda z: z @ matrix.T, x, max_iter=15, seed=seed)
+    assert len(caught) == 1 and converged.tolist() == [False, False]
+    return sigma_max, sigma_min
 
 
 def test_start_vectors_are_seeded_and_unconverged_values_bound_the_truth_from_inside():
@@ -335,8 +344,8 @@ def test_the_module_is_left_untouched_and_must_be_in_eval_mode():
 
 def test_a_zero_jacobian_has_no_smallest_singular_value():
     x = torch.randn(3, 4, generator=generator(11))
-    sigma_max, sigma_min = jacobian_singular_extremes(lambda z: 0 * z, x)
-    assert sigma_max.tolist() == [0.0] * 3 and sigma_min.isnan().all()
+    sigma_max, sigma_min, converged = jacobian_singular_extremes(lambda z: 0 * z, x)
+    assert sigma_max.tolist() == [0.0] * 3 and sigma_min.isnan().all() and converged.all()
     with pytest.warns(DegenerateInputWarning, match="the Jacobian is 0 at every input"):
         assert math.isnan(mean_singular_ratio(sigma_max, sigma_min))
 
