@@ -80,7 +80,8 @@ class Run:
 
     @property
     def last_epoch(self) -> int:
-        return max(epoch for epoch, _, _ in self.values)
+        """The last epoch with a number (-1 for a run with none)."""
+        return max((epoch for epoch, _, _ in self.values), default=-1)
 
     def layers(self) -> list[str]:
         """Probed layers in depth order (the order of their first rows in ``dynamics.csv``)."""
@@ -605,6 +606,54 @@ def stiffness(numbers: StudyNumbers) -> list[str]:
             "Claims (A and B as named in the row):", "", *claims_table(claims, networks)]
 
 
+CONVEX_HEADS = ("linear", "mlp", "attention", "linear_attention", "gated_relu_attention")
+BETAS = ("0.0001", "0.001", "0.01", "0.1")
+
+
+def read_convex_heads(data_dir: Path) -> StudyNumbers:
+    """``docs/convex_heads_study.py``'s per-seed numbers (its CSV is itself the data: it writes
+    ``convex_heads.csv`` there) as runs of each head and of the small instance, every number at
+    epoch 0 of layer ``""``."""
+    values: dict[tuple[str, int], dict[Key, float]] = {}
+    for row in read_rows(data_dir / "convex_heads.csv"):
+        values.setdefault((row["variant"], int(row["seed"])), {})[(0, "", row["metric"])] = float(row["value"] or "nan")
+    runs = {variant: [Run(f"convex_heads/{variant}-seed{seed}", variant, values.get((variant, seed), {}), [], None)
+                      for seed in SEEDS] for variant in (*CONVEX_HEADS, "small_instance")}
+    return StudyNumbers(runs, {})
+
+
+def convex_heads(numbers: StudyNumbers) -> list[str]:
+    runs = numbers.runs
+    top1, top5 = at_layer("", "val_top1"), at_layer("", "val_top5")
+    heads = ["| head | val top-1 (%) | val top-5 (%) | L-BFGS iterations | converged (seeds) |", "| --- | --- | --- | --- | --- |"]
+    for head in CONVEX_HEADS:
+        converged = [at_layer("", "converged")(run) for run in runs[head]]
+        heads.append(f"| {head} | {spread([top1(run) for run in runs[head]], 100)} "
+                     f"| {spread([top5(run) for run in runs[head]], 100)} "
+                     f"| {spread([at_layer('', 'iterations')(run) for run in runs[head]])} "
+                     f"| {int(np.nansum(converged))} of {len(converged)} |")
+    small = runs["small_instance"]
+    optimality = ["| seed | (fit − CVXPY) / CVXPY objective | duality gap / objective | fit converged "
+                  "| CVXPY optimal | rank fit | rank Z* |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for seed, run in zip(SEEDS, small):
+        get = lambda metric, run=run: at_layer("", metric)(run)  # noqa: E731
+        optimality.append(f"| {seed} | {get('fit_minus_cvxpy_relative'):.1e} | {get('relative_gap'):.1e} "
+                          f"| {get('fit_converged'):.0f} | {get('cvxpy_converged'):.0f} "
+                          f"| {get('rank_fit'):.0f} | {get('rank_z_star'):.0f} |")
+    ranks = ["| beta | rank Z*, seeds 0, 1, 2 | mean ± sd | CVXPY optimal (seeds) |", "| --- | --- | --- | --- |"]
+    for beta in BETAS:
+        per_seed = [at_layer("", f"rank_z_star_beta={beta}")(run) for run in small]
+        optimal = [at_layer("", f"cvxpy_converged_beta={beta}")(run) for run in small]
+        ranks.append(f"| {float(beta):g} | {', '.join(number(r, 0) for r in per_seed)} | {spread(per_seed)} "
+                     f"| {int(np.nansum(optimal))} of {len(optimal)} |")
+    claims = [Claim(f"{a} heads beat {b} heads", "val top-1 accuracy (%)", top1, a, b, +1, scale=100)
+              for a, b in (("linear_attention", "linear"), ("linear_attention", "mlp"), ("attention", "linear"))]
+    return ["### convex_heads: heads on raw digit rows (8 tokens × 8 pixels)", "", *heads, "",
+            "Global optimality (linear_attention, small instance):", "", *optimality, "",
+            "Rank of Z* against beta (small instance):", "", *ranks, "",
+            "Claims (A and B as named in the row):", "", *claims_table(claims, runs)]
+
+
 @dataclass(frozen=True)
 class Study:
     """A study's variants, its tables and the sweeps they read (:class:`StudyNumbers`)."""
@@ -612,6 +661,8 @@ class Study:
     variants: tuple[str, ...]
     tables: Callable[[StudyNumbers], list[str]]
     sweeps: tuple[str, ...] = ()
+    read_shipped: Optional[Callable[[Path], StudyNumbers]] = None
+    """For a study whose own script writes its data file: the reader of that file (no runs)."""
 
 
 STUDIES = {
@@ -621,6 +672,7 @@ STUDIES = {
     "cct_digits": Study(("cct_2_3x1_16",), single_node,
                         tuple(threshold_sweep_name(t) for t in THRESHOLDS if t != 0.3)),
     "stiffness_digits": Study(("none", "se", "step"), stiffness),
+    "convex_heads": Study(CONVEX_HEADS, convex_heads, read_shipped=read_convex_heads),
 }
 DATA_DIR = Path(__file__).parent / "results" / "data"
 RESULTS_MD = Path(__file__).parent / "results.md"
@@ -683,10 +735,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tables = {}
     for name in args.studies or list(STUDIES):
         study = STUDIES[name]
-        numbers = (read_study(name, study.variants, study.sweeps, args.runs_dir, args.reports_dir) if args.from_runs
-                   else read_study_data(name, study.variants, study.sweeps, args.data_dir))
+        if study.read_shipped:
+            numbers = study.read_shipped(args.data_dir)
+        elif args.from_runs:
+            numbers = read_study(name, study.variants, study.sweeps, args.runs_dir, args.reports_dir)
+        else:
+            numbers = read_study_data(name, study.variants, study.sweeps, args.data_dir)
         tables[name] = study.tables(numbers)
-        if args.write_data:
+        if args.write_data and not study.read_shipped:
             write_data(name, numbers, args.data_dir)
     summary = ["### Verdicts per study (fragile counts as inconclusive)", "", *verdict_counts(tables)]
     if not args.check:
