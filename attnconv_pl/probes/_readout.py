@@ -10,22 +10,26 @@ over the K labels present (the bias is not penalised). f is strictly convex in W
 and flat only along c_s + t 1 (adding a constant to every bias changes no probability); the
 solution is taken with sum(c_s) = 0, so it is unique.
 
-Method: Newton's method with the exact Hessian in float64, each Newton system solved by
-conjugate gradients on exact Hessian-vector products (a truncated Newton method: the system is
-solved to a relative residual eta = min(0.5, sqrt(r)), r the current relative gradient norm, so
-the convergence is superlinear, but never below tol / 4), preconditioned by a Kronecker
-approximation of the Hessian (:meth:`_Objective.preconditioner`), with an Armijo backtracking
-line search. It stops when the relative gradient norm r = ||grad f(theta)|| / ||grad f(0)|| is
-<= ``tol`` (1e-10: on the features of a trained cct_2_3x1_16 the weights are then within 3e-9,
-relative, of scikit-learn's optimum), or after ``max_iter`` Newton iterations (then
-:attr:`Readout.converged` is False). About 10 Newton iterations from zero on trained features. A mask holds chosen weights at 0: the method then
-works in the subspace of the free weights. Every fit starts from zero: starting a masked refit
-from the full readout restricted to its mask took as many or more iterations (the restricted
-weights are far from the refit's optimum, and the first Newton steps overshoot from there).
+Method: Newton's method with the exact Hessian in float64 from theta = 0, with an Armijo
+backtracking line search. Each Newton system is solved exactly by a Cholesky factorisation of the
+Hessian over the free coefficients when there are at most ``DENSE_LIMIT`` of them (the masked
+refits), else by conjugate gradients on exact Hessian-vector products (the full readout: a
+truncated Newton method, the system solved to a relative residual min(0.5, sqrt(r)) r, never
+below tol / 4, so the convergence is superlinear), preconditioned by a Kronecker approximation
+of the Hessian (:meth:`_Objective.preconditioner`). It stops when the relative gradient norm
+r = ||grad f(theta)|| / ||grad f(0)|| is <= ``tol`` (1e-10: on the features of a cct_2_3x1_16
+trained 20 epochs the weights are then within 1e-9, relative, of scikit-learn's optimum), or
+after ``max_iter`` Newton iterations, or when the line search finds no decrease (then
+:attr:`Readout.converged` is False). About 10 Newton iterations are needed on trained features.
 
-Everything that depends only on the features and labels (standardisation, the one-hot
-targets, ||grad f(0)||) is a :class:`ReadoutProblem`, computed once
-per sub-block and shared by its readout, its ANDC refit and its random-mask controls.
+A mask holds chosen weights at 0: the method then works in the subspace of the free weights.
+Every fit starts from zero: starting a masked refit from the full readout restricted to its mask
+took as many or more iterations there (the restricted weights are far from the refit's optimum,
+and the first Newton steps overshoot from them).
+
+Everything that depends only on the features and labels (standardisation, the one-hot targets,
+||grad f(0)||) is a :class:`ReadoutProblem`, computed once per sub-block and shared by its
+readout, its ANDC refit and its random-mask controls.
 Deterministic: no randomness, a fixed start, fixed operation order.
 """
 
@@ -114,7 +118,8 @@ def readout_problem(features: torch.Tensor, labels: torch.Tensor, num_classes: i
     targets = torch.zeros(len(z), len(classes), dtype=z.dtype, device=z.device)
     targets[torch.arange(len(z), device=z.device), torch.cumsum(present.long(), 0)[labels] - 1] = 1
     start = targets.new_full((len(z), len(classes)), 1 / len(classes)) - targets
-    return ReadoutProblem(design=design, design_t=design.T.contiguous(), mean=mean, std=std, targets=targets, classes=classes, num_classes=num_classes,
+    return ReadoutProblem(design=design, design_t=design.T.contiguous(), mean=mean, std=std, targets=targets,
+                          classes=classes, num_classes=num_classes,
                           start_gradient=float((start.T @ design).norm() / len(z)), dtype=raw.dtype)
 
 
@@ -183,8 +188,8 @@ class _Objective:
 
     def preconditioner(self, probabilities: torch.Tensor):
         """v -> M^-1 v on the free coefficients, M = A (x) G + l2 I: A the mean over the inputs of
-        diag(p) - p p^T (with 1 1^T / K added along the bias gauge), G the Gram matrix of [z_s, 1]
-        weighted by each input's 1 - |p|^2 (so tr M = tr H up to the penalty); diagonal in the
+        diag(p) - p p^T (its null direction 1, the bias gauge, given the mean eigenvalue), G the
+        Gram matrix of [z_s, 1] weighted by each input's 1 - |p|^2 (so tr M = tr H up to the penalty); diagonal in the
         two eigenbases."""
         design = self.problem.design
         count = probabilities.shape[1]
@@ -235,7 +240,7 @@ def solve_readout(
 
     Args:
         problem: the standardised features and labels (:func:`readout_problem`).
-        l2: penalty on the standardised weights, >= 0.
+        l2: penalty on the standardised weights, > 0.
         tol: stop when the relative gradient norm is <= tol, > 0.
         max_iter: Newton iterations at most, >= 1.
         mask: optional (L, D) bool; weights where it is False are held at 0.
@@ -243,8 +248,9 @@ def solve_readout(
     Returns:
         :class:`Readout`, in the dtype and on the device of the features.
     """
-    if l2 < 0 or not tol > 0 or max_iter < 1:
-        raise ValueError(f"l2={l2}, tol={tol}, max_iter={max_iter}: expected l2 >= 0, tol > 0 and max_iter >= 1")
+    if not l2 > 0 or not tol > 0 or max_iter < 1:
+        raise ValueError(f"l2={l2}, tol={tol}, max_iter={max_iter}: expected l2 > 0 (without a penalty separable "
+                         "features have no optimum), tol > 0 and max_iter >= 1")
     design, classes, width = problem.design, problem.classes, problem.width
     shape = (len(classes), width + 1)
     if mask is not None and (mask.shape != (problem.num_classes, width) or mask.dtype != torch.bool):

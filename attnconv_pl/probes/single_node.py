@@ -91,7 +91,7 @@ def fit_readout(
         features: (n, D) raw features z, n >= 1.
         labels: (n,) integer labels in [0, num_classes).
         num_classes: L.
-        l2: penalty on the standardised weights, >= 0 (1e-3: enough to keep the weights finite
+        l2: penalty on the standardised weights, > 0 (1e-3: enough to keep the weights finite
             on separable features, small against the cross-entropy).
         tol: stop when ||grad|| <= tol ||grad at zero|| (1e-10).
         max_iter: Newton iterations at most (100; about 10 are needed); when they run out first

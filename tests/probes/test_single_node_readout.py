@@ -103,8 +103,8 @@ def test_an_andc_refit_equals_a_masked_fit_of_its_own_and_keeps_the_masked_weigh
     weight = refit.weight.clone().requires_grad_(True)
     bias = refit.bias.clone().requires_grad_(True)
     standard_weight = weight * features.std(0, correction=0)
-    loss = torch.nn.functional.cross_entropy(features @ weight.T + bias, labels) + L2 / 2 * standard_weight.square().sum()
-    loss.backward()
+    penalty = L2 / 2 * standard_weight.square().sum()
+    (torch.nn.functional.cross_entropy(features @ weight.T + bias, labels) + penalty).backward()
     assert float((weight.grad * features.std(0, correction=0).reciprocal() * mask).norm()) < 1e-8
 
 
