@@ -201,7 +201,7 @@ def point_cloud_w2(x: torch.Tensor, y: torch.Tensor, method: str, settings: Dyna
     solver's own warning is left out: :func:`run_probes` warns once per epoch, naming the setting."""
     if method == "exact":
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+            warnings.filterwarnings("ignore", r"wasserstein\(method='exact'\)", RuntimeWarning)
             return probes.wasserstein(x, y, p=2, method="exact", num_iter_max=settings.exact_w2_max_iter, log=True)
     if method == "paired":
         return probes.paired_displacement(x, y, p=2), {}
