@@ -44,9 +44,9 @@ for stiffer branches. Ritz values lie inside the spectrum: without rounding, the
 sigma_max is never above the true one and the estimated sigma_min never below. With rounding, a
 Ritz value falling from J's null space towards 0 (see ``_lanczos``) can be the smallest one above
 the numerical-rank floor when ``max_iter`` stops the run, so an unconverged sigma_min can also be
-too low: after 200 steps on the first-stage blocks of ResNet-20 at 16 px (float32, 4,096
-dimensions; digits, at initialisation and after 2 epochs) it was between 0.18x and 1.04x its
-converged value, which 500 steps reached. An unconverged index is no bound: read the
+too low: after 200 steps on ResNet-20 at 16 px (float32, 1,024 to 4,096 dimensions; digits,
+trained 10 epochs) it was between 0.013x and 1.03x its converged value, which 500 steps reached
+in every block (``bench/solver_budgets.py lanczos``). An unconverged index is no bound: read the
 ``converged`` flags.
 
 Measured on ResNet-20 branches (BN statistics from random images, float32): the estimates
