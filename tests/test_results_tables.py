@@ -62,14 +62,20 @@ def test_check_fails_naming_the_table_when_a_shipped_number_changes(tmp_path, ca
     data_dir.mkdir()
     for path in results_tables.DATA_DIR.glob("*.csv"):
         (data_dir / path.name).write_text(path.read_text())
-    path = data_dir / "vit_vs_resnet_digits.csv"
+    path = data_dir / "attention_vs_conv_digits.csv"
     header, *rows = path.read_text().splitlines()
-    index = next(i for i, row in enumerate(rows) if ",variance," in row and row.split(",")[1] != "0")
+    index = next(i for i, row in enumerate(rows) if row.split(",")[2:4] == ["mixer", "variance"] and row.split(",")[1] != "0")
     run, epoch, layer, metric, value = rows[index].split(",")
     rows[index] = ",".join([run, epoch, layer, metric, repr(float(value) * 1.5)])
     path.write_text("\n".join([header, *rows]) + "\n")
     assert results_tables.main(["--check", "--data_dir", str(data_dir)]) == 1
-    assert "vit_vs_resnet_digits: table after" in capsys.readouterr().err
+    assert "attention_vs_conv_digits: table after" in capsys.readouterr().err
+
+
+def test_a_study_without_shipped_numbers_is_named_not_passed_silently(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    assert results_tables.main(["--studies", "stiffness_digits", "--data_dir", str(tmp_path / "data")]) == 0
+    assert "no per-seed numbers" in capsys.readouterr().err
 
 
 def test_data_written_from_runs_gives_the_same_tables(tmp_path):
