@@ -57,9 +57,13 @@ def _write(path: Path, columns: Sequence[str], kept: list[dict[str, str]], rows:
 
 
 def _existing(path: Path, columns: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of ``path`` in ``columns``: a table written before columns were appended (a run
+    made by an earlier version, resumed now) gains them, empty in its earlier rows."""
     header, existing = read_rows(path)
     if existing and header != list(columns):
-        raise ValueError(f"{path} has columns {header}, expected {list(columns)}; write to another file")
+        if header != list(columns[:len(header)]):
+            raise ValueError(f"{path} has columns {header}, expected {list(columns)}; write to another file")
+        existing = [{column: row.get(column, "") for column in columns} for row in existing]
     return existing
 
 
