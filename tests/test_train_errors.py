@@ -16,8 +16,8 @@ import torch
 import yaml
 from torch import nn
 
-import train
-from attnconv_pl.cli import RUN_ID_ENV, TrainCLI
+from train_helpers import launch_train, refused
+from attnconv_pl.cli import TrainCLI
 from attnconv_pl.models import create_model
 from attnconv_pl.run_lock import acquire_run_lock
 
@@ -47,26 +47,6 @@ class TinyNet(nn.Module):
 TINY_NET = f"{__name__}:TinyNet"
 
 
-def launch(monkeypatch: pytest.MonkeyPatch, runs_dir: Path, *args: str, run_id: str = "run") -> None:
-    """``python train.py --runs_dir RUNS_DIR ARGS...`` in this process, as run ``run_id`` (W&B offline)."""
-    monkeypatch.setattr(sys, "argv", ["train.py"])
-    monkeypatch.setenv(RUN_ID_ENV, run_id)
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    train.main(["--runs_dir", str(runs_dir), *args])
-
-
-def refused(monkeypatch, capsys, runs_dir: Path, *args: str) -> str:
-    """The one ``error:`` line of a launch that must stop on bad input with exit status 2."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        launch(monkeypatch, runs_dir, *args)
-    assert stop.value.code == 2
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if "error" in line.lower()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err and "Union" not in err and "Given value" not in err, err
-    return lines[0]
-
 
 def files_under(folder: Path) -> dict[str, bytes | str]:
     """``{relative path: content, or a link's target}`` of every file and link under ``folder``."""
@@ -87,7 +67,7 @@ def import_path_run(tmp_path_factory):
     runs_dir = tmp_path_factory.mktemp("runs")
     out = StringIO()
     with pytest.MonkeyPatch.context() as monkeypatch, redirect_stdout(out):
-        launch(monkeypatch, runs_dir, "--model.init_args.arch", TINY_NET, "--model.init_args.arch_kwargs", "{}",
+        launch_train(monkeypatch, runs_dir, "--model.init_args.arch", TINY_NET, "--model.init_args.arch_kwargs", "{}",
                *QUICK, "--checkpoint.every_n_epochs", "1")
     run_dir = runs_dir / "default" / "run"
     acquire_run_lock(run_dir).release()  # the lock this process holds: released as when train.py exits
@@ -104,7 +84,7 @@ def test_the_readme_logger_example_trains_into_the_run_directory(extra, tmp_path
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
-    launch(monkeypatch, tmp_path / "runs", *shlex.split(command)[2:], *extra, *QUICK)
+    launch_train(monkeypatch, tmp_path / "runs", *shlex.split(command)[2:], *extra, *QUICK)
     run_dir = tmp_path / "runs" / "default" / "run"
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     logged = [path for path in run_dir.rglob("metrics.csv") if path.parent != run_dir]
@@ -124,7 +104,7 @@ def test_the_readme_logger_example_trains_into_the_run_directory(extra, tmp_path
                     reason="TensorBoardLogger needs tensorboard or tensorboardX")
 @pytest.mark.slow
 def test_a_tensorboard_logger_writes_its_events_into_the_run_directory(tmp_path, monkeypatch):
-    launch(monkeypatch, tmp_path / "runs", "--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger", *QUICK)
+    launch_train(monkeypatch, tmp_path / "runs", "--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger", *QUICK)
     assert list((tmp_path / "runs" / "default" / "run").rglob("events.out.tfevents.*"))
 
 

@@ -43,3 +43,30 @@ def check_ok(result: subprocess.CompletedProcess) -> str:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     return output
+
+
+def launch_train(monkeypatch, runs_dir: Path, *args: str, run_id: str = "run") -> None:
+    """``python train.py --runs_dir RUNS_DIR ARGS...`` in this process, as run ``run_id`` (W&B offline)."""
+    import train
+    from attnconv_pl.cli import RUN_ID_ENV
+
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    monkeypatch.setenv(RUN_ID_ENV, run_id)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    train.main(["--runs_dir", str(runs_dir), *args])
+
+
+def refused(monkeypatch, capsys, runs_dir: Path, *args: str) -> str:
+    """The one ``error:`` line of an in-process launch that must stop on bad input with exit status 2
+    (no traceback, no jsonargparse Union dump)."""
+    import pytest
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        launch_train(monkeypatch, runs_dir, *args)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err and "Union" not in err and "Given value" not in err, err
+    return lines[0]

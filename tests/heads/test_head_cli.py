@@ -4,14 +4,12 @@ with one ``error:`` line and exit status 2 before anything is written, the certi
 
 import csv
 import logging
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-import train
-from attnconv_pl.cli import RUN_ID_ENV
+from train_helpers import launch_train, refused
 from attnconv_pl.data.frozen_features import FrozenFeaturesDataModule, read_cache
 from attnconv_pl.heads import certify, one_hot
 from attnconv_pl.heads.module import HeadModule
@@ -25,16 +23,15 @@ FAST_CONVERGENCE = ("--model.init_args.beta", "0.1", "--model.init_args.head_kwa
 1e-4 within 40 L-BFGS iterations, 10 per epoch."""
 
 
+def head_args(tmp_path: Path, *args: str) -> tuple[str, ...]:
+    """``--config configs/convex_heads_digits.yaml`` with features cached in ``tmp_path/features``."""
+    return ("--config", str(CONFIG), "--data.init_args.cache_dir", str(tmp_path / "features"), *QUICK, *args)
+
+
 def launch(monkeypatch, tmp_path: Path, *args: str) -> Path:
-    """``python train.py --config configs/convex_heads_digits.yaml ARGS...`` in this process,
-    features cached in ``tmp_path/features``; the run directory."""
-    monkeypatch.setattr(sys, "argv", ["train.py"])
-    monkeypatch.setenv(RUN_ID_ENV, "run")
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    runs = tmp_path / "runs"
-    train.main(["--config", str(CONFIG), "--runs_dir", str(runs), "--data.init_args.cache_dir",
-                str(tmp_path / "features"), *QUICK, *args])
-    return runs / "convex_heads_digits" / "run"
+    """``python train.py`` of :func:`head_args` in this process; the run directory."""
+    launch_train(monkeypatch, tmp_path / "runs", *head_args(tmp_path, *args))
+    return tmp_path / "runs" / "convex_heads_digits" / "run"
 
 
 def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
@@ -63,14 +60,7 @@ def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
         "zero-hidden", "negative-gates", "unknown-head", "zero-iterations", "zero-lr", "zero-gap-tol"])
 def test_bad_head_settings_stop_with_one_error_line_before_anything_is_written(args, expected, monkeypatch, capsys,
                                                                               tmp_path):
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as stop:
-        launch(monkeypatch, tmp_path, *args)
-    assert stop.value.code == 2
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if "error" in line.lower()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
-    assert "Traceback" not in err, err
+    assert expected in refused(monkeypatch, capsys, tmp_path / "runs", *head_args(tmp_path, *args))
     assert not list(tmp_path.rglob("*")), "a refused launch wrote files"
 
 
