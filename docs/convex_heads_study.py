@@ -15,9 +15,9 @@ until its objective falls by at most :data:`STALL_TOL` per iteration, relatively
 a budget of :data:`STEPS` iterations (a fit that runs out is marked, and warns); and a small
 instance (60 digits of classes 0-2, 2x2-pooled: 4 tokens of 4 pixels) on which the fit is
 compared with :func:`attnconv_pl.heads.solve_convex` (CVXPY) and Z*'s rank is read per beta.
-A claim "A > B" gets a verdict from the paired per-seed differences A - B: agree when every
-difference is positive and |mean| > 2 sd, disagree when every one is negative with that margin,
-else inconclusive.
+The verdicts of the claims (which head beats which) are not computed here: ``python
+docs/results_tables.py --studies convex_heads`` derives them from the CSV by the rule of every
+study (with its margin and fragile band).
 
 The CSV (default ``docs/results/data/convex_heads.csv``) is long: columns
 ``study,variant,seed,epoch,layer,metric,value`` with study ``convex_heads``, variant the head
@@ -72,7 +72,6 @@ needs 5900 iterations)."""
 STUDY = "convex_heads"
 CSV_COLUMNS = ("study", "variant", "seed", "epoch", "layer", "metric", "value")
 BETAS = (1e-4, 1e-3, 1e-2, 1e-1)
-CLAIMS = (("linear_attention", "linear"), ("linear_attention", "mlp"), ("attention", "linear"))
 CERTIFIED_EVERY = 20
 """L-BFGS iterations between two certificates of a convex-capable fit (points of its history)."""
 STALL_EVERY = 100
@@ -123,18 +122,6 @@ def token_panels(head: torch.nn.Module, tokens: torch.Tensor, labels: torch.Tens
 
 def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
-
-
-def verdict(differences: list[float]) -> str:
-    """agree / disagree / inconclusive by the paired-seed rule (module docstring)."""
-    mean, sd = statistics.mean(differences), statistics.stdev(differences)
-    if abs(mean) <= 2 * sd:
-        return "inconclusive"
-    if all(d > 0 for d in differences):
-        return "agree"
-    if all(d < 0 for d in differences):
-        return "disagree"
-    return "inconclusive"
 
 
 def write_csv(path: Path, rows: list[tuple]) -> None:
@@ -249,14 +236,8 @@ def main() -> None:
           f"validation digit per class {', '.join(map(str, TOKEN_CLASSES))}, and the {TOKEN_GROUPS} token groups "
           "that spectral clustering of |M + M^T| / 2 finds:\n")
     print("![token-token matrices](results/convex_heads_tokens.png)")
-    print("\n## Verdicts (val accuracy, paired over seeds)\n")
-    print("| claim | differences per seed | mean ± sd | verdict |")
-    print("|---|---|---|---|")
-    for better, worse in CLAIMS:
-        differences = [a - b for a, b in zip(val_acc[better], val_acc[worse])]
-        shown = ", ".join(f"{d:+.4f}" for d in differences)
-        print(f"| {better} > {worse} | {shown} | {mean_sd(differences)} | {verdict(differences)} |")
-    print(f"\nPer-seed numbers: {arguments.csv}. Total {time.perf_counter() - started:.0f} s.")
+    print(f"\nPer-seed numbers: {arguments.csv}; the verdicts: python docs/results_tables.py --studies convex_heads. "
+          f"Total {time.perf_counter() - started:.0f} s.")
 
 
 if __name__ == "__main__":
