@@ -20,8 +20,9 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from attnconv_pl.analyses import list_analyses
 from attnconv_pl.analyses.robustness import DEFAULT_NOISE_LEVELS, RobustnessSettings, check_noise_levels
@@ -307,7 +308,7 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
 
     ``completed`` receives each :class:`~attnconv_pl.reports.records.ProbedRun` as it is done.
     """
-    from attnconv_pl.console import Progress
+    from attnconv_pl.io.console import Progress
     from attnconv_pl.offline.assemble import group_key, group_labels, probed_run, unreachable_target
     from attnconv_pl.offline.data_choice import DataChoice, resolve_device
     from attnconv_pl.offline.prober import RunProber

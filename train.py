@@ -31,11 +31,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     (:meth:`TrainCLI.discard_failed_launch`); so does a full disk, keeping every epoch written."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    from attnconv_pl.atomic import disk_full_cause
     from attnconv_pl.cli import TrainCLI, check_resume_checkpoint, disk_full_message, error_message
     from attnconv_pl.errors import ConfigError
-    from attnconv_pl.run_summary import print_run_summary
-    from attnconv_pl.wandb_mode import configure_wandb_mode
+    from attnconv_pl.io.atomic import disk_full_cause
+    from attnconv_pl.io.run_summary import print_run_summary
+    from attnconv_pl.io.wandb_mode import configure_wandb_mode
     from callbacks._probing import ProbingCallback
 
     sys.argv[1:] = with_default_config(sys.argv[1:] if argv is None else argv)  # DDP workers re-run sys.argv

@@ -30,13 +30,13 @@ from attnconv_pl.analyses.base import CheckpointInputs, LabelledInputs, settings
 from attnconv_pl.capture import resolve_layers
 from attnconv_pl.capture.probe_set import select_probe_indices
 from attnconv_pl.errors import ConfigError
+from attnconv_pl.io.epoch_table import DYNAMICS_FILE
 from attnconv_pl.models import ProbePoint, probe_layers
 from attnconv_pl.models.external import timm_feature_entries
 
 if TYPE_CHECKING:
     import pandas
 
-DYNAMICS_FILE = "dynamics.csv"
 METRICS_FILE = "metrics.csv"
 TENSOR_DATASET = "tensors"
 """The dataset name of a probe set given as tensors."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Optional, Sequence
+from typing import Any, NoReturn, Optional
 
 import lightning.pytorch as pl
 import yaml
@@ -15,16 +17,16 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from attnconv_pl.atomic import DiskFullError, atomic_write_text, free_bytes, mebibytes
-from attnconv_pl.console import silence_known_noise
-from attnconv_pl.offline.checkpoints import callback_state, epoch_checkpoints, read_checkpoint, run_dir_of
 from attnconv_pl.data import ClassificationDataModule
 from attnconv_pl.errors import ConfigError, check_creatable_dir
-from attnconv_pl.launch_record import LaunchRecord
+from attnconv_pl.io.atomic import DiskFullError, atomic_write_text, free_bytes, mebibytes
+from attnconv_pl.io.console import silence_known_noise
+from attnconv_pl.io.launch_record import LaunchRecord
+from attnconv_pl.io.run_lock import RunLock, acquire_run_lock, is_launching_process
+from attnconv_pl.io.run_summary import started_wandb_loggers
+from attnconv_pl.io.wandb_run import wandb_id_of_run
 from attnconv_pl.models._options import UnknownOptionError
-from attnconv_pl.run_lock import RunLock, acquire_run_lock, is_launching_process
-from attnconv_pl.run_summary import started_wandb_loggers
-from attnconv_pl.wandb_run import wandb_id_of_run
+from attnconv_pl.offline.checkpoints import callback_state, epoch_checkpoints, read_checkpoint, run_dir_of
 from callbacks import EpochCheckpoint, EpochMetrics, EpochSeeding, FeatureDynamics, SingleNodeProbing, StiffnessProbing
 from callbacks._probing import ProbingCallback
 
@@ -41,6 +43,17 @@ DEFAULT_MODEL = {"class_path": "attnconv_pl.module.ClassifierModule"}
 
 RUN_DIR_SAVE_DIR = "."
 """A logger's ``save_dir`` meaning "the run directory", as ``config.yaml`` stores it."""
+
+
+MOVED_MODULES = {"attnconv_pl.data.frozen_features": "attnconv_pl.heads.frozen_features"}
+"""Modules that moved, by the old name that configs saved before the move name in ``class_path``."""
+
+
+def alias_moved_modules() -> None:
+    """Make every old name of :data:`MOVED_MODULES` import its new module, so that the saved
+    ``config.yaml`` of a run made before a move still resumes."""
+    for old, new in MOVED_MODULES.items():
+        sys.modules.setdefault(old, importlib.import_module(new))
 
 
 def run_dir_to_resume(ckpt_path: Path) -> Optional[Path]:
@@ -98,7 +111,7 @@ class TrainCLI(LightningCLI):
     run (:class:`callbacks.EpochMetrics`, no options), and links the data
     module's ``num_classes``, ``in_chans`` and ``image_size`` into the model. The ``dynamics``
     section configures :class:`callbacks.FeatureDynamics`. A ``WandbLogger`` (the default logger)
-    logs every launch of a run directory to one W&B run (:mod:`attnconv_pl.wandb_run`), with the
+    logs every launch of a run directory to one W&B run (:mod:`attnconv_pl.io.wandb_run`), with the
     whole config (:class:`RunConfigSaver`) and ``--wandb_group`` / ``--wandb_job_type``.
 
     The model is any LightningModule that takes ``num_classes``, ``in_chans`` and
@@ -110,6 +123,7 @@ class TrainCLI(LightningCLI):
     def __init__(self, args: Optional[list[str]] = None) -> None:
         """Parse ``args`` (default: ``sys.argv[1:]``) and build data, model and trainer; if that
         fails, nothing it created in the run directory is left (:meth:`discard_failed_launch`)."""
+        alias_moved_modules()
         self.run_dir: Optional[Path] = None
         self.launch: Optional[LaunchRecord] = None
         self.run_lock: Optional[RunLock] = None
@@ -189,7 +203,7 @@ class TrainCLI(LightningCLI):
 
     def discard_failed_launch(self) -> None:
         """Remove what this launch created in its run directory, for a launch that stopped on bad
-        input (see :class:`~attnconv_pl.launch_record.LaunchRecord`: nothing once it wrote a
+        input (see :class:`~attnconv_pl.io.launch_record.LaunchRecord`: nothing once it wrote a
         checkpoint), after finishing the W&B runs it started and releasing the lock. Only in the
         launching process; calling it again does nothing."""
         if self.launch is None:
@@ -292,7 +306,7 @@ def _flow(mapping: dict[str, Any]) -> str:
 
 def disk_full_message(full: BaseException, run_dir: Path) -> str:
     """The message of a run stopped by a full disk (``full``, see
-    :func:`attnconv_pl.atomic.disk_full_cause`): what could not be written, the space free and
+    :func:`attnconv_pl.io.atomic.disk_full_cause`): what could not be written, the space free and
     needed, how to go on. Every file of the run directory is whole (each is written atomically)."""
     last = run_dir / "checkpoints" / "last.ckpt"
     numbered = epoch_checkpoints(run_dir)
@@ -345,7 +359,7 @@ def _wandb_run_name(run_dir: Path) -> str:
 
 def _configure_wandb_logger(init_args: Namespace, run_dir: Path, config: Namespace) -> None:
     """Name the W&B run after the run directory (unless named), give it the directory's W&B run
-    id (:func:`attnconv_pl.wandb_run.wandb_id_of_run`; set in the launching process, the only one
+    id (:func:`attnconv_pl.io.wandb_run.wandb_id_of_run`; set in the launching process, the only one
     that logs) with ``resume="allow"`` (unless set), so every launch of the directory logs to one
     W&B run, and the group and job type of ``--wandb_group`` / ``--wandb_job_type``."""
     if not init_args.get("name"):

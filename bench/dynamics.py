@@ -22,8 +22,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _runs import REPO, time_call, train  # noqa: E402
-from attnconv_pl.analyses.dynamics import (compactness_metrics, diagram_distance_metrics, diagrams_of,  # noqa: E402
-                                           drift_metrics, stability_metrics)
+
+from attnconv_pl.analyses.dynamics import (  # noqa: E402
+    compactness_metrics,
+    diagram_distance_metrics,
+    diagrams_of,
+    drift_metrics,
+    stability_metrics,
+)
 from attnconv_pl.capture.snapshots import load_snapshot, snapshot_path  # noqa: E402
 from callbacks import FeatureDynamics  # noqa: E402
 

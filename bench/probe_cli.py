@@ -27,9 +27,9 @@ sys.path.insert(0, str(REPO))
 
 import attnconv_pl.reports.report  # noqa: E402,F401 - imported before timing, as probe.py's lazy imports are
 import probe  # noqa: E402
+from attnconv_pl.offline.checkpoints import collect_runs  # noqa: E402
 from attnconv_pl.offline.data_choice import DataChoice  # noqa: E402
 from attnconv_pl.offline.prober import RunProber  # noqa: E402
-from attnconv_pl.offline.checkpoints import collect_runs  # noqa: E402
 
 STAGES = ("load", "references", "capture", "probes")
 

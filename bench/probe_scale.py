@@ -35,10 +35,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _runs import REPO, train  # noqa: E402
+
 from attnconv_pl.analyses.base import AnalysisResult  # noqa: E402
 from attnconv_pl.analyses.dynamics import Dynamics  # noqa: E402
+from attnconv_pl.analyses.probe_pool import ProbePool, available_cores, one_thread  # noqa: E402
 from attnconv_pl.capture.snapshots import load_snapshot, snapshot_path  # noqa: E402
-from attnconv_pl.probe_pool import ProbePool, available_cores, one_thread  # noqa: E402
 from callbacks import FeatureDynamics  # noqa: E402
 
 RUN_FLAGS = ("--model.init_args.arch", "resnet18", "--model.init_args.arch_kwargs", "{}",

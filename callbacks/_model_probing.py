@@ -21,13 +21,11 @@ from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
 from attnconv_pl.analyses.base import Analysis, CheckpointInputs, LabelledInputs
-from attnconv_pl.console import say
-from attnconv_pl.dynamics_csv import drop_epochs_after, write_epochs
 from attnconv_pl.errors import ConfigError
+from attnconv_pl.io.console import say
+from attnconv_pl.io.epoch_table import DYNAMICS_FILE, drop_epochs_after, write_epochs
+from attnconv_pl.io.wandb_run import metric_key
 from attnconv_pl.offline.data_choice import load_probe_set
-from attnconv_pl.wandb_dynamics import metric_key
-
-DYNAMICS_FILE = "dynamics.csv"
 
 
 class ModelProbing(Callback):

@@ -33,21 +33,27 @@ from torch.utils.data import Dataset
 from typing_extensions import override
 
 from attnconv_pl.analyses.base import Analysis, AnalysisResult
-from attnconv_pl.console import say
-from attnconv_pl.errors import ConfigError
-from attnconv_pl.capture import (Activations, Projector, flatten_activations, gather_in_probe_order, resolve_layers,
-                                 shard_indices, unflatten_activations)
-from attnconv_pl.dynamics_csv import drop_epochs_after, read_rows, write_epochs
+from attnconv_pl.analyses.probe_pool import ProbePool, resolve_workers
+from attnconv_pl.capture import (
+    Activations,
+    Projector,
+    flatten_activations,
+    gather_in_probe_order,
+    resolve_layers,
+    shard_indices,
+    unflatten_activations,
+)
 from attnconv_pl.capture.budget import SnapshotBudget
-from attnconv_pl.ordered_jobs import OrderedJobs
-from attnconv_pl.probe_pool import ProbePool, resolve_workers
 from attnconv_pl.capture.probe_set import capture_probe_images, load_probe_images, round_to_dtype, select_probe_indices
 from attnconv_pl.capture.snapshots import UnreadableSnapshot, load_snapshot, save_snapshot, set_aside, snapshot_path
+from attnconv_pl.errors import ConfigError
+from attnconv_pl.io.console import say
+from attnconv_pl.io.epoch_table import DYNAMICS_FILE, drop_epochs_after, read_rows, write_epochs
+from attnconv_pl.io.wandb_run import metric_key
 from attnconv_pl.offline.checkpoints import first_sentence, load_torch_file
-from attnconv_pl.wandb_dynamics import metric_key
+from callbacks._jobs import OrderedJobs
 from callbacks.epoch_checkpoint import EpochCheckpoint, checkpoint_name
 
-DYNAMICS_FILE = "dynamics.csv"
 COST_METRICS = ("overhead_seconds", "probe_seconds")
 """Run-level rows (empty layer) of every probed epoch: seconds training waited for the probe,
 and seconds the analysis took."""
@@ -114,7 +120,7 @@ class ProbingCallback(Callback, ABC):
             ``num_workers`` (optional) sizes :attr:`pool`.
 
     Attributes:
-        pool: worker processes for the analysis (:class:`attnconv_pl.probe_pool.ProbePool`),
+        pool: worker processes for the analysis (:class:`attnconv_pl.analyses.probe_pool.ProbePool`),
             built at setup with ``settings.num_workers`` processes (default: the CPU cores
             left free by the training processes, one each, and their data loaders' workers);
             they start at the first probe that uses them,

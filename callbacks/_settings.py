@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from attnconv_pl.analyses.base import settings_help
 

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
 from attnconv_pl.analyses.base import is_scheduled_epoch
-from attnconv_pl.console import say
+from attnconv_pl.io.console import say
 
 
 def checkpoint_name(epoch: int) -> str:

@@ -15,9 +15,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
 from typing_extensions import override
 
-from attnconv_pl.dynamics_csv import drop_epochs_after, write_epochs
 from attnconv_pl.analyses.training_records import COLUMNS, LOGGED_NAMES, METRICS_FILE
-from attnconv_pl.wandb_run import EPOCH_AXIS, define_epoch_axis
+from attnconv_pl.io.epoch_table import drop_epochs_after, write_epochs
+from attnconv_pl.io.wandb_run import EPOCH_AXIS, define_epoch_axis
 
 
 def epoch_mean(metrics: Mapping[str, Any], name: str) -> float:
@@ -39,10 +39,10 @@ class EpochMetrics(Callback):
     value is averaged over the processes (metrics already synchronised stay as they are) and
     global rank zero writes.
 
-    The loggers get the same epoch axis: ``epoch`` (:data:`attnconv_pl.wandb_run.EPOCH_AXIS`,
+    The loggers get the same epoch axis: ``epoch`` (:data:`attnconv_pl.io.wandb_run.EPOCH_AXIS`,
     completed epochs, as ``metrics.csv`` and ``dynamics.csv``) is logged with the epoch-level
     training and validation metrics, where Lightning would put the 0-based index of the epoch;
-    a W&B run plots them against it (:func:`attnconv_pl.wandb_run.define_epoch_axis`). Rows
+    a W&B run plots them against it (:func:`attnconv_pl.io.wandb_run.define_epoch_axis`). Rows
     logged during an epoch keep Lightning's ``epoch``, the epochs completed before it.
 
     The row of an epoch is written before that epoch's checkpoints (register this callback

@@ -6,7 +6,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
-from attnconv_pl.seeding import epoch_seed, run_seed, seed_generators
+from attnconv_pl.data.seeding import epoch_seed, run_seed, seed_generators
 
 
 class EpochSeeding(Callback):

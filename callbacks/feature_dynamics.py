@@ -10,9 +10,9 @@ from typing_extensions import override
 from attnconv_pl.analyses.base import AnalysisResult
 from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings
 from attnconv_pl.capture import Activations
-from attnconv_pl.wandb_dynamics import log_to_wandb
 from callbacks._probing import ProbingCallback
 from callbacks._settings import options_from
+from callbacks._wandb import log_to_wandb
 
 
 @options_from(DynamicsSettings)

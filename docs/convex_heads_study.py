@@ -43,10 +43,10 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from attnconv_pl.atomic import atomic_write_text
 from attnconv_pl.heads import fit_head, one_hot, solve_convex
 from attnconv_pl.heads.figures import accuracy_figure, certificate_figure, rank_figure, token_figure
 from attnconv_pl.heads.tokens import token_clusters, token_token_matrices
+from attnconv_pl.io.atomic import atomic_write_text
 from attnconv_pl.reports.figures import save_figure
 
 SEEDS = (0, 1, 2)

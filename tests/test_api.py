@@ -14,7 +14,7 @@ import attnconv_pl
 from attnconv_pl import probes
 from attnconv_pl.errors import ConfigError
 from attnconv_pl.analyses.training_records import COLUMNS as METRICS_COLUMNS
-from attnconv_pl.dynamics_csv import write_epochs
+from attnconv_pl.io.epoch_table import write_epochs
 from attnconv_pl.models import create_model
 from train_helpers import REPO, check_ok, run_train
 

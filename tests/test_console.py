@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from attnconv_pl.console import LIGHTNING_LOGGER, Progress
+from attnconv_pl.io.console import LIGHTNING_LOGGER, Progress
 from callbacks.epoch_checkpoint import EpochCheckpoint
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")

@@ -1,11 +1,11 @@
-"""The epoch tables (attnconv_pl/dynamics_csv.py): merges keep every row, and a table written
+"""The epoch tables (attnconv_pl/io/epoch_table.py): merges keep every row, and a table written
 before a column was added gains it on resume."""
 
 import csv
 
 import pytest
 
-from attnconv_pl.dynamics_csv import drop_epochs_after, write_epochs
+from attnconv_pl.io.epoch_table import drop_epochs_after, write_epochs
 
 
 def rows(path):

@@ -1,8 +1,8 @@
-"""``attnconv_pl.launch_record``: what a launch that stopped on bad input removes, and what it never touches."""
+"""``attnconv_pl.io.launch_record``: what a launch that stopped on bad input removes, and what it never touches."""
 
 import os
 
-from attnconv_pl.launch_record import LaunchRecord
+from attnconv_pl.io.launch_record import LaunchRecord
 
 
 def test_a_new_run_directory_goes_with_the_empty_folders_above_it_that_the_launch_created(tmp_path):

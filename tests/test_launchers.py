@@ -18,14 +18,14 @@ import submitit
 import yaml
 
 import attnconv_pl
-import attnconv_pl.launchers as launchers
-import attnconv_pl.study as study_module
+import attnconv_pl.study.launchers as launchers
+import attnconv_pl.study.runner as study_module
 from attnconv_pl.analyses.training_records import COLUMNS
-from attnconv_pl.dynamics_csv import write_epochs
+from attnconv_pl.io.epoch_table import write_epochs
 from attnconv_pl.errors import StudyError
-from attnconv_pl.launchers import SlurmResources, device_slots, slurm_minutes, slurm_resources
-from attnconv_pl.study import main
-from attnconv_pl.study_progress import RunProgress
+from attnconv_pl.study.launchers import SlurmResources, device_slots, slurm_minutes, slurm_resources
+from attnconv_pl.study.runner import main
+from attnconv_pl.study.progress import RunProgress
 from test_study import BRIEF, RUNNER, wait_for
 from train_helpers import REPO
 
@@ -144,8 +144,8 @@ def test_a_slurm_dry_run_needs_no_sbatch_and_shows_each_jobs_options(tmp_path, m
 
 def test_without_submitit_the_slurm_launcher_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit fails as when not installed
-    monkeypatch.delitem(sys.modules, "attnconv_pl.slurm_job", raising=False)
-    monkeypatch.delattr(attnconv_pl, "slurm_job", raising=False)
+    monkeypatch.delitem(sys.modules, "attnconv_pl.study.slurm_job", raising=False)
+    monkeypatch.delattr(attnconv_pl.study, "slurm_job", raising=False)
     with pytest.raises(StudyError, match=r"--launcher slurm needs submitit: pip install 'attnconv-pl\[slurm\]'"):
         launchers.SlurmLauncher(SlurmResources(time_min=10), "study")
 

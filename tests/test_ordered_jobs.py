@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from attnconv_pl.ordered_jobs import OrderedJobs
+from callbacks._jobs import OrderedJobs
 
 
 @pytest.mark.parametrize("background", [True, False])

@@ -8,7 +8,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_info
 
-from attnconv_pl.probe_pool import ProbePool, available_cores, one_thread, resolve_workers
+from attnconv_pl.analyses.probe_pool import ProbePool, available_cores, one_thread, resolve_workers
 
 
 def row_sum_and_process(points: torch.Tensor, row: int) -> tuple[float, int, int]:

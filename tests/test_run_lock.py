@@ -1,4 +1,4 @@
-"""``attnconv_pl.run_lock``: one writer per run directory, checked with real processes."""
+"""``attnconv_pl.io.run_lock``: one writer per run directory, checked with real processes."""
 
 import json
 import os
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from attnconv_pl.run_lock import (LOCK_NAME, RunLockedError, acquire_run_lock, check_run_unlocked,
+from attnconv_pl.io.run_lock import (LOCK_NAME, RunLockedError, acquire_run_lock, check_run_unlocked,
                                   is_launching_process)
 
 TAKE_LOCK = """\
 import sys
 from pathlib import Path
-from attnconv_pl.run_lock import RunLockedError, acquire_run_lock
+from attnconv_pl.io.run_lock import RunLockedError, acquire_run_lock
 try:
     acquire_run_lock(Path(sys.argv[1]))
 except RunLockedError as error:

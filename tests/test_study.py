@@ -20,8 +20,8 @@ import yaml
 
 from attnconv_pl.cli import TrainCLI
 from attnconv_pl.models import create_model
-import attnconv_pl.study as study_module
-from attnconv_pl.study import Study, StudyError, load_study, main, resolve_study, run_state
+import attnconv_pl.study.runner as study_module
+from attnconv_pl.study.runner import Study, StudyError, load_study, main, resolve_study, run_state
 from test_run_lock import lock_held_by_another_process
 from train_helpers import REPO
 
@@ -240,8 +240,8 @@ time.sleep(300)
 RUNNER = """\
 import signal, sys
 from pathlib import Path
-import attnconv_pl.launchers as launchers
-import attnconv_pl.study as study
+import attnconv_pl.study.launchers as launchers
+import attnconv_pl.study.runner as study
 study.TRAIN_SCRIPT = Path(sys.argv[1])
 study.check_train_args = lambda *args: None  # the stand-in takes any flags
 launchers.STOP_GRACE_S = float(sys.argv[2])

@@ -19,7 +19,7 @@ from torch import nn
 from train_helpers import launch_train, refused
 from attnconv_pl.cli import TrainCLI
 from attnconv_pl.models import create_model
-from attnconv_pl.run_lock import acquire_run_lock
+from attnconv_pl.io.run_lock import acquire_run_lock
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -6,7 +6,7 @@ import numpy as np
 import wandb
 
 from attnconv_pl.analyses.base import AnalysisResult
-from attnconv_pl.wandb_dynamics import log_to_wandb
+from callbacks._wandb import log_to_wandb
 
 
 class RecordingRun:

@@ -18,8 +18,8 @@ import yaml
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from wandb.proto import wandb_internal_pb2
 
-from attnconv_pl.console import silence_known_noise
-from attnconv_pl.wandb_run import WANDB_ID_FILE, stored_wandb_id, sync_command, wandb_id_of_run
+from attnconv_pl.io.console import silence_known_noise
+from attnconv_pl.io.wandb_run import WANDB_ID_FILE, stored_wandb_id, sync_command, wandb_id_of_run
 from train_helpers import check_ok, run_train
 
 TINY = ("--dynamics.enabled", "false", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",

@@ -15,19 +15,26 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterator, Literal, Mapping, Optional, Sequence
+from typing import Literal, Optional
 
 import numpy as np
 import torch
 
 from attnconv_pl import probes
-from attnconv_pl.analyses.base import (Analysis, AnalysisResult, CheckpointInputs, MetricFamily, check_field_types,
-                                       is_scheduled_epoch)
+from attnconv_pl.analyses.base import (
+    Analysis,
+    AnalysisResult,
+    CheckpointInputs,
+    MetricFamily,
+    check_field_types,
+    is_scheduled_epoch,
+)
+from attnconv_pl.analyses.probe_pool import Call, ProbePool, resolve_workers
 from attnconv_pl.capture import Projector, resolve_layers
 from attnconv_pl.capture.probe_set import capture_probe_images, round_to_dtype
 from attnconv_pl.errors import ConfigError
-from attnconv_pl.probe_pool import Call, ProbePool, resolve_workers
 from attnconv_pl.probes.intrinsic_dim import TORCH_METHODS, skdim_estimators
 
 Snapshot = Mapping[str, Mapping[str, torch.Tensor]]
@@ -85,7 +92,7 @@ class DynamicsSettings:
             on (``False``: training waits for them, simplest to debug).
         num_workers: processes computing one epoch's probes side by side (layers and their
             persistence diagrams; numbers those of one process computing on one thread, up to
-            the last bit of float32 matrix products, see :mod:`attnconv_pl.probe_pool`). Default (None): the CPU cores left free
+            the last bit of float32 matrix products, see :mod:`attnconv_pl.analyses.probe_pool`). Default (None): the CPU cores left free
             by the training processes (one each) and their data loaders' workers (all of them in
             ``probe.py``), at least 1; 0 or 1: in the process that trains (or runs ``probe.py``),
             one probe at a time.
@@ -177,7 +184,7 @@ def compactness_metrics(layer: str, output: torch.Tensor, settings: DynamicsSett
     for method in settings.id_methods:
         if method not in TORCH_METHODS:
             dimensions |= guarded(layer, [f"id_{method}"],
-                                  lambda: {f"id_{method}": probes.intrinsic_dimension(output, method)})
+                                  lambda: {f"id_{method}": probes.intrinsic_dimension(output, method)})  # noqa: B023 (called at once)
     return values | {f"id_{method}": dimensions[f"id_{method}"] for method in settings.id_methods}
 
 
@@ -301,7 +308,7 @@ def diagram_distance_metrics(layer: str, prefix: str, first: Optional[Diagrams],
                 values[name] = math.nan
             else:
                 values |= guarded(layer, [name], lambda: {
-                    name: probes.diagram_distance(first[dim], second[dim], order)})
+                    name: probes.diagram_distance(first[dim], second[dim], order)})  # noqa: B023 (called at once)
     return values
 
 
@@ -465,7 +472,7 @@ class Dynamics(Analysis):
         settings: what to compute.
         layers: probed layers in depth order.
         pool: where the probes run (default: a pool of ``settings.num_workers`` processes, all
-            free cores when None; see :func:`attnconv_pl.probe_pool.resolve_workers`); its
+            free cores when None; see :func:`attnconv_pl.analyses.probe_pool.resolve_workers`); its
             processes start on the first :meth:`run` and stop at :meth:`close`.
     """
 

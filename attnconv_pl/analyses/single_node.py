@@ -40,8 +40,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from attnconv_pl.analyses.base import (Analysis, AnalysisResult, CheckpointInputs, MetricFamily, check_field_types,
-                                       is_scheduled_epoch)
+from attnconv_pl.analyses.base import (
+    Analysis,
+    AnalysisResult,
+    CheckpointInputs,
+    MetricFamily,
+    check_field_types,
+    is_scheduled_epoch,
+)
 from attnconv_pl.capture import Projector
 from attnconv_pl.capture.probe_set import capture_probe_images
 from attnconv_pl.models import ProbePoint, points_of_kind

@@ -33,8 +33,14 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
-from attnconv_pl.analyses.base import (Analysis, AnalysisResult, CheckpointInputs, MetricFamily, check_field_types,
-                                       is_scheduled_epoch)
+from attnconv_pl.analyses.base import (
+    Analysis,
+    AnalysisResult,
+    CheckpointInputs,
+    MetricFamily,
+    check_field_types,
+    is_scheduled_epoch,
+)
 from attnconv_pl.capture import Projector, capture_activations
 from attnconv_pl.models import ProbePoint, points_of_kind
 from attnconv_pl.probes import stiffness as maths

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 from attnconv_pl.analyses.base import Analysis, AnalysisResult, check_field_types
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from attnconv_pl.errors import ConfigError
+
 from .snapshots import snapshot_nbytes
 
 

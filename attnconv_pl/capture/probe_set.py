@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 import torch
 from torch import Tensor, nn

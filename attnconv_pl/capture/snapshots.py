@@ -23,7 +23,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from attnconv_pl.atomic import atomic_path
+from attnconv_pl.io.atomic import atomic_path
+
 from ._distributed import flatten_activations, unflatten_activations
 from ._points import Activations
 

@@ -5,7 +5,6 @@ from attnconv_pl.data.base import SPLITS, ClassificationDataModule, TransformedS
 from attnconv_pl.data.cifar import CIFAR10DataModule, CIFAR100DataModule, CIFARDataModule
 from attnconv_pl.data.digits import DigitsDataModule
 from attnconv_pl.data.flowers import Flowers102DataModule
-from attnconv_pl.data.frozen_features import FrozenFeaturesDataModule  # noqa: F401  (not a dataset: not in DATAMODULES)
 
 DATAMODULES: dict[str, type[ClassificationDataModule]] = {
     "digits": DigitsDataModule,

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 from torchvision.transforms import v2
 
-from attnconv_pl.seeding import epoch_seed, run_seed
+from attnconv_pl.data.seeding import epoch_seed, run_seed
 
 SPLITS = ("train", "val", "test")
 """Split names, in the order the data flows through training."""

@@ -9,7 +9,13 @@ from torch.utils.data import Dataset
 from torchvision.datasets import Flowers102
 from torchvision.transforms import v2
 
-from attnconv_pl.data.base import ClassificationDataModule, DataFiles, TransformedSubset, normalized_tensor, rand_augment
+from attnconv_pl.data.base import (
+    ClassificationDataModule,
+    DataFiles,
+    TransformedSubset,
+    normalized_tensor,
+    rand_augment,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

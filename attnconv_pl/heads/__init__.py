@@ -13,9 +13,20 @@ from . import modules
 from .certificate import RANK_TOL, Certificate, certificate, certify, dual_value, numerical_rank, spectral_norms
 from .exact import ConvexSolution, solve_convex
 from .fit import ConvergenceWarning, FitResult, fit_head
+from .lifted import (
+                     Lifting,
+                     adjoint_matvec,
+                     adjoint_rmatvec,
+                     attention_lifting,
+                     block_singular_values,
+                     fno_lifting,
+                     gate_directions,
+                     lifted_adjoint,
+                     lifted_blocks,
+                     lifted_predict,
+                     mixer_lifting,
+)
 from .module import HeadModule
-from .lifted import (Lifting, adjoint_matvec, adjoint_rmatvec, attention_lifting, block_singular_values, fno_lifting,
-                     gate_directions, lifted_adjoint, lifted_blocks, lifted_predict, mixer_lifting)
 from .objective import one_hot, squared_loss, weight_decay
 from .registry import ConvexHead, create_head, list_heads, register_head
 

@@ -56,7 +56,7 @@ class HeadModule(pl.LightningModule):
         head_kwargs: its options (``heads``, ``gates``, ``gate_seed``, ``hidden``).
         num_classes: c, linked from the data module by ``train.py``.
         in_chans: the token width d; ``train.py`` links the data module's ``in_chans``, which
-            :class:`~attnconv_pl.data.frozen_features.FrozenFeaturesDataModule` sets to d.
+            :class:`~attnconv_pl.heads.frozen_features.FrozenFeaturesDataModule` sets to d.
         image_size: the number of tokens s, linked likewise (its ``image_size`` is s).
         loss: ``"squared"`` ((1/2) ||y_hat - one_hot(y)||^2, the loss of the convex program) or
             ``"cross_entropy"`` (then no certificate).

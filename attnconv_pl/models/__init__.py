@@ -8,7 +8,7 @@ tokens, extras) in forward order, and ``probe_layers``, their module names.
 ``create_model("package.module:Name", ...)`` your own class (:mod:`.external`).
 """
 
-from . import attention_conv, cct, cifar_resnet, resnet, vit
+from . import attention_conv, cct, cifar_resnet, resnet, vit  # noqa: F401  (importing them registers their networks)
 from ._features import KINDS, ProbePoint, attach_feature_info, points_of_kind, probe_layers
 from ._registry import create_model, list_models, register_model
 

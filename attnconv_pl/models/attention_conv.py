@@ -25,8 +25,8 @@ from torch import Tensor, nn
 
 from ._features import ProbePoint, attach_feature_info
 from ._patching import resolve_patch_size
-from .metric_attention import MetricAttention
 from ._registry import register_model
+from .metric_attention import MetricAttention
 
 
 class ChannelLayerNorm(nn.LayerNorm):

@@ -26,7 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 from torch import nn
-from torchvision.models import ResNet, resnet18 as tv_resnet18, resnet34 as tv_resnet34
+from torchvision.models import ResNet
+from torchvision.models import resnet18 as tv_resnet18
+from torchvision.models import resnet34 as tv_resnet34
 
 from ._features import ProbePoint, attach_feature_info
 from ._registry import register_model, reject_unknown_kwargs

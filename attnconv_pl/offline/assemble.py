@@ -8,8 +8,14 @@ import dataclasses
 from typing import Any, Optional
 
 from attnconv_pl.analyses.dynamics import compactness_metrics
-from attnconv_pl.analyses.training_records import (DEFAULT_TARGET_LOSS, METRICS_FILE, TrainingRecordsAnalysis,
-                                                   TrainingRecordsSettings, loss_floor, read_metrics)
+from attnconv_pl.analyses.training_records import (
+    DEFAULT_TARGET_LOSS,
+    METRICS_FILE,
+    TrainingRecordsAnalysis,
+    TrainingRecordsSettings,
+    loss_floor,
+    read_metrics,
+)
 from attnconv_pl.errors import ProbeInputError
 from attnconv_pl.reports.records import INPUT_LAYER
 

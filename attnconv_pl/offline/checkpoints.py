@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import pickle
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
-
-import yaml
+from typing import Any, Optional
 
 from attnconv_pl.errors import ConfigError, ProbeInputError
+from attnconv_pl.io.run_dir import RUN_CONFIG
 
 CHECKPOINTS_FOLDER = "checkpoints"
 EPOCH_CHECKPOINT = re.compile(r"^epoch=(\d+)\.ckpt$")
@@ -32,7 +32,6 @@ ZIP_MAGIC = b"PK\x03\x04"
 """First bytes of every checkpoint ``torch.save`` writes (a zip archive)."""
 TRAIN_CHECKPOINT = "a .ckpt file written by train.py (runs/<experiment>/<run_id>/checkpoints/epoch=NNN.ckpt)"
 """What :func:`read_checkpoint` expects, for its messages."""
-RUN_CONFIG = "config.yaml"
 MODEL_CLASS_PATH = "attnconv_pl.module.ClassifierModule"
 """The one model class a checkpoint may name (LightningCLI's ``hyper_parameters["_class_path"]``)."""
 DATA_PACKAGE = "attnconv_pl.data"
@@ -301,24 +300,6 @@ def callback_state(checkpoint: dict[str, Any], callback: str = "FeatureDynamics"
         if str(key).split("{")[0] == callback:
             return dict(state)
     return {}
-
-
-def read_run_config(run_dir: Optional[Path]) -> dict[str, Any]:
-    """The resolved config ``run_dir/config.yaml`` written by train.py ({} when absent).
-
-    Raises:
-        ProbeInputError: the file exists but is not a YAML mapping.
-    """
-    path = run_dir / RUN_CONFIG if run_dir is not None else None
-    if path is None or not path.is_file():
-        return {}
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise ProbeInputError(f"{path} is not valid YAML ({error}); restore the config train.py wrote") from error
-    if not isinstance(config, dict):
-        raise ProbeInputError(f"{path} is not a config mapping; restore the config train.py wrote")
-    return config
 
 
 def datamodule_classes() -> dict[str, type]:

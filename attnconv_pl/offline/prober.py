@@ -31,10 +31,17 @@ from attnconv_pl.analyses import Analysis, load_analysis
 from attnconv_pl.analyses.base import AnalysisResult, CheckpointInputs, settings_from
 from attnconv_pl.analyses.dynamics import DynamicsSettings
 from attnconv_pl.errors import ProbeInputError
-from attnconv_pl.offline.checkpoints import (RunCheckpoints, build_module, callback_state, checkpoint_epoch,
-                                             data_config, load_weights, read_checkpoint, read_run_config)
-from attnconv_pl.offline.data_choice import (DataChoice, ProbeSet, build_datamodule, forward_context,
-                                             load_probe_set)
+from attnconv_pl.io.run_dir import read_run_config
+from attnconv_pl.offline.checkpoints import (
+    RunCheckpoints,
+    build_module,
+    callback_state,
+    checkpoint_epoch,
+    data_config,
+    load_weights,
+    read_checkpoint,
+)
+from attnconv_pl.offline.data_choice import DataChoice, ProbeSet, build_datamodule, forward_context, load_probe_set
 
 
 @dataclass

@@ -11,15 +11,22 @@ dataset as its own data. Files are read safely: ``safetensors``, or ``torch.load
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 
 from attnconv_pl.errors import ConfigError, ProbeInputError
-from attnconv_pl.offline.checkpoints import (DATA_PACKAGE, RunCheckpoints, check_plain, first_sentence,
-                                             load_torch_file, weight_differences)
+from attnconv_pl.offline.checkpoints import (
+    DATA_PACKAGE,
+    RunCheckpoints,
+    check_plain,
+    first_sentence,
+    load_torch_file,
+    weight_differences,
+)
 from attnconv_pl.offline.data_choice import DataChoice, named_datamodule
 
 WEIGHTS_FILE = "a state dict (torch.save(model.state_dict(), FILE)) or a .safetensors file"

@@ -270,7 +270,7 @@ def solve_readout(
         if dense:
             step = objective.dense_step(probabilities, gradient)
         else:
-            step = _conjugate_gradient(lambda v: objective.hessian_product(probabilities, v),
+            step = _conjugate_gradient(lambda v: objective.hessian_product(probabilities, v),  # noqa: B023 (called at once)
                                        objective.preconditioner(probabilities), gradient,
                                        max(min(0.5, relative ** 0.5) * relative, tol / 4) * scale, int(free.sum()))
         step[:, width] -= step[:, width].mean()
@@ -291,5 +291,5 @@ def solve_readout(
     weight = design.new_zeros(problem.num_classes, width).index_copy_(0, classes, fitted)
     bias = design.new_full((problem.num_classes,), float("-inf")).index_copy_(0, classes,
                                                                                theta[:, width] - fitted @ problem.mean)
-    return Readout(weight=weight.to(problem.dtype), bias=bias.to(problem.dtype), 
+    return Readout(weight=weight.to(problem.dtype), bias=bias.to(problem.dtype),
                    iterations=iterations, gradient_norm=relative, converged=relative <= tol)

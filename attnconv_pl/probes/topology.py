@@ -8,9 +8,9 @@ import torch
 from gudhi.sklearn import RipsPersistence
 
 from ._checks import as_diagram, as_points
+from ._distances import squared_distances
 from .common_birth import common_birth_wasserstein, has_common_birth
 from .diagram_assignment import assignment_wasserstein
-from ._distances import squared_distances
 
 SUBSAMPLES = ("random", "farthest")
 

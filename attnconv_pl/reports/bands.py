@@ -3,8 +3,8 @@ band, on the report's one epoch axis: completed training epochs, 0 = initialisat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from matplotlib.axes import Axes

@@ -16,8 +16,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from attnconv_pl.reports.layout import set_margins
-from attnconv_pl.reports.records import (ProbedRun, layer_positions, metric_title, metric_unit, runs_by_group,
-                                         shared_layers)
+from attnconv_pl.reports.records import (
+    ProbedRun,
+    layer_positions,
+    metric_title,
+    metric_unit,
+    runs_by_group,
+    shared_layers,
+)
 
 STABILITY_DISTANCES = ("w1", "w2", "bottleneck")
 

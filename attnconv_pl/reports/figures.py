@@ -13,13 +13,20 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from attnconv_pl.atomic import atomic_path
+from attnconv_pl.io.atomic import atomic_path
 from attnconv_pl.reports.bands import EPOCH_LABEL, draw_band, group_bands, probed_epochs, set_epoch_ticks
 from attnconv_pl.reports.comparison import use_log_scale
 from attnconv_pl.reports.layout import fitted, legend_below, set_margins, text_height, wrapped
 from attnconv_pl.reports.profiles import depth_profile_figure, depth_profiles
-from attnconv_pl.reports.records import (INPUT_LAYER, ProbedRun, metric_families, metric_section, metric_title,
-                                         metric_unit, runs_by_group)
+from attnconv_pl.reports.records import (
+    INPUT_LAYER,
+    ProbedRun,
+    metric_families,
+    metric_section,
+    metric_title,
+    metric_unit,
+    runs_by_group,
+)
 
 DPI = 80
 """Resolution of the saved PNGs: enough to read on screen, small enough to embed dozens."""

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
 from matplotlib.artist import Artist
 from matplotlib.figure import Figure

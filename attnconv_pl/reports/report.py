@@ -23,15 +23,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from attnconv_pl.atomic import atomic_write_text
-from attnconv_pl.console import Progress
+from attnconv_pl.analyses import list_analyses
+from attnconv_pl.io.atomic import atomic_write_text
+from attnconv_pl.io.console import Progress
+from attnconv_pl.io.epoch_table import DYNAMICS_FILE
 from attnconv_pl.reports.comparison import comparison_metrics
 from attnconv_pl.reports.document import Code, Document, Link, Paragraph, Section, Table
 from attnconv_pl.reports.figures import ReportFigure, family_titles, save_figure
 from attnconv_pl.reports.html import render_html
 from attnconv_pl.reports.markdown import render_markdown
 from attnconv_pl.reports.records import ProbedRun
-from attnconv_pl.analyses import list_analyses
 from attnconv_pl.reports.sections import report_body, report_figures, section_module
 from attnconv_pl.reports.summary import write_summary
 from attnconv_pl.reports.tables import last_epoch_table, probed_table, write_dynamics_csv
@@ -41,7 +42,7 @@ FIGURES_FOLDER = "figures"
 
 def write_tables(out_dir: Path, runs: list[ProbedRun], context: dict[str, Any]) -> None:
     """``dynamics.csv`` and ``summary.json`` of the runs probed so far (rewritten after each run)."""
-    write_dynamics_csv(out_dir / "dynamics.csv", runs)
+    write_dynamics_csv(out_dir / DYNAMICS_FILE, runs)
     write_summary(out_dir / "summary.json", runs, context)
 
 
@@ -89,7 +90,7 @@ def last_epoch_section(runs: list[ProbedRun]) -> Section:
     header, rows = last_epoch_table(runs, comparison_metrics(runs))
     return Section("table", "Last-epoch table", (
         Table.of(header, rows, range(3, len(header))),
-        Paragraph(("Every number of every epoch: ", Link("dynamics.csv", "dynamics.csv"),
+        Paragraph(("Every number of every epoch: ", Link(DYNAMICS_FILE, DYNAMICS_FILE),
                    " (columns run, epoch, layer, metric, value); per run: ", Link("summary.json", "summary.json"),
                    ".")),
     ))

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from attnconv_pl.atomic import atomic_write_text
+from attnconv_pl.io.atomic import atomic_write_text
 from attnconv_pl.reports.records import ProbedRun
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from attnconv_pl.atomic import atomic_path
-from attnconv_pl.dynamics_csv import COLUMNS, write_epochs
+from attnconv_pl.io.atomic import atomic_path
+from attnconv_pl.io.epoch_table import COLUMNS, write_epochs
 from attnconv_pl.reports.records import ProbedRun
 
 RUN_COLUMNS = ("run", *COLUMNS)

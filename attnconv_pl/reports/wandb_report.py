@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from attnconv_pl.dynamics_csv import COLUMNS
+from attnconv_pl.io.epoch_table import COLUMNS
+from attnconv_pl.io.wandb_run import metric_key
 from attnconv_pl.reports.figures import ReportFigure
 from attnconv_pl.reports.records import ProbedRun, metric_title
 from attnconv_pl.reports.report import FIGURES_FOLDER
 from attnconv_pl.reports.tables import RUN_COLUMNS
-from attnconv_pl.wandb_dynamics import metric_key
 
 
 def run_summary_values(probed: ProbedRun) -> dict[str, float]:
@@ -53,7 +53,7 @@ class TrainingWandbRun:
 def training_wandb_run(probed: ProbedRun) -> Optional[TrainingWandbRun]:
     """The W&B run ``train.py`` logged ``probed`` to (None without a run directory or its
     ``wandb_id`` file)."""
-    from attnconv_pl.offline.checkpoints import read_run_config
+    from attnconv_pl.io.run_dir import read_run_config
 
     run_dir = probed.description.get("run_dir")
     path = Path(run_dir) / WANDB_ID_FILE if run_dir else None
@@ -154,7 +154,7 @@ def log_report(out_dir: Path, runs: list[ProbedRun], figures: list[ReportFigure]
     """
     import wandb
 
-    from attnconv_pl.wandb_mode import configure_wandb_mode
+    from attnconv_pl.io.wandb_mode import configure_wandb_mode
 
     configure_wandb_mode()
     folders, unlogged = [], []

@@ -8,7 +8,7 @@ import torch
 
 from attnconv_pl import probes
 from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings, run_probes
-from attnconv_pl.probe_pool import ProbePool
+from attnconv_pl.analyses.probe_pool import ProbePool
 from attnconv_pl.probes import DegenerateInputWarning
 from attnconv_pl.reports.records import metric_title
 

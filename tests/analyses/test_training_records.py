@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from attnconv_pl.dynamics_csv import write_epochs
+from attnconv_pl.io.epoch_table import write_epochs
 from attnconv_pl.analyses.training_records import (COLUMNS, best_val_accuracy, epochs_to_target_loss, loss_floor,
                                           read_metrics, seconds_to_epoch, training_records)
 

@@ -16,7 +16,7 @@ import yaml
 from attnconv_pl.analyses.base import settings_from
 from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings
 from attnconv_pl.data import DigitsDataModule
-from attnconv_pl.probe_pool import ProbePool
+from attnconv_pl.analyses.probe_pool import ProbePool
 from attnconv_pl.module import ClassifierModule
 from attnconv_pl.probes import paired_displacement
 from attnconv_pl.capture.snapshots import load_snapshot

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from attnconv_pl.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from attnconv_pl.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from attnconv_pl.capture.snapshots import (UnreadableSnapshot, load_snapshot, save_snapshot, set_aside, snapshot_nbytes,
                                           snapshot_path)
 

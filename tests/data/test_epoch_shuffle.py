@@ -7,7 +7,7 @@ import torch
 
 from attnconv_pl.data.base import EpochShuffle
 from attnconv_pl.data import DigitsDataModule
-from attnconv_pl.seeding import epoch_seed, seed_generators
+from attnconv_pl.data.seeding import epoch_seed, seed_generators
 from callbacks import EpochSeeding
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from attnconv_pl.data import DigitsDataModule
-from attnconv_pl.data.frozen_features import FrozenFeaturesDataModule, digit_rows, read_cache, write_cache
+from attnconv_pl.heads.frozen_features import FrozenFeaturesDataModule, digit_rows, read_cache, write_cache
 from attnconv_pl.module import ClassifierModule
 
 VIT = {"depth": 2, "embed_dim": 16, "num_heads": 2, "patch_size": 4}

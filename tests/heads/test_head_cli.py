@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from train_helpers import launch_train, refused
-from attnconv_pl.data.frozen_features import FrozenFeaturesDataModule, read_cache
+from attnconv_pl.heads.frozen_features import FrozenFeaturesDataModule, read_cache
 from attnconv_pl.heads import certify, one_hot
 from attnconv_pl.heads.module import HeadModule
 

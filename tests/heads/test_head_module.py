@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from train_helpers import check_ok, run_train
 
-from attnconv_pl.data.frozen_features import FrozenFeaturesDataModule
+from attnconv_pl.heads.frozen_features import FrozenFeaturesDataModule
 from attnconv_pl.heads import HeadModule
 from attnconv_pl.heads.module import certificate_key
 

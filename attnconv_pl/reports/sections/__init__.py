@@ -13,9 +13,9 @@ shows just those.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import Callable, Optional
+from typing import Optional
 
 from matplotlib.figure import Figure
 

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from attnconv_pl.atomic import atomic_path
+from attnconv_pl.io.atomic import atomic_path
 from attnconv_pl.reports.comparison import mean_and_std
 from attnconv_pl.reports.document import Paragraph, Section
 from attnconv_pl.reports.figures import ReportFigure, file_stem

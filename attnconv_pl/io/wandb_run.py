@@ -15,7 +15,7 @@ import string
 from pathlib import Path
 from typing import Any, Optional
 
-from attnconv_pl.atomic import atomic_write_text
+from attnconv_pl.io.atomic import atomic_write_text
 
 WANDB_ID_FILE = "wandb_id"
 """File of a run directory holding its W&B run id (one line)."""
@@ -28,6 +28,11 @@ PER_EPOCH_KEYS = ("train/*", "val/*")
 
 PER_STEP_KEYS = ("train/loss_step",)
 """Keys logged every few optimiser steps, plotted against Lightning's ``trainer/global_step``."""
+
+
+def metric_key(layer: str, metric: str, prefix: str = "dynamics") -> str:
+    """``<prefix>/<layer>/<metric>``, or ``<prefix>/<metric>`` for run-level numbers."""
+    return f"{prefix}/{layer}/{metric}" if layer else f"{prefix}/{metric}"
 
 
 def stored_wandb_id(run_dir: Path) -> Optional[str]:

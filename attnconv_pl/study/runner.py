@@ -28,7 +28,7 @@ in that order (every variant with the first seed, then with the next one, ...), 
 machine, ``--jobs N`` at a time (each on its own GPUs); ``--launcher slurm`` submits one SLURM
 job per run through submitit (resources from the flags ``--time``, ``--partition``,
 ``--gpus-per-run``, ``--cpus-per-run``, ``--mem``, over the study file's ``slurm:``), requeued on
-preemption or at its time limit and resumed from ``last.ckpt`` (see ``attnconv_pl/launchers.py``);
+preemption or at its time limit and resumed from ``last.ckpt`` (see ``attnconv_pl/study/launchers.py``);
 ``--launcher submitit-local`` runs the same jobs through submitit's local executor (processes on this
 machine), to try a SLURM study off the cluster. ``--dry-run`` parses every variant's ``train.py``
 command line with ``train.py``'s own parser and prints each run's command (with a submitit launcher
@@ -40,7 +40,7 @@ comparison report (``--out``, default ``reports/<name>``), once every run has en
 seeds of a variant form one group.
 
 A run directory that another live process is writing (its ``.lock`` file, see
-``attnconv_pl/run_lock.py``) is left alone and reported as failed. Stopping the runner (Ctrl-C,
+``attnconv_pl/io/run_lock.py``) is left alone and reported as failed. Stopping the runner (Ctrl-C,
 SIGTERM) stops the running ``train.py`` children (SIGTERM, then SIGKILL after 30 s or at a second
 Ctrl-C), or cancels the SLURM jobs; on Linux a child also gets SIGTERM when the runner is killed
 (even by SIGKILL).
@@ -57,20 +57,23 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import yaml
 
-from attnconv_pl import launchers
-from attnconv_pl.child_process import EXIT_INTERRUPTED, run_child, sigterm_as_interrupt
 from attnconv_pl.errors import ProbeInputError, StudyError
-from attnconv_pl.launchers import LOG_NAME, SLURM_KEYS, TrainJob, run_jobs, shown, slurm_resources
-from attnconv_pl.offline.checkpoints import epoch_checkpoints, read_run_config
-from attnconv_pl.run_lock import RunLockedError, check_run_unlocked
+from attnconv_pl.io.run_dir import read_run_config
+from attnconv_pl.io.run_lock import RunLockedError, check_run_unlocked
+from attnconv_pl.offline.checkpoints import epoch_checkpoints
+from attnconv_pl.study import jobs, launchers
+from attnconv_pl.study.child_process import EXIT_INTERRUPTED, run_child, sigterm_as_interrupt
+from attnconv_pl.study.jobs import LOG_NAME, TrainJob, shown
+from attnconv_pl.study.launchers import SLURM_KEYS, run_jobs, slurm_resources
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = REPO / "train.py"
 PROBE_SCRIPT = REPO / "probe.py"
 STUDIES_FOLDER = "studies"
@@ -320,7 +323,7 @@ def check_train_args(study: Study, runs: Sequence[StudyRun], extra: Sequence[str
 def train_args(study: Study, run: StudyRun, extra: Sequence[str]) -> tuple[str, ...]:
     """The ``train.py`` arguments of a run: config, variant flags, extra flags, then the run's own
     (its W&B group is the study, its job type the variant). ``--ckpt_path`` is added when the run
-    starts (``launchers.TrainJob.argv``)."""
+    starts (``jobs.TrainJob.argv``)."""
     return ("--config", str(study.config), *study.variants[run.variant], *extra,
             "--seed_everything", str(run.seed), "--experiment", study.name, "--run_id", run.run_id,
             "--runs_dir", str(run.run_dir.parent.parent), "--wandb_group", study.name, "--wandb_job_type", run.variant)
@@ -337,7 +340,7 @@ def probe_args(study: Study, run_dirs: Sequence[Path], out: Path) -> list[str]:
 
 def run_probe(args: Sequence[str]) -> int:
     """Run ``python probe.py ARGS`` (see ``run_child``), output to this process's; its exit status."""
-    return run_child([sys.executable, str(PROBE_SCRIPT), *args], launchers.STOP_GRACE_S, env=launchers.child_env())
+    return run_child([sys.executable, str(PROBE_SCRIPT), *args], jobs.STOP_GRACE_S, env=jobs.child_env())
 
 
 def train_runs(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool,
@@ -479,7 +482,7 @@ def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def print_plan(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool, out: Path,
                resources: Optional[launchers.SlurmResources]) -> None:
     """Each run's state and ``train.py`` command (under a submitit launcher also its job's
-    ``#SBATCH`` options, :meth:`~attnconv_pl.launchers.SlurmResources.sbatch_options`), then the
+    ``#SBATCH`` options, :meth:`~attnconv_pl.study.launchers.SlurmResources.sbatch_options`), then the
     report's ``probe.py`` command."""
     for run in runs:
         state = "new" if force else run_state(run.run_dir)
@@ -525,6 +528,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   "interrupted ones resume from last.ckpt)", file=sys.stderr)
             return EXIT_INTERRUPTED
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,10 +29,10 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from attnconv_pl.atomic import atomic_path
 from attnconv_pl.data.base import ClassificationDataModule, seeded_partition
 from attnconv_pl.data.digits import digits_images
 from attnconv_pl.errors import ConfigError
+from attnconv_pl.io.atomic import atomic_path
 
 BACKBONE_NONE = "none"
 """The backbone name that means "no backbone": the digits' pixel rows are the tokens."""
@@ -281,9 +281,15 @@ class FrozenFeaturesDataModule(ClassificationDataModule):
     def _load_backbone(self, path: Path) -> Backbone:
         """The backbone of checkpoint ``path`` (read with the safe loader)."""
         from attnconv_pl.capture import resolve_layers
+        from attnconv_pl.io.run_dir import read_run_config
         from attnconv_pl.models import points_of_kind
-        from attnconv_pl.offline.checkpoints import (build_module, data_config, datamodule_classes, read_checkpoint,
-                                                     read_run_config, run_dir_of)
+        from attnconv_pl.offline.checkpoints import (
+            build_module,
+            data_config,
+            datamodule_classes,
+            read_checkpoint,
+            run_dir_of,
+        )
 
         if not path.is_file():
             raise FileNotFoundError(f"backbone checkpoint {path} does not exist; give a checkpoint written by "

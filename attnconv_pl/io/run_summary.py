@@ -10,8 +10,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from attnconv_pl.io.epoch_table import DYNAMICS_FILE
+from attnconv_pl.io.wandb_run import sync_command
 from attnconv_pl.models.external import is_import_path
-from attnconv_pl.wandb_run import sync_command
 
 
 def started_wandb_loggers(trainer: pl.Trainer) -> list[WandbLogger]:
@@ -40,7 +41,7 @@ def summary_lines(trainer: pl.Trainer, run_dir: Path) -> list[str]:
     checkpoints = sorted((run_dir / "checkpoints").glob("*.ckpt"))
     if checkpoints:
         lines.append(f"checkpoints:   {run_dir / 'checkpoints'} ({', '.join(p.name for p in checkpoints)})")
-    for label, name in (("dynamics:", "dynamics.csv"), ("metrics:", "metrics.csv")):
+    for label, name in (("dynamics:", DYNAMICS_FILE), ("metrics:", "metrics.csv")):
         if (run_dir / name).is_file():
             lines.append(f"{label:<15}{run_dir / name}")
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}

@@ -5,12 +5,13 @@ epoch, written atomically), one line each time a new epoch appears."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from attnconv_pl.analyses.training_records import METRICS_FILE, MetricsRow, read_metrics
 from attnconv_pl.errors import ProbeInputError
-from attnconv_pl.offline.checkpoints import read_run_config
+from attnconv_pl.io.run_dir import read_run_config
 
 
 def latest_value(rows: Sequence[MetricsRow], column: str) -> Optional[tuple[int, float]]:

@@ -25,9 +25,10 @@ import multiprocessing
 import os
 import threading
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from multiprocessing.connection import Connection
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 import torch.multiprocessing  # noqa: F401 - registers the reductions that pass tensors through shared memory

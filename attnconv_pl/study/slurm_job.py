@@ -1,5 +1,5 @@
 """The callable a study's SLURM job runs (submitit, an optional dependency: imported by
-``attnconv_pl.launchers`` only for ``--launcher slurm``).
+``attnconv_pl.study.launchers`` only for ``--launcher slurm``).
 
 Each task of the job runs ``train.py`` as a child process, as Lightning expects under SLURM (one
 task per GPU; task 0 writes ``train.log``, task N ``train.rankN.log``). When the job is preempted
@@ -16,12 +16,13 @@ import signal
 import subprocess
 import sys
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import submitit
 
-from attnconv_pl.child_process import die_with_this_process, stop
-from attnconv_pl.launchers import STOP_GRACE_S, TrainJob, appended_log, child_env
+from attnconv_pl.study.child_process import die_with_this_process, stop
+from attnconv_pl.study.jobs import STOP_GRACE_S, TrainJob, appended_log, child_env
 
 PREEMPTION_SIGNAL = signal.SIGUSR2
 """The signal submitit asks SLURM to send at preemption and before the time limit (its default)."""

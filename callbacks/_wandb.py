@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 
 from attnconv_pl.analyses.base import AnalysisResult
+from attnconv_pl.io.wandb_run import EPOCH_AXIS, metric_key
 from attnconv_pl.reports.diagrams import persistence_figure
-from attnconv_pl.wandb_run import EPOCH_AXIS
-
-
-def metric_key(layer: str, metric: str, prefix: str = "dynamics") -> str:
-    """``<prefix>/<layer>/<metric>``, or ``<prefix>/<metric>`` for run-level numbers."""
-    return f"{prefix}/{layer}/{metric}" if layer else f"{prefix}/{metric}"
 
 
 def log_to_wandb(run: Any, result: AnalysisResult, layers: Sequence[str]) -> None:
-    """Log ``result`` to the W&B ``run``: every finite number under :func:`metric_key` with
-    ``epoch`` (:data:`attnconv_pl.wandb_run.EPOCH_AXIS`, completed epochs, the axis of the
+    """Log ``result`` to the W&B ``run``: every finite number under :func:`~attnconv_pl.io.wandb_run.metric_key` with
+    ``epoch`` (:data:`attnconv_pl.io.wandb_run.EPOCH_AXIS`, completed epochs, the axis of the
     training and validation metrics too) as its step metric (``define_metric``, so
     epoch-indexed points are never dropped whatever the trainer's step), a ``dynamics/table`` of
     all numbers and, when diagrams were computed, a ``dynamics/persistence`` figure."""

@@ -15,11 +15,14 @@ import io
 import math
 import numbers
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Optional
 
-from attnconv_pl.atomic import atomic_write_text
+from attnconv_pl.io.atomic import atomic_write_text
 
+DYNAMICS_FILE = "dynamics.csv"
+"""File name of a run's table of probed numbers, in its run directory (and in a report folder)."""
 COLUMNS = ("epoch", "layer", "metric", "value")
 _WRITING = threading.Lock()
 """Held while a table is read and rewritten, so two writers never lose each other's rows."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from attnconv_pl.atomic import atomic_write_bytes
+from attnconv_pl.io.atomic import atomic_write_bytes
 
 CONFIG_FILE = "config.yaml"
 
