@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _runs import REPO, time_call, train  # noqa: E402
 
-from attnconv_pl.analyses.dynamics import (  # noqa: E402
+from attnconv_pl.analyses.dynamics.metrics import (  # noqa: E402
     compactness_metrics,
     diagram_distance_metrics,
     diagrams_of,

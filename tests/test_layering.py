@@ -150,3 +150,16 @@ def test_a_room_on_no_floor_is_named(tmp_path):
 def test_only_the_training_cli_imports_the_callbacks():
     assert [example for (source, target), example in room_arrows(REPO).items() if target == "callbacks"] == [
         "attnconv_pl.cli imports callbacks"]
+
+
+MAX_LINES = 400
+LONG_MODULE_REASON = "Longer than 400 lines:"
+
+
+def test_no_module_is_longer_than_400_lines_without_saying_why_in_its_docstring():
+    too_long = []
+    for path in sorted(module_files(REPO).values()):
+        text = path.read_text()
+        if text.count("\n") > MAX_LINES and LONG_MODULE_REASON not in (ast.get_docstring(ast.parse(text)) or ""):
+            too_long.append(f"{path.relative_to(REPO)} ({text.count(chr(10))} lines)")
+    assert too_long == [], f"split these modules, or say why not in a docstring line '{LONG_MODULE_REASON} ...'"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-from attnconv_pl.analyses.dynamics import compactness_metrics
+from attnconv_pl.analyses.dynamics.metrics import compactness_metrics
 from attnconv_pl.analyses.training_records import (
     DEFAULT_TARGET_LOSS,
     METRICS_FILE,

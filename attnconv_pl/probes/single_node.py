@@ -27,6 +27,9 @@ re-exported here.
 All functions are pure: tensors in, tensors or floats out, on the input's device. Randomness
 comes only from an explicit ``seed`` (a CPU ``torch.Generator``, so results do not depend on
 the device).
+
+Longer than 400 lines: the node fields, their matrices, ANDC and the head measures share the
+readout and its notation; split apart, each piece would restate it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from attnconv_pl import probes
-from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings, run_probes
+from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings
+from attnconv_pl.analyses.dynamics.runner import run_probes
 from attnconv_pl.analyses.probe_pool import ProbePool
 from attnconv_pl.probes import DegenerateInputWarning
 from attnconv_pl.reports.records import metric_title
@@ -44,10 +45,10 @@ def test_drift_of_a_translated_cloud_is_the_translation(cloud):
 def test_drift_against_an_initialisation_equal_to_the_previous_epoch_is_computed_once(cloud, monkeypatch):
     """At the first probed epoch the previous snapshot is the initial one (here a resumed, equal
     copy): drift_init_* are drift_prev_*'s numbers, from one W2 instead of two."""
-    from attnconv_pl.analyses import dynamics as dynamics_module
+    from attnconv_pl.analyses.dynamics import metrics as dynamics_metrics
     w2_calls = []
-    w2 = dynamics_module.point_cloud_w2
-    monkeypatch.setattr(dynamics_module, "point_cloud_w2", lambda *args: w2_calls.append(args) or w2(*args))
+    w2 = dynamics_metrics.point_cloud_w2
+    monkeypatch.setattr(dynamics_metrics, "point_cloud_w2", lambda *args: w2_calls.append(args) or w2(*args))
     v = torch.tensor([0.3, -0.4, 0.0, 1.2, 0.0, 0.0], dtype=torch.float64)
     dynamics = Dynamics(SETTINGS, ["layer"], pool=ProbePool(workers=1))  # in this process, where the count is
     dynamics.restore(snapshot(cloud.clone()), snapshot(cloud.clone()))
@@ -97,12 +98,12 @@ def test_topology_gives_diagrams_as_an_artifact_and_the_next_layer_distances(clo
 def test_a_layer_input_equal_to_the_previous_output_reuses_its_diagrams_and_distances(cloud, monkeypatch):
     """b's input is a's output (a copy): its diagrams are computed once, and a's next_* are b's
     stability_* from one computation, both equal to the distances of the diagrams themselves."""
-    from attnconv_pl.analyses import dynamics as dynamics_module
+    from attnconv_pl.analyses.dynamics import runner as dynamics_runner
     computed = {"diagrams": 0, "distances": 0}
-    diagrams_of, distances = dynamics_module.diagrams_of, dynamics_module.diagram_distance_metrics
-    monkeypatch.setattr(dynamics_module, "diagrams_of",
+    diagrams_of, distances = dynamics_runner.diagrams_of, dynamics_runner.diagram_distance_metrics
+    monkeypatch.setattr(dynamics_runner, "diagrams_of",
                         lambda *args: computed.__setitem__("diagrams", computed["diagrams"] + 1) or diagrams_of(*args))
-    monkeypatch.setattr(dynamics_module, "diagram_distance_metrics",
+    monkeypatch.setattr(dynamics_runner, "diagram_distance_metrics",
                         lambda *args: computed.__setitem__("distances", computed["distances"] + 1) or distances(*args))
     settings = DynamicsSettings(id_methods=("twonn",), max_points=60)
     hidden = torch.tanh(cloud)
