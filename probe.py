@@ -224,7 +224,8 @@ def settings_overrides(assignments: Sequence[str]) -> dict[str, dict[str, Any]]:
         target, equals, text = assignment.partition("=")
         name, dot, field = target.partition(".")
         if not (equals and dot and field):
-            raise ProbeInputError(f"--set {assignment}: give ANALYSIS.FIELD=VALUE, e.g. --set single_node.threshold=0.5")
+            raise ProbeInputError(f"--set {assignment}: give ANALYSIS.FIELD=VALUE, "
+                                  "e.g. --set single_node.threshold=0.5")
         if name not in list_analyses():
             raise ProbeInputError(f"--set {assignment}: unknown analysis {name!r}; analyses are: "
                                   f"{', '.join(list_analyses())}")
@@ -370,7 +371,8 @@ def drawn_diagrams(record, chosen: Optional[list]) -> tuple[Any, Optional[str]]:
     drawn = diagram_epochs(record.diagrams, chosen)
     absent = sorted(set(chosen or [ALL]) - {ALL} - set(record.diagrams))
     warning = (f"--diagram-epochs: run {record.label} has no persistence diagrams at epoch(s) "
-               f"{', '.join(map(str, absent))} (it has them at {', '.join(map(str, sorted(record.diagrams))) or 'none'})"
+               f"{', '.join(map(str, absent))} "
+               f"(it has them at {', '.join(map(str, sorted(record.diagrams))) or 'none'})"
                if absent else None)
     return dataclasses.replace(record, diagrams={epoch: record.diagrams[epoch] for epoch in drawn}), warning
 

@@ -139,7 +139,8 @@ class TrainCLI(LightningCLI):
                 # ModelCheckpoint off: EpochCheckpoint names checkpoints by completed epochs
                 trainer_defaults={"callbacks": [EpochSeeding()], "enable_checkpointing": False},
                 save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
-                parser_kwargs={"description": "Train a classifier and probe its feature dynamics.", "allow_abbrev": False},
+                parser_kwargs={"description": "Train a classifier and probe its feature dynamics.",
+                               "allow_abbrev": False},
                 args=args,
                 run=False,
                 auto_configure_optimizers=False,  # every model configures its optimiser and schedule

@@ -113,7 +113,8 @@ class ClassifierModule(pl.LightningModule):
     ) -> None:
         super().__init__()
         if not all(0 < milestone < 1 for milestone in milestones):
-            raise ValueError(f"milestones are fractions of training in (0, 1), e.g. [0.5, 0.75]; got {list(milestones)}")
+            raise ValueError("milestones are fractions of training in (0, 1), e.g. [0.5, 0.75]; "
+                             f"got {list(milestones)}")
         self.save_hyperparameters()
         self.model = create_model(
             arch, num_classes=num_classes, in_chans=in_chans, img_size=image_size, **(arch_kwargs or {})

@@ -76,7 +76,8 @@ def cases(x: torch.Tensor, y: torch.Tensor, max_points: int, subsample: str, ref
     if reference_rips:
         rips_label, rips = "gudhi RipsComplex", lambda: gudhi_rips(sample)
     else:
-        rips_label, rips = "gudhi RipsPersistence", lambda: gudhi.sklearn.RipsPersistence([0, 1]).fit_transform([sample])
+        rips_label, rips = ("gudhi RipsPersistence",
+                            lambda: gudhi.sklearn.RipsPersistence([0, 1]).fit_transform([sample]))
     return [
         ("variance+PR", lambda a, b: (probes.total_variance(a), probes.participation_ratio(a)),
          "numpy eigvalsh(cov)", lambda: numpy_spectrum(xn)),

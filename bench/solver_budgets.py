@@ -35,7 +35,8 @@ def lanczos(checkpoint: str, budgets: list[int], inputs: int, tol: float) -> Non
     data = DigitsDataModule(image_size=16, batch_size=64, num_workers=0, seed=0)
     data.setup("fit")
     images = next(iter(data.val_dataloader()))[0][:inputs]
-    blocks = [name for name, module in model.named_modules() if hasattr(module, "branch") and hasattr(module, "shortcut")]
+    blocks = [name for name, module in model.named_modules()
+              if hasattr(module, "branch") and hasattr(module, "shortcut")]
     block_inputs = {}
     hooks = [model.get_submodule(block).register_forward_pre_hook(
         lambda module, args, block=block: block_inputs.__setitem__(block, args[0].detach())) for block in blocks]
@@ -56,7 +57,8 @@ def lanczos(checkpoint: str, budgets: list[int], inputs: int, tol: float) -> Non
         reference = runs[-1][1]
         print(f"{block} ({block_inputs[block][0].numel()} dims): " + "; ".join(
             f"{budget} steps: converged {float(found.converged.double().mean()):.2f}, sigma_min / last "
-            f"{float((found.sigma_min / reference.sigma_min).min()):.4f}-{float((found.sigma_min / reference.sigma_min).max()):.4f}, "
+            f"{float((found.sigma_min / reference.sigma_min).min()):.4f}-"
+            f"{float((found.sigma_min / reference.sigma_min).max()):.4f}, "
             f"sigma_max / last {float((found.sigma_max / reference.sigma_max).min()):.6f} ({seconds:.1f} s)"
             for budget, found, seconds in runs))
 
@@ -78,7 +80,8 @@ def simplex(sizes: list[int], dim: int) -> None:
     rng = np.random.default_rng(0)
     for n in sizes:
         x = rng.normal(size=(n, dim))
-        for name, y in {"independent": rng.normal(size=(n, dim)), "moved copy": x + 0.1 * rng.normal(size=(n, dim))}.items():
+        for name, y in {"independent": rng.normal(size=(n, dim)),
+                        "moved copy": x + 0.1 * rng.normal(size=(n, dim))}.items():
             print(f"n={n}, d={dim}, {name}: optimal after ~{fewest_pivots(ot.dist(x, y)):.3g} pivots")
 
 

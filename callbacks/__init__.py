@@ -7,4 +7,5 @@ from callbacks.feature_dynamics import FeatureDynamics
 from callbacks.single_node import SingleNodeProbing
 from callbacks.stiffness import StiffnessProbing
 
-__all__ = ["EpochCheckpoint", "EpochMetrics", "EpochSeeding", "FeatureDynamics", "SingleNodeProbing", "StiffnessProbing"]
+__all__ = ["EpochCheckpoint", "EpochMetrics", "EpochSeeding", "FeatureDynamics", "SingleNodeProbing",
+           "StiffnessProbing"]

@@ -227,7 +227,8 @@ class ProbingCallback(Callback, ABC):
         saved_layers, saved_seed = state.get("layers") or [], state.get("seed")
         if saved_seed is not None and saved_seed != self.settings.seed:
             raise ConfigError(f"{self.prefix}: the run probed with seed {saved_seed}, the config now says "
-                              f"{self.settings.seed}; resume with --{self.prefix}.seed {saved_seed} (or start a new run)")
+                              f"{self.settings.seed}; resume with --{self.prefix}.seed {saved_seed} "
+                              "(or start a new run)")
         if saved_layers and layers and list(saved_layers) != list(layers):
             raise ConfigError(f"{self.prefix}: the run probed layers {list(saved_layers)}, the config now selects "
                               f"{list(layers)}; resume with the run's own --{self.prefix}.layers (or start a new run)")

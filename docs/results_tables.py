@@ -1,10 +1,11 @@
-"""The tables of docs/results.md, from the runs and reports of the digits studies.
+r"""The tables of docs/results.md, from the runs and reports of the digits studies.
 
     python -m attnconv_pl.study --config configs/studies/attention_vs_conv_digits.yaml --seeds 0 1 2
     python -m attnconv_pl.study --config configs/studies/vit_vs_resnet_digits.yaml --seeds 0 1 2
     python -m attnconv_pl.study --config configs/studies/metric_attention_digits.yaml --seeds 0 1 2
     python -m attnconv_pl.study --config configs/studies/cct_digits.yaml --seeds 0 1 2
-    python -m attnconv_pl.study --config configs/studies/stiffness_digits.yaml --seeds 0 1 2 -- --stiffness.enabled false
+    python -m attnconv_pl.study --config configs/studies/stiffness_digits.yaml --seeds 0 1 2 \
+        -- --stiffness.enabled false
     python docs/results_tables.py --from_runs [--runs_dir runs] [--reports_dir reports] --write_data
     python docs/results_tables.py            # every table, from docs/results/data/ alone
     python docs/results_tables.py --check    # exit 1, naming the table, where docs/results.md differs
@@ -525,7 +526,8 @@ def single_node_claims(variant: str) -> list[Claim]:
 
 def threshold_sweep(runs: list[Run], sweeps: dict[str, dict[str, dict[Key, float]]]) -> list[str]:
     """Per threshold, the trained networks' single-node numbers (mean ± sd over seeds)."""
-    columns = [("cluster size MHA", mean_over(MHA, "snp_cluster_size")), ("cluster size FF", mean_over(FF, "snp_cluster_size")),
+    columns = [("cluster size MHA", mean_over(MHA, "snp_cluster_size")),
+               ("cluster size FF", mean_over(FF, "snp_cluster_size")),
                ("SNR MHA", mean_over(MHA, "snp_snr")), ("SNR FF", mean_over(FF, "snp_snr")),
                ("ANDC − random (points), MHA", lambda run: 100 * (mean_over(MHA, "andc_acc_refit")(run)
                                                                  - mean_over(MHA, "andc_random_acc")(run))),
@@ -556,11 +558,12 @@ def single_node(numbers: StudyNumbers) -> list[str]:
     rows = [(f"{metric} `{layer}`", lambda epoch, m=metric, layer=layer: at_layer(layer, m, epoch))
             for metric in ("snp_readout_acc", "snp_snr", "snp_cluster_size") for layer in layers]
     rows += [(f"{metric}, mean over {kind}", lambda epoch, m=metric, p=pattern: mean_over(p, m, epoch))
-             for metric in ("andc_acc", "andc_acc_refit", "andc_random_acc") for kind, pattern in (("MHA", MHA), ("FF", FF))]
+             for metric in ("andc_acc", "andc_acc_refit", "andc_random_acc")
+             for kind, pattern in (("MHA", MHA), ("FF", FF))]
     rows += [(metric, lambda epoch, m=metric: mean_over(MHA, m, epoch))
              for metric in ("head_labels", "heads_per_label", "head_jaccard", "head_jaccard_random")]
-    return ["### cct_digits: single-node performance of cct_2_3x1_16", "", *numbers_table(rows, {"cct_2_3x1_16": trained}),
-            "", *training_table({"cct_2_3x1_16": trained}), "",
+    return ["### cct_digits: single-node performance of cct_2_3x1_16", "",
+            *numbers_table(rows, {"cct_2_3x1_16": trained}), "", *training_table({"cct_2_3x1_16": trained}), "",
             "Claims about the trained networks (A and B as named in the row; each seed paired with itself):", "",
             *claims_table(single_node_claims("trained"), networks), "",
             "The same claims about the networks at initialisation (epoch 0):", "",
@@ -626,7 +629,8 @@ def read_convex_heads(data_dir: Path) -> StudyNumbers:
 def convex_heads(numbers: StudyNumbers) -> list[str]:
     runs = numbers.runs
     top1, top5 = at_layer("", "val_top1"), at_layer("", "val_top5")
-    heads = ["| head | val top-1 (%) | val top-5 (%) | L-BFGS iterations | converged (seeds) |", "| --- | --- | --- | --- | --- |"]
+    heads = ["| head | val top-1 (%) | val top-5 (%) | L-BFGS iterations | converged (seeds) |",
+             "| --- | --- | --- | --- | --- |"]
     for head in CONVEX_HEADS:
         converged = [at_layer("", "converged")(run) for run in runs[head]]
         heads.append(f"| {head} | {spread([top1(run) for run in runs[head]], 100)} "
@@ -682,7 +686,8 @@ RESULTS_MD = Path(__file__).parent / "results.md"
 def verdict_counts(tables: dict[str, list[str]]) -> list[str]:
     """One row per study: how many claims got each verdict (fragile counts as inconclusive)."""
     kinds = ("agree", "disagree", "inconclusive", "fragile")
-    lines = ["| study | claims | agree | disagree | inconclusive (of which fragile) |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| study | claims | agree | disagree | inconclusive (of which fragile) |",
+             "| --- | --- | --- | --- | --- |"]
     for study, lines_of_study in tables.items():
         found = [match.group(1) for line in lines_of_study if (match := re.search(r"\| \*\*(\w+)\*\* \|$", line))]
         count = {kind: found.count(kind) for kind in kinds}
@@ -716,18 +721,23 @@ def check(tables: dict[str, list[str]], document: str) -> list[str]:
         for caption, block in table_blocks(lines):
             if "\n".join(block) not in document:
                 first = next((line for line in block if line not in present), block[0])
-                problems.append(f"{study}: table after {caption!r} differs from the data; expected the row\n    {first}")
+                problems.append(f"{study}: table after {caption!r} differs from the data; "
+                                f"expected the row\n    {first}")
     return problems
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data_dir", type=Path, default=DATA_DIR, help="the shipped per-seed numbers (default: %(default)s)")
-    parser.add_argument("--from_runs", action="store_true", help="read --runs_dir and --reports_dir instead of --data_dir")
+    parser.add_argument("--data_dir", type=Path, default=DATA_DIR,
+                        help="the shipped per-seed numbers (default: %(default)s)")
+    parser.add_argument("--from_runs", action="store_true",
+                        help="read --runs_dir and --reports_dir instead of --data_dir")
     parser.add_argument("--runs_dir", type=Path, default=Path("runs"))
     parser.add_argument("--reports_dir", type=Path, default=Path("reports"))
-    parser.add_argument("--write_data", action="store_true", help="with --from_runs: write the numbers the tables use to --data_dir")
-    parser.add_argument("--check", action="store_true", help="exit 1 where --results_md differs from the tables of the data")
+    parser.add_argument("--write_data", action="store_true",
+                        help="with --from_runs: write the numbers the tables use to --data_dir")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 where --results_md differs from the tables of the data")
     parser.add_argument("--results_md", type=Path, default=RESULTS_MD)
     parser.add_argument("--studies", nargs="+", choices=list(STUDIES), help="default: every study")
     args = parser.parse_args(argv)
@@ -736,7 +746,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tables, unshipped = {}, []
     for name in args.studies or list(STUDIES):
         study = STUDIES[name]
-        if not args.from_runs and not (args.data_dir / f"{'convex_heads' if study.read_shipped else name}.csv").is_file():
+        shipped = args.data_dir / f"{'convex_heads' if study.read_shipped else name}.csv"
+        if not args.from_runs and not shipped.is_file():
             unshipped.append(name)
             continue
         if study.read_shipped:

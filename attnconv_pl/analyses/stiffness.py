@@ -209,8 +209,8 @@ class Stiffness(Analysis):
         batches = (images[start:start + settings.batch_size].to(checkpoint.device)
                    for start in range(0, len(images), settings.batch_size))
         captured = capture_activations(model, list(dict.fromkeys(sides.values())), batches,
-                                       representation="channel_norms", projector=Projector(), autocast=checkpoint.autocast,
-                                       capture_inputs=False)
+                                       representation="channel_norms", projector=Projector(),
+                                       autocast=checkpoint.autocast, capture_inputs=False)
         norms: dict[str, dict[str, torch.Tensor]] = {}
         for (block, role), module in sides.items():
             norms.setdefault(block, {})[role] = captured[module]["output"].double().cpu()

@@ -28,8 +28,8 @@ def accuracy_figure(accuracy: Mapping[str, Mapping[str, Sequence[float]]]) -> Fi
     for k, kind in enumerate(kinds):
         values = [np.asarray(accuracy[head][kind], dtype=float) for head in heads]
         positions = np.arange(len(heads)) + (k - (len(kinds) - 1) / 2) * width
-        axes.bar(positions, [v.mean() for v in values], width, yerr=[v.std(ddof=1) if len(v) > 1 else 0 for v in values],
-                 capsize=3, label=kind)
+        axes.bar(positions, [v.mean() for v in values], width,
+                 yerr=[v.std(ddof=1) if len(v) > 1 else 0 for v in values], capsize=3, label=kind)
     axes.set_xticks(np.arange(len(heads)), heads, rotation=20, ha="right")
     axes.set_ylabel("validation accuracy")
     axes.set_ylim(0, 1.15)

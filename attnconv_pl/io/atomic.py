@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["DiskFullError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "disk_full_cause", "free_bytes", "mebibytes"]
+__all__ = ["DiskFullError", "atomic_path", "atomic_write_bytes", "atomic_write_text", "disk_full_cause", "free_bytes",
+           "mebibytes"]
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _DISK_FULL_WORDS = ("No space left on device", "Disk quota exceeded")

@@ -35,8 +35,8 @@ def participation_ratio(x: torch.Tensor) -> float:
 
     The effective number of directions the cloud spreads over: 1 for points on a line, d for an
     isotropic cloud in R^d. Computed without an eigendecomposition as
-    1 / ||C / trace(C)||_F^2 (no overflow for large activations), using whichever of the (d, d) covariance or the (n, n) Gram matrix is
-    smaller (they share their non-zero spectrum).
+    1 / ||C / trace(C)||_F^2 (no overflow for large activations), using whichever of the (d, d)
+    covariance or the (n, n) Gram matrix is smaller (they share their non-zero spectrum).
 
     Args:
         x: (n, d) points, n >= 1, any device.

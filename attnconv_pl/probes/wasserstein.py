@@ -61,7 +61,8 @@ def _exact(x: torch.Tensor, y: torch.Tensor, p: float, num_iter_max: int = 10_00
 
 
 def _sinkhorn(
-    x: torch.Tensor, y: torch.Tensor, p: float, reg: float = 0.01, num_iter_max: int = 1000, stop_threshold: float = 1e-9
+    x: torch.Tensor, y: torch.Tensor, p: float, reg: float = 0.01, num_iter_max: int = 1000,
+    stop_threshold: float = 1e-9,
 ) -> tuple[float, dict]:
     """Entropic optimal transport (``ot.sinkhorn2``, standard domain) on x's device.
 

@@ -32,10 +32,12 @@ preemption or at its time limit and resumed from ``last.ckpt`` (see ``attnconv_p
 ``--launcher submitit-local`` runs the same jobs through submitit's local executor (processes on this
 machine), to try a SLURM study off the cluster. ``--dry-run`` parses every variant's ``train.py``
 command line with ``train.py``'s own parser and prints each run's command (with a submitit launcher
-also its job's ``#SBATCH`` options; no ``sbatch`` needed), training nothing. While runs train, each new epoch of a run prints a line with its validation accuracy (read from
+also its job's ``#SBATCH`` options; no ``sbatch`` needed), training nothing. While runs train, \
+each new epoch of a run prints a line with its validation accuracy (read from
 its ``metrics.csv``). A run whose checkpoints reach its ``trainer.max_epochs`` is finished and
 skipped (``--force`` trains it again from scratch); one with ``last.ckpt`` short of it resumes
-from there; a failed run is reported with its log and the others still run. Then one ``probe.py`` call over the finished runs writes the
+from there; a failed run is reported with its log and the others still run. Then one ``probe.py`` \
+call over the finished runs writes the
 comparison report (``--out``, default ``reports/<name>``), once every run has ended, where the
 seeds of a variant form one group.
 
@@ -131,7 +133,8 @@ StudyFileLoader.yaml_implicit_resolvers = {
     first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:int"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 StudyFileLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
     list("-+0123456789"))
 
 
@@ -418,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, metavar="DIR", help="folder of the report (default reports/<study>)")
     parser.add_argument("--runs_dir", type=Path, default=Path("runs"), metavar="DIR",
                         help="root of the run directories (default runs)")
-    parser.add_argument("--force", action="store_true", help="train every run again from scratch, finished ones too (deletes their run directories)")
+    parser.add_argument("--force", action="store_true",
+                        help="train every run again from scratch, finished ones too (deletes their run directories)")
     parser.add_argument("--dry-run", action="store_true",
                         help="check every variant's train.py flags, print each run's state and commands (and "
                              "#SBATCH options), run nothing")
@@ -436,8 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "here or in the study file); a longer run is requeued and resumes")
     slurm.add_argument("--partition", metavar="NAME", help="SLURM partition (default: the cluster's)")
     slurm.add_argument("--gpus-per-run", type=int, metavar="N", help="GPUs of a run's job, one task each (default 0)")
-    slurm.add_argument("--cpus-per-run", type=int, metavar="N", help="CPU cores of a run's job (default: the cluster's)")
-    slurm.add_argument("--mem", type=float, dest="mem_gb", metavar="GB", help="memory of a run's job in GB (default: the cluster's)")
+    slurm.add_argument("--cpus-per-run", type=int, metavar="N",
+                       help="CPU cores of a run's job (default: the cluster's)")
+    slurm.add_argument("--mem", type=float, dest="mem_gb", metavar="GB",
+                       help="memory of a run's job in GB (default: the cluster's)")
     return parser
 
 

@@ -165,8 +165,9 @@ def figures(runs: list[ProbedRun]) -> Iterator[tuple[ReportFigure, Figure]]:
                             "against depth at the last epoch; mean and sd over seeds."), depth_figure(analysed))
         yield (ReportFigure("single_node_cluster_sizes", key, "Distribution of the nodes' cluster sizes at the last "
                             "epoch, all sub-blocks of a kind pooled, per group."), cluster_size_figure(analysed))
-        yield (ReportFigure("single_node_andc", key, "ANDC at the last epoch: each node's readout weights pruned to its "
-                            "own labels (refitted and not) against random masks of the same sparsity (refitted)."),
+        yield (ReportFigure("single_node_andc", key, "ANDC at the last epoch: each node's readout weights pruned to "
+                            "its own labels (refitted and not) against random masks of the same sparsity "
+                            "(refitted)."),
                andc_figure(analysed))
         for drawer, stem, caption in ((heads_figure, "heads", "Head x label coverage"),
                                       (matrices_figure, "matrices", "Node matrices")):
