@@ -11,7 +11,6 @@ the loggers and resume. A subclass names its analysis and its prefix.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -24,8 +23,8 @@ from attnconv_pl.analyses.base import Analysis, CheckpointInputs, LabelledInputs
 from attnconv_pl.errors import ConfigError
 from attnconv_pl.io.console import say
 from attnconv_pl.io.epoch_table import DYNAMICS_FILE, drop_epochs_after, write_epochs
-from attnconv_pl.io.wandb_run import metric_key
 from attnconv_pl.offline.data_choice import load_probe_set
+from callbacks._wandb import log_epoch_values
 
 
 class ModelProbing(Callback):
@@ -128,8 +127,6 @@ class ModelProbing(Callback):
         seconds = time.perf_counter() - started
         result.values[("", self.cost_metric)] = seconds
         write_epochs(Path(trainer.default_root_dir) / DYNAMICS_FILE, result.rows(), owns=self.owns)
-        metrics = {metric_key(layer, metric, self.prefix): value
-                   for (layer, metric), value in result.values.items() if not math.isnan(value)}
         for logger in trainer.loggers:
-            logger.log_metrics({"epoch": epoch, **metrics}, step=trainer.global_step)
+            log_epoch_values(logger, self.prefix, result, trainer.global_step)
         say(trainer, f"{self.prefix}: epoch {epoch} probed in {seconds:.2f} s")

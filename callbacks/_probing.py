@@ -12,11 +12,13 @@ runs (:meth:`ProbingCallback.make_analysis`), how it runs on a snapshot
 (:meth:`ProbingCallback.analyse`), when the analysis carries state from one epoch to the
 next, how that state is restored on resume (:meth:`ProbingCallback.restore`), and, when a logger
 deserves more than scalars, what it sends (:meth:`ProbingCallback.log_to`).
+
+Longer than 400 lines: schedule, probe set, snapshots, background jobs and resume state are one
+life cycle of Lightning hooks; they move out with the run-level probing session.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -49,9 +51,9 @@ from attnconv_pl.capture.snapshots import UnreadableSnapshot, load_snapshot, sav
 from attnconv_pl.errors import ConfigError
 from attnconv_pl.io.console import say
 from attnconv_pl.io.epoch_table import DYNAMICS_FILE, drop_epochs_after, read_rows, write_epochs
-from attnconv_pl.io.wandb_run import metric_key
 from attnconv_pl.offline.checkpoints import first_sentence, load_torch_file
 from callbacks._jobs import OrderedJobs
+from callbacks._wandb import log_epoch_values
 from callbacks.epoch_checkpoint import EpochCheckpoint, checkpoint_name
 
 COST_METRICS = ("overhead_seconds", "probe_seconds")
@@ -169,9 +171,7 @@ class ProbingCallback(Callback, ABC):
 
     def log_to(self, logger: Logger, result: AnalysisResult, step: int) -> None:
         """Send one epoch's numbers to ``logger``, against ``epoch``, as ``<prefix>/<layer>/<metric>``."""
-        metrics = {metric_key(layer, metric, self.prefix): value
-                   for (layer, metric), value in result.values.items() if not math.isnan(value)}
-        logger.log_metrics({"epoch": result.epoch, **metrics}, step=step)
+        log_epoch_values(logger, self.prefix, result, step)
 
     # ------------------------------------------------------------------ setup and state
     @override

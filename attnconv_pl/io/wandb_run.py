@@ -35,6 +35,13 @@ def metric_key(layer: str, metric: str, prefix: str = "dynamics") -> str:
     return f"{prefix}/{layer}/{metric}" if layer else f"{prefix}/{metric}"
 
 
+def plot_against_epochs(run: Any, prefix: str) -> None:
+    """Make the W&B ``run`` plot every ``<prefix>/*`` key against :data:`EPOCH_AXIS` (completed
+    epochs), whatever step the trainer logs them at."""
+    run.define_metric(EPOCH_AXIS)
+    run.define_metric(f"{prefix}/*", step_metric=EPOCH_AXIS)
+
+
 def stored_wandb_id(run_dir: Path) -> Optional[str]:
     """The W&B run id stored in ``run_dir``, None when the directory has none yet."""
     path = run_dir / WANDB_ID_FILE

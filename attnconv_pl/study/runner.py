@@ -50,6 +50,9 @@ Ctrl-C), or cancels the SLURM jobs; on Linux a child also gets SIGTERM when the 
 Exit status: 0 when every run finished and the report was written; 1 when a run or the report
 failed (the report then holds the runs that finished); 2 for a bad study file or command line
 (or SLURM job resources that sbatch refused); 130 when interrupted (Ctrl-C or SIGTERM).
+
+Longer than 400 lines: the study file, run states and the command line are one user-facing
+contract documented above; the command line moves to generated options with the other CLIs.
 """
 
 from __future__ import annotations
