@@ -1,4 +1,4 @@
-"""The network the capture tests run through."""
+"""The network the capture tests run through, and one CPU thread per test."""
 
 import pytest
 import torch
@@ -9,3 +9,13 @@ from capture_nets import SmallNet
 def net() -> SmallNet:
     torch.manual_seed(0)
     return SmallNet()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One CPU thread per test: the probes run thousands of small operations, which thread
+    contention on a shared machine (or beside another test process) slows down many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
