@@ -2,15 +2,18 @@
 resnet20 with each channel attention, during training (``callbacks.ModelProbing``) and from the
 checkpoints (``probe.py --analyses``): the same numbers both ways, next to the dynamics rows in
 one ``dynamics.csv``, a resume that keeps them, DDP (rank zero writes, epoch 0 as in one
-process), and one clear message for a model without what the analysis needs."""
+process), and one clear message for a model without what the analysis needs.
+
+One stiffness run per channel attention is trained once per module and read by every test that
+needs it; the resume continues a copy of one."""
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
-
-from train_helpers import check_ok, read_numbers, run_probe, run_train
+from train_helpers import check_ok, read_numbers, refused, run_probe, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +23,27 @@ SMALL_SINGLE_NODE = ("--single_node.enabled", "true", "--single_node.every_n_epo
 SMALL_STIFFNESS = ("--stiffness.enabled", "true", "--stiffness.every_n_epochs", "1", "--stiffness.probe_size", "60",
                    "--stiffness.jacobian_inputs", "1", "--stiffness.jacobian_max_iter", "30")
 COMMON = ("--trainer.max_epochs", "1", "--trainer.logger", "false", "--checkpoint.every_n_epochs", "1",
-          "--trainer.limit_train_batches", "8")
+          "--trainer.limit_train_batches", "4")
+STIFFNESS_RUN = ("--model.init_args.arch", "resnet20", "--dynamics.probe_size", "60", "--dynamics.topology", "false",
+                 "--dynamics.every_n_epochs", "1", *SMALL_STIFFNESS, *COMMON, "--trainer.accelerator", "cpu")
+"""resnet20 (its attention given as ``arch_kwargs``) with the dynamics and the stiffness analyses,
+probed at epochs 0 and 1."""
+
+
+@pytest.fixture(scope="module")
+def stiffness_run(tmp_path_factory):
+    """The run directory of :data:`STIFFNESS_RUN` with ``attn`` (a function of it), trained on first use."""
+    runs = {}
+
+    def run(attn):
+        if attn not in runs:
+            runs_dir = tmp_path_factory.mktemp(f"stiffness_{attn}")
+            check_ok(run_train("--run_id", attn, "--model.init_args.arch_kwargs", f"{{attn: {attn}}}", *STIFFNESS_RUN,
+                               runs_dir=runs_dir))
+            runs[attn] = runs_dir / "default" / attn
+        return runs[attn]
+
+    return run
 
 
 def assert_same(probed, logged, metrics):
@@ -64,11 +87,8 @@ def test_single_node_live_equals_offline_and_the_report_draws_it(tmp_path):
 
 
 @pytest.mark.parametrize("attn", ["none", "se", "step"])
-def test_stiffness_live_equals_offline_beside_the_dynamics(attn, tmp_path):
-    dynamics = ("--dynamics.probe_size", "60", "--dynamics.topology", "false", "--dynamics.every_n_epochs", "1")
-    check_ok(run_train("--run_id", attn, "--model.init_args.arch", "resnet20", "--model.init_args.arch_kwargs",
-                       f"{{attn: {attn}}}", *dynamics, *SMALL_STIFFNESS, *COMMON, runs_dir=tmp_path))
-    run = tmp_path / "default" / attn
+def test_stiffness_live_equals_offline_beside_the_dynamics(attn, stiffness_run, tmp_path):
+    run = stiffness_run(attn)
     logged = read_numbers(run / "dynamics.csv")
     assert (0, "layer1.0", "variance") in logged and (1, "layer3.2", "stiffness_feature") in logged  # both analyses
     assert ((1, "layer2.0", "gate_rate_spearman") in logged) == (attn != "none")
@@ -87,13 +107,9 @@ def test_stiffness_live_equals_offline_beside_the_dynamics(attn, tmp_path):
     assert summary["analyses"] == ["stiffness"] and summary["analysis_settings"]["stiffness"]["jacobian_inputs"] == 1
 
 
-def test_a_resume_keeps_the_rows_of_every_analysis(tmp_path):
-    flags = ("--model.init_args.arch", "resnet20", "--model.init_args.arch_kwargs", "{}", "--dynamics.probe_size", "60",
-             "--dynamics.topology", "false",
-             "--dynamics.every_n_epochs", "1", *SMALL_STIFFNESS, "--trainer.logger", "false",
-             "--checkpoint.every_n_epochs", "1", "--trainer.limit_train_batches", "4")
-    check_ok(run_train("--run_id", "r", *flags, "--trainer.max_epochs", "1", runs_dir=tmp_path))
-    run = tmp_path / "default" / "r"
+def test_a_resume_keeps_the_rows_of_every_analysis(stiffness_run, tmp_path):
+    run = tmp_path / "default" / "none"
+    shutil.copytree(stiffness_run("none"), run)
     first = read_numbers(run / "dynamics.csv")
     check_ok(run_train("--config", str(run / "config.yaml"), "--trainer.max_epochs", "2", "--ckpt_path",
                        str(run / "checkpoints" / "last.ckpt"), runs_dir=tmp_path))
@@ -105,25 +121,19 @@ def test_a_resume_keeps_the_rows_of_every_analysis(tmp_path):
     assert (2, "layer1.0", "variance") in resumed and (2, "layer1.0", "stiffness_feature") in resumed
 
 
-def test_a_model_without_the_described_points_gets_one_clear_message(tmp_path):
-    result = run_train("--run_id", "bad", "--trainer.max_epochs", "1", "--trainer.logger", "false",
-                       "--dynamics.enabled", "false", "--stiffness.enabled", "true", runs_dir=tmp_path)
-    assert result.returncode != 0
-    assert "describes no residual block with its input and residual branch" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_a_model_without_the_described_points_gets_one_clear_message(monkeypatch, capsys, tmp_path):
+    line = refused(monkeypatch, capsys, tmp_path, "--run_id", "bad", "--trainer.max_epochs", "1",
+                   "--trainer.logger", "false", "--dynamics.enabled", "false", "--stiffness.enabled", "true")
+    assert "describes no residual block with its input and residual branch" in line
 
 
-def test_under_ddp_rank_zero_writes_each_row_once_and_epoch_0_equals_one_process(tmp_path):
-    flags = ("--model.init_args.arch", "resnet20", "--model.init_args.arch_kwargs", "{attn: se}",
-             "--dynamics.enabled", "false", *SMALL_STIFFNESS, "--trainer.logger", "false", "--trainer.max_epochs",
-             "1", "--trainer.limit_train_batches", "4", "--trainer.accelerator", "cpu")
-    check_ok(run_train("--run_id", "single", *flags, runs_dir=tmp_path))
-    check_ok(run_train("--run_id", "ddp", *flags, "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                       runs_dir=tmp_path))
+def test_under_ddp_rank_zero_writes_each_row_once_and_epoch_0_equals_one_process(stiffness_run, tmp_path):
+    single = read_numbers(stiffness_run("se") / "dynamics.csv")
+    check_ok(run_train("--run_id", "ddp", "--model.init_args.arch_kwargs", "{attn: se}", *STIFFNESS_RUN,
+                       "--trainer.devices", "2", "--trainer.strategy", "ddp", runs_dir=tmp_path))
     with open(tmp_path / "default" / "ddp" / "dynamics.csv", newline="") as handle:
         keys = [(row["epoch"], row["layer"], row["metric"]) for row in csv.DictReader(handle)]
     assert len(keys) == len(set(keys)) and ("1", "layer3.2", "gate_rate_spearman") in keys
-    single = read_numbers(tmp_path / "default" / "single" / "dynamics.csv")
     ddp = read_numbers(tmp_path / "default" / "ddp" / "dynamics.csv")
     at_init = {key: value for key, value in single.items() if key[0] == 0 and not key[2].endswith("_seconds")}
     for key, value in at_init.items():
