@@ -32,14 +32,25 @@ def dynamics_rows(run_dir):
         return list(csv.DictReader(handle))
 
 
+DDP_PROBES = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--trainer.accelerator", "cpu",
+              "--dynamics.probe_size", "120", "--dynamics.max_points", "60", "--dynamics.num_workers", "2", *EVERY_EPOCH)
+"""One short epoch on the CPU, probed with topology at epochs 0 and 1 by two worker processes."""
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """(run directory, output) of :data:`DDP_PROBES` on two DDP processes, trained once per module."""
+    runs_dir = tmp_path_factory.mktemp("ddp")
+    output = check_ok(run_train("--run_id", "ddp", *DDP_PROBES, "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                                runs_dir=runs_dir))
+    return runs_dir / "default" / "ddp", output
+
+
 @pytest.mark.slow
-def test_ddp_epoch0_numbers_equal_single_process(tmp_path):
-    common = ("--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", "--dynamics.topology", "false")
+def test_ddp_epoch0_numbers_equal_single_process(ddp_run, tmp_path):
+    ddp, _ = ddp_run
     single = tmp_path / "default" / "single"
-    ddp = tmp_path / "default" / "ddp"
-    check_ok(run_train(*common, "--run_id", "single", runs_dir=tmp_path))
-    check_ok(run_train(*common, "--run_id", "ddp", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                       runs_dir=tmp_path))
+    check_ok(run_train("--run_id", "single", *DDP_PROBES, runs_dir=tmp_path))
     assert (ddp / "checkpoints" / "epoch=001.ckpt").is_file()
     single_rows = {(r["layer"], r["metric"]): float(r["value"]) for r in dynamics_rows(single) if r["epoch"] == "0"}
     ddp_rows = {(r["layer"], r["metric"]): float(r["value"]) for r in dynamics_rows(ddp) if r["epoch"] == "0"}
@@ -205,13 +216,9 @@ def test_probes_spread_over_worker_processes_write_the_one_process_numbers(tmp_p
 
 
 @pytest.mark.slow
-def test_ddp_rank_zero_spreads_the_probes_over_worker_processes_with_the_one_process_numbers(tmp_path):
-    output = check_ok(run_train("--run_id", "ddp", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
-                                "--trainer.devices", "2", "--trainer.strategy", "ddp", "--dynamics.probe_size", "120",
-                                "--dynamics.max_points", "60", "--dynamics.num_workers", "2", *EVERY_EPOCH,
-                                runs_dir=tmp_path))
+def test_ddp_rank_zero_spreads_the_probes_over_worker_processes_with_the_one_process_numbers(ddp_run):
+    run_dir, output = ddp_run
     assert output.count("probed: training waited") == 2 and "2 processes" in output  # rank zero's messages
-    run_dir = tmp_path / "default" / "ddp"
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     settings = settings_from(DynamicsSettings, config["dynamics"])
     assert settings.num_workers == 2 and settings.topology
