@@ -4,8 +4,10 @@ checkpoints (``probe.py --analyses``): the same numbers both ways, next to the d
 one ``dynamics.csv``, a resume that keeps them, DDP (rank zero writes, epoch 0 as in one
 process), and one clear message for a model without what the analysis needs.
 
-One stiffness run per channel attention is trained once per module and read by every test that
-needs it; the resume continues a copy of one."""
+One stiffness run per channel attention is trained once per module (in this process) and read by
+every test that needs it; the resume continues a copy of one. The single-node test, the resume and
+DDP run ``train.py`` and ``probe.py`` as subprocesses, as a user would; the stiffness runs are
+probed in this process."""
 
 import csv
 import json
@@ -13,7 +15,10 @@ import shutil
 
 import numpy as np
 import pytest
-from train_helpers import check_ok, read_numbers, refused, run_probe, run_train
+from train_helpers import check_ok, launch_train, read_numbers, refused, run_probe, run_train
+
+import probe
+from attnconv_pl.run_lock import LOCK_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +37,16 @@ probed at epochs 0 and 1."""
 
 @pytest.fixture(scope="module")
 def stiffness_run(tmp_path_factory):
-    """The run directory of :data:`STIFFNESS_RUN` with ``attn`` (a function of it), trained on first use."""
+    """The run directory of :data:`STIFFNESS_RUN` with ``attn`` (a function of it), trained in this
+    process on first use."""
     runs = {}
 
     def run(attn):
         if attn not in runs:
             runs_dir = tmp_path_factory.mktemp(f"stiffness_{attn}")
-            check_ok(run_train("--run_id", attn, "--model.init_args.arch_kwargs", f"{{attn: {attn}}}", *STIFFNESS_RUN,
-                               runs_dir=runs_dir))
+            with pytest.MonkeyPatch.context() as patch:
+                launch_train(patch, runs_dir, "--run_id", attn, "--model.init_args.arch_kwargs", f"{{attn: {attn}}}",
+                             *STIFFNESS_RUN, run_id=attn)
             runs[attn] = runs_dir / "default" / attn
         return runs[attn]
 
@@ -95,7 +102,7 @@ def test_stiffness_live_equals_offline_beside_the_dynamics(attn, stiffness_run, 
     assert logged[(1, "layer2.0", "stiffness_feature")] >= logged[(1, "layer2.0", "stiffness_feature_q")] >= 1
 
     out = tmp_path / "report"
-    check_ok(run_probe(run, "--out", out, "--analyses", "stiffness", "--device", "cpu"))
+    assert probe.main([str(run), "--out", str(out), "--analyses", "stiffness", "--device", "cpu"]) == 0
     def stiffness_metric(metric):
         return metric.startswith(("stiffness_", "jacobian_", "gate_", "rate_")) and not metric.endswith("_seconds")
 
@@ -109,7 +116,7 @@ def test_stiffness_live_equals_offline_beside_the_dynamics(attn, stiffness_run, 
 
 def test_a_resume_keeps_the_rows_of_every_analysis(stiffness_run, tmp_path):
     run = tmp_path / "default" / "none"
-    shutil.copytree(stiffness_run("none"), run)
+    shutil.copytree(stiffness_run("none"), run, ignore=shutil.ignore_patterns(LOCK_NAME))  # held by this process
     first = read_numbers(run / "dynamics.csv")
     check_ok(run_train("--config", str(run / "config.yaml"), "--trainer.max_epochs", "2", "--ckpt_path",
                        str(run / "checkpoints" / "last.ckpt"), runs_dir=tmp_path))
