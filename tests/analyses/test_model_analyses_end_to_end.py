@@ -5,9 +5,9 @@ one ``dynamics.csv``, a resume that keeps them, DDP (rank zero writes, epoch 0 a
 process), and one clear message for a model without what the analysis needs.
 
 One stiffness run per channel attention is trained once per module (in this process) and read by
-every test that needs it; the resume continues a copy of one. The single-node test, the resume and
-DDP run ``train.py`` and ``probe.py`` as subprocesses, as a user would; the stiffness runs are
-probed in this process."""
+every test that needs it; the resume continues a copy of one (in this process too). The
+single-node run and the DDP run are ``train.py`` subprocesses, and the single-node run is
+reported by a ``probe.py`` subprocess, as a user would; the other probes run in this process."""
 
 import csv
 import json
@@ -86,8 +86,8 @@ def test_single_node_live_equals_offline_and_the_report_draws_it(tmp_path):
     assert "Single-node performance" in (out / "report.html").read_text()
 
     swept = tmp_path / "swept"
-    check_ok(run_probe(run / "checkpoints" / "epoch=001.ckpt", "--out", swept, "--analyses", "single_node",
-                       "--set", "single_node.threshold=0.9"))
+    assert probe.main([str(run / "checkpoints" / "epoch=001.ckpt"), "--out", str(swept), "--analyses", "single_node",
+                       "--set", "single_node.threshold=0.9"]) == 0
     strict = read_numbers(swept / "dynamics.csv", "default/cct")
     key = (1, "blocks.1.mlp.fc2", "snp_cluster_size")
     assert strict[key] <= logged[key]  # a higher threshold keeps fewer labels per node
@@ -114,12 +114,12 @@ def test_stiffness_live_equals_offline_beside_the_dynamics(attn, stiffness_run, 
     assert summary["analyses"] == ["stiffness"] and summary["analysis_settings"]["stiffness"]["jacobian_inputs"] == 1
 
 
-def test_a_resume_keeps_the_rows_of_every_analysis(stiffness_run, tmp_path):
+def test_a_resume_keeps_the_rows_of_every_analysis(stiffness_run, monkeypatch, tmp_path):
     run = tmp_path / "default" / "none"
     shutil.copytree(stiffness_run("none"), run, ignore=shutil.ignore_patterns(LOCK_NAME))  # held by this process
     first = read_numbers(run / "dynamics.csv")
-    check_ok(run_train("--config", str(run / "config.yaml"), "--trainer.max_epochs", "2", "--ckpt_path",
-                       str(run / "checkpoints" / "last.ckpt"), runs_dir=tmp_path))
+    launch_train(monkeypatch, tmp_path, "--config", str(run / "config.yaml"), "--trainer.max_epochs", "2",
+                 "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), run_id="none")
     resumed = read_numbers(run / "dynamics.csv")
     with open(run / "dynamics.csv", newline="") as handle:
         assert sum(1 for _ in csv.DictReader(handle)) == len(resumed)  # no row written twice
