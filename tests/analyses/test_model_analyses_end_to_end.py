@@ -5,9 +5,9 @@ one ``dynamics.csv``, a resume that keeps them, DDP (rank zero writes, epoch 0 a
 process), and one clear message for a model without what the analysis needs.
 
 One stiffness run per channel attention is trained once per module (in this process) and read by
-every test that needs it; the resume continues a copy of one (in this process too). The
-single-node run and the DDP run are ``train.py`` subprocesses, and the single-node run is
-reported by a ``probe.py`` subprocess, as a user would; the other probes run in this process."""
+every test that needs it; the resume continues a copy of one. Training and probing run in this
+process (``train.main``, ``probe.main``) but for DDP, a ``train.py`` subprocess, and the report of
+the single-node run, a ``probe.py`` subprocess, as a user would run them."""
 
 import csv
 import json
@@ -62,9 +62,10 @@ def assert_same(probed, logged, metrics):
         assert probed[key] == pytest.approx(value, rel=1e-6, abs=1e-9, nan_ok=True), key
 
 
-def test_single_node_live_equals_offline_and_the_report_draws_it(tmp_path):
-    check_ok(run_train("--run_id", "cct", "--model.init_args.arch", "cct_2_3x1_16", "--model.init_args.arch_kwargs",
-                       "{}", "--dynamics.enabled", "false", *SMALL_SINGLE_NODE, *COMMON, runs_dir=tmp_path))
+def test_single_node_live_equals_offline_and_the_report_draws_it(monkeypatch, tmp_path):
+    launch_train(monkeypatch, tmp_path, "--run_id", "cct", "--model.init_args.arch", "cct_2_3x1_16",
+                 "--model.init_args.arch_kwargs", "{}", "--dynamics.enabled", "false", *SMALL_SINGLE_NODE, *COMMON,
+                 run_id="cct")
     run = tmp_path / "default" / "cct"
     logged = read_numbers(run / "dynamics.csv")
     blocks = {layer for _, layer, _ in logged if layer}
