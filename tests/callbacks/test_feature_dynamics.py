@@ -21,7 +21,7 @@ from attnconv_pl.module import ClassifierModule
 from attnconv_pl.probes import paired_displacement
 from attnconv_pl.capture.snapshots import load_snapshot
 from callbacks import EpochCheckpoint, FeatureDynamics
-from train_helpers import EVERY_EPOCH, check_ok, refused, run_train
+from train_helpers import EVERY_EPOCH, check_ok, launch_train, refused, run_train
 
 TOPOLOGY_METRICS = {f"{kind}_h{d}_{dist}" for kind in ("stability", "drift_prev") for d in (0, 1)
                     for dist in ("w1", "w2", "bottleneck")} | {"h0_bars", "h1_bars"}
@@ -47,10 +47,10 @@ def ddp_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_ddp_epoch0_numbers_equal_single_process(ddp_run, tmp_path):
+def test_ddp_epoch0_numbers_equal_single_process(ddp_run, monkeypatch, tmp_path):
     ddp, _ = ddp_run
     single = tmp_path / "default" / "single"
-    check_ok(run_train("--run_id", "single", *DDP_PROBES, runs_dir=tmp_path))
+    launch_train(monkeypatch, tmp_path, "--run_id", "single", *DDP_PROBES, run_id="single")
     assert (ddp / "checkpoints" / "epoch=001.ckpt").is_file()
     single_rows = {(r["layer"], r["metric"]): float(r["value"]) for r in dynamics_rows(single) if r["epoch"] == "0"}
     ddp_rows = {(r["layer"], r["metric"]): float(r["value"]) for r in dynamics_rows(ddp) if r["epoch"] == "0"}
@@ -67,9 +67,9 @@ def test_ddp_epoch0_numbers_equal_single_process(ddp_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_every_layer_every_epoch_has_every_metric(tmp_path):
-    check_ok(run_train("--run_id", "r", "--trainer.max_epochs", "2", "--dynamics.probe_size", "120", *EVERY_EPOCH,
-                       "--model.init_args.arch", "conv_net", runs_dir=tmp_path))
+def test_every_layer_every_epoch_has_every_metric(monkeypatch, tmp_path):
+    launch_train(monkeypatch, tmp_path, "--run_id", "r", "--trainer.max_epochs", "2", "--dynamics.probe_size", "120",
+                 *EVERY_EPOCH, "--model.init_args.arch", "conv_net", run_id="r")
     run_dir = tmp_path / "default" / "r"
     rows = dynamics_rows(run_dir)
     layers = ["stem", "mixer", "norm", "head"]
