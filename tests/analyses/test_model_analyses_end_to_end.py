@@ -2,15 +2,23 @@
 resnet20 with each channel attention, during training (``callbacks.ModelProbing``) and from the
 checkpoints (``probe.py --analyses``): the same numbers both ways, next to the dynamics rows in
 one ``dynamics.csv``, a resume that keeps them, DDP (rank zero writes, epoch 0 as in one
-process), and one clear message for a model without what the analysis needs."""
+process), and one clear message for a model without what the analysis needs.
+
+One stiffness run per channel attention is trained once per module (in this process) and read by
+every test that needs it; the resume continues a copy of one. Training and probing run in this
+process (``train.main``, ``probe.main``) but for DDP, a ``train.py`` subprocess, and the report of
+the single-node run, a ``probe.py`` subprocess, as a user would run them."""
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
+from train_helpers import check_ok, launch_train, read_numbers, refused, run_probe, run_train
 
-from train_helpers import check_ok, read_numbers, run_probe, run_train
+import probe
+from attnconv_pl.run_lock import LOCK_NAME
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +28,29 @@ SMALL_SINGLE_NODE = ("--single_node.enabled", "true", "--single_node.every_n_epo
 SMALL_STIFFNESS = ("--stiffness.enabled", "true", "--stiffness.every_n_epochs", "1", "--stiffness.probe_size", "60",
                    "--stiffness.jacobian_inputs", "1", "--stiffness.jacobian_max_iter", "30")
 COMMON = ("--trainer.max_epochs", "1", "--trainer.logger", "false", "--checkpoint.every_n_epochs", "1",
-          "--trainer.limit_train_batches", "8")
+          "--trainer.limit_train_batches", "4")
+STIFFNESS_RUN = ("--model.init_args.arch", "resnet20", "--dynamics.probe_size", "60", "--dynamics.topology", "false",
+                 "--dynamics.every_n_epochs", "1", *SMALL_STIFFNESS, *COMMON, "--trainer.accelerator", "cpu")
+"""resnet20 (its attention given as ``arch_kwargs``) with the dynamics and the stiffness analyses,
+probed at epochs 0 and 1."""
+
+
+@pytest.fixture(scope="module")
+def stiffness_run(tmp_path_factory):
+    """The run directory of :data:`STIFFNESS_RUN` with ``attn`` (a function of it), trained in this
+    process on first use."""
+    runs = {}
+
+    def run(attn):
+        if attn not in runs:
+            runs_dir = tmp_path_factory.mktemp(f"stiffness_{attn}")
+            with pytest.MonkeyPatch.context() as patch:
+                launch_train(patch, runs_dir, "--run_id", attn, "--model.init_args.arch_kwargs", f"{{attn: {attn}}}",
+                             *STIFFNESS_RUN, run_id=attn)
+            runs[attn] = runs_dir / "default" / attn
+        return runs[attn]
+
+    return run
 
 
 def assert_same(probed, logged, metrics):
@@ -32,9 +62,10 @@ def assert_same(probed, logged, metrics):
         assert probed[key] == pytest.approx(value, rel=1e-6, abs=1e-9, nan_ok=True), key
 
 
-def test_single_node_live_equals_offline_and_the_report_draws_it(tmp_path):
-    check_ok(run_train("--run_id", "cct", "--model.init_args.arch", "cct_2_3x1_16", "--model.init_args.arch_kwargs",
-                       "{}", "--dynamics.enabled", "false", *SMALL_SINGLE_NODE, *COMMON, runs_dir=tmp_path))
+def test_single_node_live_equals_offline_and_the_report_draws_it(monkeypatch, tmp_path):
+    launch_train(monkeypatch, tmp_path, "--run_id", "cct", "--model.init_args.arch", "cct_2_3x1_16",
+                 "--model.init_args.arch_kwargs", "{}", "--dynamics.enabled", "false", *SMALL_SINGLE_NODE, *COMMON,
+                 run_id="cct")
     run = tmp_path / "default" / "cct"
     logged = read_numbers(run / "dynamics.csv")
     blocks = {layer for _, layer, _ in logged if layer}
@@ -56,26 +87,23 @@ def test_single_node_live_equals_offline_and_the_report_draws_it(tmp_path):
     assert "Single-node performance" in (out / "report.html").read_text()
 
     swept = tmp_path / "swept"
-    check_ok(run_probe(run / "checkpoints" / "epoch=001.ckpt", "--out", swept, "--analyses", "single_node",
-                       "--set", "single_node.threshold=0.9"))
+    assert probe.main([str(run / "checkpoints" / "epoch=001.ckpt"), "--out", str(swept), "--analyses", "single_node",
+                       "--set", "single_node.threshold=0.9"]) == 0
     strict = read_numbers(swept / "dynamics.csv", "default/cct")
     key = (1, "blocks.1.mlp.fc2", "snp_cluster_size")
     assert strict[key] <= logged[key]  # a higher threshold keeps fewer labels per node
 
 
 @pytest.mark.parametrize("attn", ["none", "se", "step"])
-def test_stiffness_live_equals_offline_beside_the_dynamics(attn, tmp_path):
-    dynamics = ("--dynamics.probe_size", "60", "--dynamics.topology", "false", "--dynamics.every_n_epochs", "1")
-    check_ok(run_train("--run_id", attn, "--model.init_args.arch", "resnet20", "--model.init_args.arch_kwargs",
-                       f"{{attn: {attn}}}", *dynamics, *SMALL_STIFFNESS, *COMMON, runs_dir=tmp_path))
-    run = tmp_path / "default" / attn
+def test_stiffness_live_equals_offline_beside_the_dynamics(attn, stiffness_run, tmp_path):
+    run = stiffness_run(attn)
     logged = read_numbers(run / "dynamics.csv")
     assert (0, "layer1.0", "variance") in logged and (1, "layer3.2", "stiffness_feature") in logged  # both analyses
     assert ((1, "layer2.0", "gate_rate_spearman") in logged) == (attn != "none")
     assert logged[(1, "layer2.0", "stiffness_feature")] >= logged[(1, "layer2.0", "stiffness_feature_q")] >= 1
 
     out = tmp_path / "report"
-    check_ok(run_probe(run, "--out", out, "--analyses", "stiffness", "--device", "cpu"))
+    assert probe.main([str(run), "--out", str(out), "--analyses", "stiffness", "--device", "cpu"]) == 0
     def stiffness_metric(metric):
         return metric.startswith(("stiffness_", "jacobian_", "gate_", "rate_")) and not metric.endswith("_seconds")
 
@@ -87,16 +115,12 @@ def test_stiffness_live_equals_offline_beside_the_dynamics(attn, tmp_path):
     assert summary["analyses"] == ["stiffness"] and summary["analysis_settings"]["stiffness"]["jacobian_inputs"] == 1
 
 
-def test_a_resume_keeps_the_rows_of_every_analysis(tmp_path):
-    flags = ("--model.init_args.arch", "resnet20", "--model.init_args.arch_kwargs", "{}", "--dynamics.probe_size", "60",
-             "--dynamics.topology", "false",
-             "--dynamics.every_n_epochs", "1", *SMALL_STIFFNESS, "--trainer.logger", "false",
-             "--checkpoint.every_n_epochs", "1", "--trainer.limit_train_batches", "4")
-    check_ok(run_train("--run_id", "r", *flags, "--trainer.max_epochs", "1", runs_dir=tmp_path))
-    run = tmp_path / "default" / "r"
+def test_a_resume_keeps_the_rows_of_every_analysis(stiffness_run, monkeypatch, tmp_path):
+    run = tmp_path / "default" / "none"
+    shutil.copytree(stiffness_run("none"), run, ignore=shutil.ignore_patterns(LOCK_NAME))  # held by this process
     first = read_numbers(run / "dynamics.csv")
-    check_ok(run_train("--config", str(run / "config.yaml"), "--trainer.max_epochs", "2", "--ckpt_path",
-                       str(run / "checkpoints" / "last.ckpt"), runs_dir=tmp_path))
+    launch_train(monkeypatch, tmp_path, "--config", str(run / "config.yaml"), "--trainer.max_epochs", "2",
+                 "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), run_id="none")
     resumed = read_numbers(run / "dynamics.csv")
     with open(run / "dynamics.csv", newline="") as handle:
         assert sum(1 for _ in csv.DictReader(handle)) == len(resumed)  # no row written twice
@@ -105,25 +129,19 @@ def test_a_resume_keeps_the_rows_of_every_analysis(tmp_path):
     assert (2, "layer1.0", "variance") in resumed and (2, "layer1.0", "stiffness_feature") in resumed
 
 
-def test_a_model_without_the_described_points_gets_one_clear_message(tmp_path):
-    result = run_train("--run_id", "bad", "--trainer.max_epochs", "1", "--trainer.logger", "false",
-                       "--dynamics.enabled", "false", "--stiffness.enabled", "true", runs_dir=tmp_path)
-    assert result.returncode != 0
-    assert "describes no residual block with its input and residual branch" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_a_model_without_the_described_points_gets_one_clear_message(monkeypatch, capsys, tmp_path):
+    line = refused(monkeypatch, capsys, tmp_path, "--run_id", "bad", "--trainer.max_epochs", "1",
+                   "--trainer.logger", "false", "--dynamics.enabled", "false", "--stiffness.enabled", "true")
+    assert "describes no residual block with its input and residual branch" in line
 
 
-def test_under_ddp_rank_zero_writes_each_row_once_and_epoch_0_equals_one_process(tmp_path):
-    flags = ("--model.init_args.arch", "resnet20", "--model.init_args.arch_kwargs", "{attn: se}",
-             "--dynamics.enabled", "false", *SMALL_STIFFNESS, "--trainer.logger", "false", "--trainer.max_epochs",
-             "1", "--trainer.limit_train_batches", "4", "--trainer.accelerator", "cpu")
-    check_ok(run_train("--run_id", "single", *flags, runs_dir=tmp_path))
-    check_ok(run_train("--run_id", "ddp", *flags, "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                       runs_dir=tmp_path))
+def test_under_ddp_rank_zero_writes_each_row_once_and_epoch_0_equals_one_process(stiffness_run, tmp_path):
+    single = read_numbers(stiffness_run("se") / "dynamics.csv")
+    check_ok(run_train("--run_id", "ddp", "--model.init_args.arch_kwargs", "{attn: se}", *STIFFNESS_RUN,
+                       "--trainer.devices", "2", "--trainer.strategy", "ddp", runs_dir=tmp_path))
     with open(tmp_path / "default" / "ddp" / "dynamics.csv", newline="") as handle:
         keys = [(row["epoch"], row["layer"], row["metric"]) for row in csv.DictReader(handle)]
     assert len(keys) == len(set(keys)) and ("1", "layer3.2", "gate_rate_spearman") in keys
-    single = read_numbers(tmp_path / "default" / "single" / "dynamics.csv")
     ddp = read_numbers(tmp_path / "default" / "ddp" / "dynamics.csv")
     at_init = {key: value for key, value in single.items() if key[0] == 0 and not key[2].endswith("_seconds")}
     for key, value in at_init.items():

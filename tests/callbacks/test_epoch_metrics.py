@@ -144,7 +144,8 @@ def test_every_training_run_writes_metrics_before_its_checkpoints(tmp_path, monk
 @pytest.mark.slow
 def test_ddp_rows_hold_the_validation_numbers_of_the_whole_split(tmp_path):
     check_ok(run_train("--run_id", "ddp", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
-                       "--trainer.devices", "2", "--trainer.strategy", "ddp", "--dynamics.enabled", "false",
+                       "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.limit_train_batches", "4",
+                       "--dynamics.enabled", "false",
                        "--trainer.logger", "false", runs_dir=tmp_path))
     run_dir = tmp_path / "default" / "ddp"
     rows = read_metrics(run_dir / "metrics.csv")

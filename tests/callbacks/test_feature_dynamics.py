@@ -21,7 +21,7 @@ from attnconv_pl.module import ClassifierModule
 from attnconv_pl.probes import paired_displacement
 from attnconv_pl.capture.snapshots import load_snapshot
 from callbacks import EpochCheckpoint, FeatureDynamics
-from train_helpers import EVERY_EPOCH, check_ok, run_train
+from train_helpers import EVERY_EPOCH, check_ok, launch_train, refused, run_train
 
 TOPOLOGY_METRICS = {f"{kind}_h{d}_{dist}" for kind in ("stability", "drift_prev") for d in (0, 1)
                     for dist in ("w1", "w2", "bottleneck")} | {"h0_bars", "h1_bars"}
@@ -32,14 +32,25 @@ def dynamics_rows(run_dir):
         return list(csv.DictReader(handle))
 
 
+DDP_PROBES = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--trainer.accelerator", "cpu",
+              "--dynamics.probe_size", "120", "--dynamics.max_points", "60", "--dynamics.num_workers", "2", *EVERY_EPOCH)
+"""One short epoch on the CPU, probed with topology at epochs 0 and 1 by two worker processes."""
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    """(run directory, output) of :data:`DDP_PROBES` on two DDP processes, trained once per module."""
+    runs_dir = tmp_path_factory.mktemp("ddp")
+    output = check_ok(run_train("--run_id", "ddp", *DDP_PROBES, "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                                runs_dir=runs_dir))
+    return runs_dir / "default" / "ddp", output
+
+
 @pytest.mark.slow
-def test_ddp_epoch0_numbers_equal_single_process(tmp_path):
-    common = ("--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", "--dynamics.topology", "false")
+def test_ddp_epoch0_numbers_equal_single_process(ddp_run, monkeypatch, tmp_path):
+    ddp, _ = ddp_run
     single = tmp_path / "default" / "single"
-    ddp = tmp_path / "default" / "ddp"
-    check_ok(run_train(*common, "--run_id", "single", runs_dir=tmp_path))
-    check_ok(run_train(*common, "--run_id", "ddp", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                       runs_dir=tmp_path))
+    launch_train(monkeypatch, tmp_path, "--run_id", "single", *DDP_PROBES, run_id="single")
     assert (ddp / "checkpoints" / "epoch=001.ckpt").is_file()
     single_rows = {(r["layer"], r["metric"]): float(r["value"]) for r in dynamics_rows(single) if r["epoch"] == "0"}
     ddp_rows = {(r["layer"], r["metric"]): float(r["value"]) for r in dynamics_rows(ddp) if r["epoch"] == "0"}
@@ -56,9 +67,9 @@ def test_ddp_epoch0_numbers_equal_single_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_every_layer_every_epoch_has_every_metric(tmp_path):
-    check_ok(run_train("--run_id", "r", "--trainer.max_epochs", "2", "--dynamics.probe_size", "120", *EVERY_EPOCH,
-                       "--model.init_args.arch", "conv_net", runs_dir=tmp_path))
+def test_every_layer_every_epoch_has_every_metric(monkeypatch, tmp_path):
+    launch_train(monkeypatch, tmp_path, "--run_id", "r", "--trainer.max_epochs", "2", "--dynamics.probe_size", "120",
+                 *EVERY_EPOCH, "--model.init_args.arch", "conv_net", run_id="r")
     run_dir = tmp_path / "default" / "r"
     rows = dynamics_rows(run_dir)
     layers = ["stem", "mixer", "norm", "head"]
@@ -83,13 +94,10 @@ def test_every_layer_every_epoch_has_every_metric(tmp_path):
         ((snapshot["head"]["output"] - snapshot["head"]["output"].mean(0)) ** 2).sum(1).mean().item(), rel=1e-5)
 
 
-@pytest.mark.slow
-def test_memory_bound_refuses_before_training(tmp_path):
-    result = run_train("--run_id", "big", "--dynamics.max_snapshot_bytes", "1000000", runs_dir=tmp_path)
-    output = result.stdout + result.stderr
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "max_snapshot_bytes" in output and "--dynamics.probe_size" in output
-    assert not (tmp_path / "default" / "big" / "checkpoints" / "epoch=001.ckpt").exists()
+def test_memory_bound_refuses_before_training(monkeypatch, capsys, tmp_path):
+    line = refused(monkeypatch, capsys, tmp_path, "--run_id", "big", "--dynamics.max_snapshot_bytes", "1000000")
+    assert "max_snapshot_bytes" in line and "--dynamics.probe_size" in line
+    assert not list(tmp_path.rglob("*.ckpt"))
 
 
 def test_unknown_layer_pattern_stops_at_start_with_the_names(tmp_path):
@@ -205,13 +213,9 @@ def test_probes_spread_over_worker_processes_write_the_one_process_numbers(tmp_p
 
 
 @pytest.mark.slow
-def test_ddp_rank_zero_spreads_the_probes_over_worker_processes_with_the_one_process_numbers(tmp_path):
-    output = check_ok(run_train("--run_id", "ddp", "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
-                                "--trainer.devices", "2", "--trainer.strategy", "ddp", "--dynamics.probe_size", "120",
-                                "--dynamics.max_points", "60", "--dynamics.num_workers", "2", *EVERY_EPOCH,
-                                runs_dir=tmp_path))
+def test_ddp_rank_zero_spreads_the_probes_over_worker_processes_with_the_one_process_numbers(ddp_run):
+    run_dir, output = ddp_run
     assert output.count("probed: training waited") == 2 and "2 processes" in output  # rank zero's messages
-    run_dir = tmp_path / "default" / "ddp"
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     settings = settings_from(DynamicsSettings, config["dynamics"])
     assert settings.num_workers == 2 and settings.topology

@@ -167,10 +167,11 @@ def _gloo_rank(rank: int, world_size: int, init_file: str, out_file: str) -> Non
 @pytest.mark.slow
 def test_gather_over_real_gloo_processes_equals_one_process(net, tmp_path):
     world_size = 3
-    torch.multiprocessing.spawn(
+    torch.multiprocessing.start_processes(
         _gloo_rank,
         args=(world_size, str(tmp_path / "init"), str(tmp_path / "result")),
         nprocs=world_size,
+        start_method="fork",  # the ranks inherit this process's imports instead of starting afresh
     )
     single = flatten_activations(
         capture_activations(net, ["stem", "blocks.1"], [probe_inputs(n=11)])

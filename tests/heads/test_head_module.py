@@ -7,7 +7,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
-from train_helpers import check_ok, run_train
+from train_helpers import REPO, launch_train
 
 from attnconv_pl.heads.frozen_features import FrozenFeaturesDataModule
 from attnconv_pl.heads import HeadModule
@@ -64,11 +64,9 @@ def test_a_head_module_reloads_from_its_checkpoint(tmp_path):
     assert torch.equal(reloaded(tokens), module(tokens))
 
 
-@pytest.mark.slow
-def test_train_py_runs_the_digits_config(tmp_path):
-    check_ok(run_train("--config", "configs/convex_heads_digits.yaml", "--trainer.max_epochs", "1",
-                       "--model.init_args.lbfgs_iterations", "3", "--trainer.logger", "false",
-                       "--data.init_args.cache_dir", str(tmp_path / "features"), "--trainer.enable_progress_bar",
-                       "false", runs_dir=tmp_path))
+def test_train_py_runs_the_digits_config(tmp_path, monkeypatch):
+    launch_train(monkeypatch, tmp_path, "--config", str(REPO / "configs" / "convex_heads_digits.yaml"),
+                 "--trainer.max_epochs", "1", "--model.init_args.lbfgs_iterations", "3", "--trainer.logger", "false",
+                 "--data.init_args.cache_dir", str(tmp_path / "features"), "--trainer.enable_progress_bar", "false")
     metrics = next(tmp_path.glob("convex_heads_digits/*/metrics.csv")).read_text().splitlines()
     assert len(metrics) == 2  # header and epoch 1
