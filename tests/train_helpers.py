@@ -34,19 +34,26 @@ def run_probe(*args, timeout: float = 600) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=timeout)
 
 
+def probe_status(args) -> int:
+    """The exit status of ``probe.main(ARGS)`` run in this process (argparse's included), on one
+    thread as :func:`run_probe`'s child computes."""
+    import probe
+    from attnconv_pl.probe_pool import one_thread
+
+    try:
+        with one_thread():
+            return probe.main([str(arg) for arg in args])
+    except SystemExit as stop:
+        return stop.code
+
+
 def probe_here(*args) -> subprocess.CompletedProcess:
     """``probe.main(ARGS)`` in this process, answered as :func:`run_probe` answers: the exit
-    status (argparse's included) and the output, captured."""
-    import probe
-
-    argv = [str(arg) for arg in args]
+    status and the output, captured."""
     out, err = StringIO(), StringIO()
     with redirect_stdout(out), redirect_stderr(err):
-        try:
-            status = probe.main(argv)
-        except SystemExit as stop:
-            status = stop.code
-    return subprocess.CompletedProcess(["probe.py", *argv], status, out.getvalue(), err.getvalue())
+        status = probe_status(args)
+    return subprocess.CompletedProcess(["probe.py", *map(str, args)], status, out.getvalue(), err.getvalue())
 
 
 def read_numbers(path: Path, run: str | None = None) -> dict[tuple[int, str, str], float]:
@@ -91,13 +98,15 @@ def refused(monkeypatch, capsys, runs_dir: Path, *args: str) -> str:
 
 
 def train_here(runs_dir: Path, run_id: str, *args: str, experiment: str = "default") -> Path:
-    """``train.py --runs_dir RUNS_DIR ARGS...`` in this process as run ``run_id``, for fixtures of
-    any scope; its run directory, whose lock is released as when train.py exits."""
+    """``train.py --runs_dir RUNS_DIR ARGS...`` in this process as run ``run_id``, on one thread as
+    :func:`run_train`'s child computes, for fixtures of any scope; its run directory, whose lock is
+    released as when train.py exits."""
     import pytest
 
+    from attnconv_pl.probe_pool import one_thread
     from attnconv_pl.run_lock import acquire_run_lock
 
-    with pytest.MonkeyPatch.context() as monkeypatch, redirect_stdout(StringIO()):
+    with pytest.MonkeyPatch.context() as monkeypatch, redirect_stdout(StringIO()), one_thread():
         launch_train(monkeypatch, runs_dir, *args, run_id=run_id)
     run_dir = runs_dir / experiment / run_id
     acquire_run_lock(run_dir).release()
