@@ -282,7 +282,7 @@ time.sleep(300)
 RUNNER = """\
 import signal, sys
 from pathlib import Path
-from attnconv_pl import launchers
+import attnconv_pl.launchers as launchers
 import attnconv_pl.study as study
 study.TRAIN_SCRIPT = Path(sys.argv[1])
 study.check_train_args = lambda *args: None  # the stand-in takes any flags
