@@ -16,7 +16,7 @@ from attnconv_pl.errors import ConfigError
 from attnconv_pl.analyses.training_records import COLUMNS as METRICS_COLUMNS
 from attnconv_pl.io.epoch_table import write_epochs
 from attnconv_pl.models import create_model
-from train_helpers import REPO, check_ok, run_train
+from train_helpers import REPO, train_here
 
 EXACT = {"snapshot_dtype": "float32", "topology": False, "project_dim": 64}
 """Probe settings that store points unrounded and unprojected (widths here are at most 64)."""
@@ -99,9 +99,8 @@ def test_probe_model_needs_one_label_per_input(linear_net, inputs):
 
 @pytest.mark.slow
 def test_load_dynamics_and_load_metrics_read_a_runs_tables(tmp_path):
-    check_ok(run_train("--run_id", "short", "--trainer.max_epochs", "1", "--dynamics.probe_size", "60",
-                       "--trainer.logger", "false", "--dynamics.every_n_epochs", "1", runs_dir=tmp_path))
-    run = tmp_path / "default" / "short"
+    run = train_here(tmp_path, "short", "--trainer.max_epochs", "1", "--dynamics.probe_size", "60",
+                     "--trainer.logger", "false", "--dynamics.every_n_epochs", "1")
     dynamics = attnconv_pl.load_dynamics(run)
     with open(run / "dynamics.csv", newline="") as handle:
         written = list(csv.DictReader(handle))

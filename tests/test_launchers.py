@@ -27,7 +27,7 @@ from attnconv_pl.study.launchers import SlurmResources, device_slots, slurm_minu
 from attnconv_pl.study.runner import main
 from attnconv_pl.study.progress import RunProgress
 from test_study import BRIEF, RUNNER, wait_for
-from train_helpers import REPO
+from train_helpers import REPO, probe_status
 
 
 @pytest.mark.parametrize("jobs, devices, slots", [
@@ -352,7 +352,10 @@ def test_a_job_sbatch_refuses_stops_the_study_and_cancels_the_jobs_submitted(tmp
 
 @pytest.mark.slow
 def test_a_two_run_digits_study_through_submitit_trains_both_and_reports(tmp_path, monkeypatch, capfd):
+    """train.py in submitit jobs; the report's probe.py in this process (its subprocess is tested elsewhere)."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(study_module, "run_probe", probe_status)
+    monkeypatch.setattr(launchers, "POLL_S", 0.1)
     path = REPO / "configs" / "studies" / "attention_vs_conv_digits.yaml"
     runs, out = tmp_path / "runs", tmp_path / "report"
     assert main(["--config", str(path), "--seeds", "0", "--runs_dir", str(runs), "--out", str(out),

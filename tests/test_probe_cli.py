@@ -1,6 +1,9 @@
-"""End-to-end: ``python probe.py`` on short digits runs: parity with the training callback,
-a two-run comparison report, training records and robustness, and every bad input (one clear
-message, exit 2)."""
+"""``probe.py`` on short digits runs: parity with the training callback, a two-run comparison
+report, training records and robustness, and every bad input (one clear message, exit 2).
+
+The runs are trained once per module, in this process; the two-run report is the one
+``python probe.py`` subprocess (the end-to-end path, W&B included), the other calls run
+``probe.main`` in this process."""
 
 import base64
 import csv
@@ -10,7 +13,7 @@ import pytest
 import torch
 
 from attnconv_pl.analyses.training_records import read_metrics, training_records
-from train_helpers import EVERY_EPOCH, REPO, check_ok, read_numbers, run_probe, run_train
+from train_helpers import EVERY_EPOCH, REPO, check_ok, probe_here, read_numbers, run_probe, train_here
 
 pytestmark = pytest.mark.slow
 
@@ -35,18 +38,23 @@ def runs_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def attention_run(runs_dir):
-    check_ok(run_train("--run_id", "attn", *TRAIN_ARGS, runs_dir=runs_dir))
-    return runs_dir / "default" / "attn"
+    return train_here(runs_dir, "attn", *TRAIN_ARGS)
 
 
 @pytest.fixture(scope="module")
 def conv_run(runs_dir):
-    check_ok(run_train("--run_id", "conv", "--model.init_args.arch", "conv_net", *TRAIN_ARGS, runs_dir=runs_dir))
-    return runs_dir / "default" / "conv"
+    return train_here(runs_dir, "conv", "--model.init_args.arch", "conv_net", *TRAIN_ARGS)
 
 
-def test_probing_a_run_reproduces_every_number_its_callback_logged(attention_run, tmp_path):
-    check_ok(run_probe(attention_run, "--out", tmp_path))
+@pytest.fixture(scope="module")
+def two_run_report(attention_run, conv_run, tmp_path_factory):
+    """``python probe.py ATTN CONV --out OUT --wandb``: (OUT, its output)."""
+    out = tmp_path_factory.mktemp("two_runs")
+    return out, check_ok(run_probe(attention_run, conv_run, "--out", out, "--wandb"))
+
+
+def test_probing_a_run_reproduces_every_number_its_callback_logged(attention_run, two_run_report):
+    tmp_path, _ = two_run_report
     logged = read_numbers(attention_run / "dynamics.csv")
     assert {epoch for epoch, _, _ in logged} == {0, 1, 2}
     metrics = {metric for _, _, metric in logged}
@@ -56,13 +64,13 @@ def test_probing_a_run_reproduces_every_number_its_callback_logged(attention_run
 
 
 def test_one_checkpoint_alone_gives_the_callbacks_numbers_of_its_epoch_drift_included(attention_run, tmp_path):
-    check_ok(run_probe(attention_run / "checkpoints" / "epoch=002.ckpt", "--out", tmp_path))
+    check_ok(probe_here(attention_run / "checkpoints" / "epoch=002.ckpt", "--out", tmp_path))
     logged = {key: value for key, value in read_numbers(attention_run / "dynamics.csv").items() if key[0] == 2}
     assert_same_numbers(read_numbers(tmp_path / "dynamics.csv", run="default/attn"), logged)
 
 
 def test_options_override_the_runs_settings(attention_run, tmp_path):
-    check_ok(run_probe(attention_run / "checkpoints" / "epoch=001.ckpt", "--out", tmp_path, "--data", "digits:test",
+    check_ok(probe_here(attention_run / "checkpoints" / "epoch=001.ckpt", "--out", tmp_path, "--data", "digits:test",
                        "--layers", "mixer", "head", "--no-topology", "--id-methods", "mle", "--probe-size", "50"))
     numbers = read_numbers(tmp_path / "dynamics.csv", run="default/attn")
     assert {layer for _, layer, _ in numbers} == {"mixer", "head", ""}
@@ -74,8 +82,8 @@ def test_options_override_the_runs_settings(attention_run, tmp_path):
     assert run["layers"] == ["mixer", "head"] and run["settings"]["topology"] is False
 
 
-def test_two_runs_are_compared_in_one_report_with_every_figure(attention_run, conv_run, tmp_path):
-    output = check_ok(run_probe(attention_run, conv_run, "--out", tmp_path, "--wandb"))
+def test_two_runs_are_compared_in_one_report_with_every_figure(two_run_report):
+    tmp_path, output = two_run_report
     numbers = {run: read_numbers(tmp_path / "dynamics.csv", run=run) for run in ("default/attn", "default/conv")}
     metrics = {metric for run in numbers.values() for _, layer, metric in run if layer}
     figures = {path.name for path in (tmp_path / "figures").glob("*.png")}
@@ -102,7 +110,7 @@ def test_two_runs_are_compared_in_one_report_with_every_figure(attention_run, co
 
 
 def test_training_records_and_robustness_of_each_run(attention_run, conv_run, tmp_path):
-    check_ok(run_probe(attention_run, conv_run, "--out", tmp_path, "--no-topology", "--probe-size", "50",
+    check_ok(probe_here(attention_run, conv_run, "--out", tmp_path, "--no-topology", "--probe-size", "50",
                        "--robustness", "2", "0", "0.5", "--robustness-size", "100", "--target-loss", "2.2"))
     summary = {run["label"]: run for run in json.loads((tmp_path / "summary.json").read_text())["runs"]}
     for run_dir in (attention_run, conv_run):
@@ -176,7 +184,7 @@ def bad_inputs(attention_run, tmp_path_factory):
     "robustness on one input", "target loss not positive"])
 def test_bad_input_gives_one_clear_message(bad_inputs, case, tmp_path):
     args, expected = bad_inputs[case]
-    result = run_probe(*args, "--out", tmp_path / "report")
+    result = probe_here(*args, "--out", tmp_path / "report")
     errors = [line for line in result.stderr.splitlines() if line.startswith("probe.py: error: ")]
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
@@ -186,7 +194,7 @@ def test_bad_input_gives_one_clear_message(bad_inputs, case, tmp_path):
 
 def test_a_failing_run_keeps_the_runs_before_it(attention_run, bad_inputs, tmp_path):
     truncated = bad_inputs["truncated checkpoint"][0][0]
-    result = run_probe(attention_run, truncated, "--out", tmp_path)
+    result = probe_here(attention_run, truncated, "--out", tmp_path)
     assert result.returncode == 2 and "truncated or corrupted" in result.stderr
     assert "completed before: default/attn" in result.stderr
     numbers = read_numbers(tmp_path / "dynamics.csv", run="default/attn")
@@ -203,7 +211,7 @@ def test_a_failing_run_keeps_the_runs_before_it(attention_run, bad_inputs, tmp_p
 ])
 def test_an_out_that_cannot_be_a_folder_is_refused_before_probing(attention_run, tmp_path, out, expected):
     (tmp_path / "notes.txt").write_text("notes")
-    result = run_probe(attention_run, tmp_path / "notes.txt", "--out", tmp_path / out)  # not a checkpoint: read later
+    result = probe_here(attention_run, tmp_path / "notes.txt", "--out", tmp_path / out)  # not a checkpoint: read later
     errors = [line for line in result.stderr.splitlines() if line.startswith("probe.py: error: ")]
     assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
     assert f"--out {tmp_path}/{expected.format(folder=tmp_path)}; --out names the folder of the report" in errors[0]
@@ -226,7 +234,7 @@ def test_an_out_in_a_folder_that_cannot_be_written_is_refused(tmp_path, monkeypa
 def test_analyses_choose_what_is_computed(attention_run, tmp_path):
     """--analyses training_records robustness: no dynamics (only the cost rows, no comparison
     figure), the records and the accuracy under noise; --analyses dynamics: no records."""
-    check_ok(run_probe(attention_run, "--out", tmp_path / "records", "--analyses", "training_records", "robustness",
+    check_ok(probe_here(attention_run, "--out", tmp_path / "records", "--analyses", "training_records", "robustness",
                        "--robustness-size", "50", "--seed", "7"))
     with open(tmp_path / "records" / "dynamics.csv", newline="") as handle:
         assert {row["metric"] for row in csv.DictReader(handle)} == {"overhead_seconds"}
@@ -237,19 +245,19 @@ def test_analyses_choose_what_is_computed(attention_run, tmp_path):
     figures = sorted(p.name for p in (tmp_path / "records" / "figures").iterdir())
     assert figures == ["robustness.png", "training_curves.png"]  # the records draw the curves
 
-    check_ok(run_probe(attention_run, "--out", tmp_path / "dynamics", "--analyses", "dynamics"))
+    check_ok(probe_here(attention_run, "--out", tmp_path / "dynamics", "--analyses", "dynamics"))
     (run,) = json.loads((tmp_path / "dynamics" / "summary.json").read_text())["runs"]
     assert run["training"] is None and run.get("robustness") is None and run["last_epoch_metrics"]
 
 
 def test_single_node_on_another_dataset_is_refused_before_loading(attention_run, tmp_path):
-    result = run_probe(attention_run, "--out", tmp_path, "--analyses", "single_node", "--data", "digits")
+    result = probe_here(attention_run, "--out", tmp_path, "--analyses", "single_node", "--data", "digits")
     assert result.returncode == 2 and "--analyses single_node reads the run's own labels" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_an_unknown_analysis_is_refused(attention_run, tmp_path):
-    result = run_probe(attention_run, "--out", tmp_path, "--analyses", "stiffnes")
+    result = probe_here(attention_run, "--out", tmp_path, "--analyses", "stiffnes")
     assert result.returncode == 2 and "invalid choice: 'stiffnes'" in result.stderr
 
 
@@ -263,28 +271,26 @@ ONE_EPOCH = ("--trainer.max_epochs", "1", "--dynamics.probe_size", "100", "--tra
 
 
 def test_a_timm_model_trains_and_probe_py_reproduces_its_numbers(runs_dir, tmp_path):
-    check_ok(run_train("--run_id", "timm_vit", *TINY_VIT, *ONE_EPOCH, runs_dir=runs_dir))
-    run = runs_dir / "default" / "timm_vit"
+    run = train_here(runs_dir, "timm_vit", *TINY_VIT, *ONE_EPOCH)
     logged = read_numbers(run / "dynamics.csv")
     assert {layer for _, layer, _ in logged} == {"", "blocks.0", "blocks.1", "head"}  # timm's feature info
-    check_ok(run_probe(run, "--out", tmp_path))
+    check_ok(probe_here(run, "--out", tmp_path))
     assert_same_numbers(read_numbers(tmp_path / "dynamics.csv", run="default/timm_vit"), logged)
 
 
 def test_an_import_path_model_trains_and_is_probed_only_when_the_user_names_it(runs_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", str(EXTERNAL_NETS))
+    monkeypatch.syspath_prepend(str(EXTERNAL_NETS))
     arch = "external_nets:TinyConvNet"
-    check_ok(run_train("--run_id", "imported", "--model.init_args.arch", arch,
-                       "--model.init_args.arch_kwargs", "{width: 6}", *ONE_EPOCH, runs_dir=runs_dir))
-    run = runs_dir / "default" / "imported"
+    run = train_here(runs_dir, "imported", "--model.init_args.arch", arch, "--model.init_args.arch_kwargs", "{width: 6}",
+                     *ONE_EPOCH)
     logged = read_numbers(run / "dynamics.csv")
     assert {layer for _, layer, _ in logged} == {"", "conv1", "conv2", "head"}  # the class's probe_layers
 
-    refused = run_probe(run, "--out", tmp_path / "refused")
+    refused = probe_here(run, "--out", tmp_path / "refused")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert f"never imports code named inside a file. If you trust that code, name it yourself: " \
            f"probe.py ... --arch {arch}" in refused.stderr
-    check_ok(run_probe(run, "--out", tmp_path / "probed", "--arch", arch))
+    check_ok(probe_here(run, "--out", tmp_path / "probed", "--arch", arch))
     assert_same_numbers(read_numbers(tmp_path / "probed" / "dynamics.csv", run="default/imported"), logged)
 
 
@@ -305,7 +311,7 @@ def weights_files(attention_run, tmp_path_factory):
 def test_a_bare_weights_file_gives_the_numbers_of_its_checkpoint(attention_run, weights_files, name, tmp_path):
     """The same network and probe set as the run's epoch 2: every number but drift (a file alone has
     no earlier epoch) equals the logged one; the file is probed as epoch 0, on digits as its own data."""
-    check_ok(run_probe(weights_files / name, "--out", tmp_path, "--arch", "attention_net", "--arch-kwargs",
+    check_ok(probe_here(weights_files / name, "--out", tmp_path, "--arch", "attention_net", "--arch-kwargs",
                        "{dim: 64}", "--data", "digits", "--probe-size", "100"))
     probed = {(layer, metric): value for (epoch, layer, metric), value
               in read_numbers(tmp_path / "dynamics.csv", run=name.split(".")[0]).items()}
@@ -335,7 +341,7 @@ def test_bad_weights_files_give_one_clear_message(weights_files, tmp_path):
                                    "give --arch NAME too"),
     }
     for case, (arguments, expected) in cases.items():
-        result = run_probe(*arguments, "--out", tmp_path / "out")
+        result = probe_here(*arguments, "--out", tmp_path / "out")
         assert result.returncode == 2, case
         assert expected in result.stderr and "Traceback" not in result.stderr, (case, result.stderr)
 

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from train_helpers import EVERY_EPOCH, check_ok, run_train
+from train_helpers import EVERY_EPOCH, check_ok, launch_train, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -65,23 +65,49 @@ def resume(run_dir, checkpoint: str = "last.ckpt", *extra: str) -> str:
                               runs_dir=run_dir.parent.parent))
 
 
+def refused_resume(monkeypatch, capsys, run_dir, *extra: str) -> str:
+    """The stderr of a resume of ``run_dir`` that train.py, run in this process, refuses with exit status 2."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        launch_train(monkeypatch, run_dir.parent.parent, "--config", str(run_dir / "config.yaml"), "--ckpt_path",
+                     str(run_dir / "checkpoints" / "last.ckpt"), *NO_KILL, *extra)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2, err[-2000:]
+    return err
+
+
 def assert_same_as(run_dir, uninterrupted) -> None:
     assert metrics(run_dir) == metrics(uninterrupted)
     assert dynamics(run_dir) == dynamics(uninterrupted)
 
 
-def test_a_run_killed_after_an_epoch_resumes_to_the_same_numbers(uninterrupted, tmp_path):
-    run_dir = killed_at(tmp_path, 2)
+@pytest.fixture(scope="module")
+def killed_at_2(tmp_path_factory):
+    """A run killed when epoch 2 starts, to copy: each test resumes or damages its own copy."""
+    return killed_at(tmp_path_factory.mktemp("killed"), 2)
+
+
+def copy_of(run_dir, tmp_path, run_id: str):
+    """A copy of ``run_dir`` under ``tmp_path``; a resume continues it in place (the run
+    directory is the checkpoint's)."""
+    copy = tmp_path / "default" / run_id
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def test_a_run_killed_after_an_epoch_resumes_to_the_same_numbers(uninterrupted, killed_at_2, tmp_path):
+    run_dir = copy_of(killed_at_2, tmp_path, "part")
     drop_rows(run_dir, 2)  # deterministic: the kill came before epoch 2's probes finished
     output = resume(run_dir)
     assert "epoch 2 has no rows in dynamics.csv; probing its snapshot again" in output
     assert_same_as(run_dir, uninterrupted)
 
 
-def test_an_epoch_checkpointed_before_its_snapshot_is_captured_again_from_its_weights(uninterrupted, tmp_path):
+def test_an_epoch_checkpointed_before_its_snapshot_is_captured_again_from_its_weights(uninterrupted, killed_at_2,
+                                                                                       tmp_path):
     """The on-disk state the old callback order could leave: the checkpoint of epoch 2 is
     written, it does not list epoch 2 as probed, and epoch 2 has neither snapshot nor rows."""
-    run_dir = killed_at(tmp_path, 2)
+    run_dir = copy_of(killed_at_2, tmp_path, "part")
     drop_rows(run_dir, 2)
     (run_dir / "snapshots" / "epoch=002.safetensors").unlink()
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -92,20 +118,6 @@ def test_an_epoch_checkpointed_before_its_snapshot_is_captured_again_from_its_we
     output = resume(run_dir)
     assert "epoch 2 has no snapshot; capturing it again from the checkpoint" in output
     assert_same_as(run_dir, uninterrupted)
-
-
-@pytest.fixture(scope="module")
-def killed_at_2(tmp_path_factory):
-    """A run killed when epoch 2 starts, to copy: each test damages its own copy."""
-    return killed_at(tmp_path_factory.mktemp("killed"), 2)
-
-
-def copy_of(run_dir, tmp_path, run_id: str):
-    """A copy of ``run_dir`` under ``tmp_path``; a resume continues it in place (the run
-    directory is the checkpoint's)."""
-    copy = tmp_path / "default" / run_id
-    shutil.copytree(run_dir, copy)
-    return copy
 
 
 def test_an_unreadable_snapshot_of_the_resumed_epoch_is_captured_again_and_no_row_is_lost(
@@ -144,17 +156,16 @@ def test_unreadable_earlier_snapshots_are_captured_again_from_their_checkpoints(
 
 
 def test_an_unreadable_snapshot_without_its_checkpoint_stops_the_resume_before_anything_changes(
-        killed_at_2, tmp_path):
+        killed_at_2, tmp_path, monkeypatch, capsys):
     run_dir = copy_of(killed_at_2, tmp_path, "no_checkpoint")
     snapshot = run_dir / "snapshots" / "epoch=000.safetensors"
     snapshot.write_bytes(snapshot.read_bytes()[:1000])
     (run_dir / "checkpoints" / "epoch=000.ckpt").unlink()
     (run_dir / ".lock").unlink(missing_ok=True)
     before = {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
-    result = run_train("--config", str(run_dir / "config.yaml"), "--ckpt_path",
-                       str(run_dir / "checkpoints" / "last.ckpt"), *NO_KILL, runs_dir=tmp_path)
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+    err = refused_resume(monkeypatch, capsys, run_dir)
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, err[-2000:]
     assert errors[0].startswith("error: dynamics: the snapshot of epoch 0 is unreadable (epoch=000.safetensors is "
                                 "not a readable safetensors file")
     assert f"{run_dir / 'checkpoints' / 'epoch=000.ckpt'}, to capture it again from, does not exist" in errors[0]
@@ -184,22 +195,21 @@ def test_resuming_an_earlier_checkpoint_drops_what_the_abandoned_continuation_wr
     assert {k: v for k, v in numbers.items() if int(k[0]) <= 2} == {k: v for k, v in expected.items() if int(k[0]) <= 2}
 
 
-def test_a_resume_that_would_probe_other_layers_or_seeds_is_refused_before_anything_changes(tmp_path):
-    run_dir = killed_at(tmp_path, 2)
+def test_a_resume_that_would_probe_other_layers_or_seeds_is_refused_before_anything_changes(killed_at_2, tmp_path,
+                                                                                              monkeypatch, capsys):
+    run_dir = copy_of(killed_at_2, tmp_path, "part")
     def files():  # the killed run's stale .lock is taken over and released: not a file of the run
         return {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file() and path.name != ".lock"}
 
     before = files()
     for flags, expected in ((("--dynamics.seed", "3"), "the run probed with seed 0, the config now says 3"),
                             (("--dynamics.layers", "[mixer]"), "the run probed layers ['stem', 'mixer', 'norm', 'head']")):
-        result = run_train("--config", str(run_dir / "config.yaml"), "--ckpt_path",
-                           str(run_dir / "checkpoints" / "last.ckpt"), *NO_KILL, *flags, runs_dir=tmp_path)
-        assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
+        assert expected in refused_resume(monkeypatch, capsys, run_dir, *flags)
     assert files() == before
 
 
-def test_a_resume_keeps_the_runs_probe_set_and_its_config_names_no_checkpoint(uninterrupted, tmp_path):
-    run_dir = killed_at(tmp_path, 2)
+def test_a_resume_keeps_the_runs_probe_set_and_its_config_names_no_checkpoint(uninterrupted, killed_at_2, tmp_path):
+    run_dir = copy_of(killed_at_2, tmp_path, "part")
     output = resume(run_dir, "last.ckpt", "--dynamics.probe_size", "30")
     assert "the run's probe set (100 inputs) is kept" in output
     assert_same_as(run_dir, uninterrupted)

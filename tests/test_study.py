@@ -1,7 +1,7 @@
-"""``python -m attnconv_pl.study``: study files, run states, and short end-to-end studies
-(every digits study trained briefly and compared in one report; failures, skips and resume); the
-runner's child stopped with the runner and locked run directories left alone, with a stand-in
-for train.py."""
+"""``python -m attnconv_pl.study``: study files, run states, and short studies with train.py and
+probe.py called in this process (every digits study trained briefly and compared in one report;
+failures, skips and resume); the runner's child stopped with the runner and locked run directories
+left alone, with a stand-in for train.py. test_launchers.py trains a study through child processes."""
 
 import contextlib
 import csv
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from unittest import mock
 
@@ -20,10 +21,11 @@ import yaml
 
 from attnconv_pl.cli import TrainCLI
 from attnconv_pl.models import create_model
+from attnconv_pl.study import jobs, launchers
 import attnconv_pl.study.runner as study_module
 from attnconv_pl.study.runner import Study, StudyError, load_study, main, resolve_study, run_state
 from test_run_lock import lock_held_by_another_process
-from train_helpers import REPO
+from train_helpers import REPO, probe_status
 
 STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
 DIGITS_STUDIES = [path for path in STUDIES if path.stem.endswith("_digits")]
@@ -161,14 +163,54 @@ def run_study(study: Path, runs_dir: Path, out: Path, *extra: str, seeds=("0",))
                  "--", *BRIEF, *extra])
 
 
+class InProcessLauncher:
+    """The local launcher, one run at a time, calling ``train.main`` in this process instead of
+    starting ``python train.py``: on one thread (as a child with ``OMP_NUM_THREADS=1``), the
+    output goes to the run's ``train.log``, the exit status is train.py's, the run directory's
+    lock is released as when the child exits."""
+
+    capacity = 1
+
+    def start(self, job: jobs.TrainJob, slot: int) -> jobs.Ended:
+        import train
+        from attnconv_pl.cli import RUN_ID_ENV
+        from attnconv_pl.analyses.probe_pool import one_thread
+        from attnconv_pl.io.run_lock import acquire_run_lock
+
+        status = 0
+        with jobs.appended_log(job.log, job.script, job.argv()) as log, pytest.MonkeyPatch.context() as patch, \
+                redirect_stdout(log), redirect_stderr(log), one_thread():
+            patch.setattr(sys, "argv", ["train.py"])
+            patch.delenv(RUN_ID_ENV, raising=False)
+            try:
+                train.main(job.argv())
+            except SystemExit as stop:
+                status = stop.code
+        if job.run_dir.is_dir():
+            acquire_run_lock(job.run_dir).release()
+        return jobs.Ended(status)
+
+    def where(self, handle: jobs.Ended) -> str:
+        return ""
+
+    def poll(self, handle: jobs.Ended) -> jobs.Ended:
+        return handle
+
+    def stop(self, handles) -> None:
+        pass
+
+
 @pytest.fixture
-def one_thread(monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+def in_process(monkeypatch):
+    """Studies run train.py and probe.py in this process (:class:`InProcessLauncher`, ``probe.main``)."""
+    monkeypatch.setattr(launchers, "LocalLauncher", lambda capacity: InProcessLauncher())
+    monkeypatch.setattr(launchers, "POLL_S", 0.0)
+    monkeypatch.setattr(study_module, "run_probe", probe_status)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", DIGITS_STUDIES, ids=lambda path: path.stem)
-def test_each_digits_study_trains_every_variant_and_writes_the_report(path, tmp_path, capfd, one_thread):
+def test_each_digits_study_trains_every_variant_and_writes_the_report(path, tmp_path, capfd, in_process):
     study = load_study(path)
     out = tmp_path / "report"
     assert run_study(path, tmp_path / "runs", out) == 0, capfd.readouterr()
@@ -188,7 +230,7 @@ def test_each_digits_study_trains_every_variant_and_writes_the_report(path, tmp_
 
 
 @pytest.mark.slow
-def test_a_failed_run_is_reported_and_the_others_still_train_skip_and_resume(tmp_path, capfd, one_thread):
+def test_a_failed_run_is_reported_and_the_others_still_train_skip_and_resume(tmp_path, capfd, in_process):
     """Variant ``broken`` fails (unknown model); ``conv`` trains. Then ``conv`` is put in the state of a
     two-epoch run stopped after its first epoch (its config.yaml says max_epochs 2): the rerun resumes
     it from last.ckpt, while ``broken`` fails again; each report holds the runs that finished."""
@@ -240,11 +282,11 @@ time.sleep(300)
 RUNNER = """\
 import signal, sys
 from pathlib import Path
-import attnconv_pl.study.launchers as launchers
+import attnconv_pl.study.jobs as jobs
 import attnconv_pl.study.runner as study
 study.TRAIN_SCRIPT = Path(sys.argv[1])
 study.check_train_args = lambda *args: None  # the stand-in takes any flags
-launchers.STOP_GRACE_S = float(sys.argv[2])
+jobs.STOP_GRACE_S = float(sys.argv[2])
 signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
 sys.exit(study.main(sys.argv[3:]))
 """

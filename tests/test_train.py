@@ -1,4 +1,5 @@
-"""End-to-end: ``python train.py`` writes the run directory the README describes, resumes, runs DDP."""
+"""End-to-end: ``python train.py`` writes the run directory the README describes, resumes, runs DDP;
+what it prints for a config or refuses, checked in this process."""
 
 import csv
 import shutil
@@ -10,7 +11,7 @@ import torch
 from attnconv_pl.offline.checkpoints import build_module, read_checkpoint
 from attnconv_pl.models.metric_attention import MetricAttention
 from rank_parameters import rank_file
-from train_helpers import EVERY_EPOCH, check_ok, run_train
+from train_helpers import EVERY_EPOCH, check_ok, launch_train, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -94,33 +95,42 @@ def test_resume_continues_in_the_same_run_directory(default_run, tmp_path):
     assert sorted({int(r["epoch"]) for r in rows}) == [0, 1, 2, 3]
 
 
-def printed_config(*args: str, runs_dir) -> dict:
-    """The config train.py resolves from ``args`` (``--print_config``)."""
-    result = run_train(*args, "--print_config", runs_dir=runs_dir)
-    check_ok(result)
-    return yaml.safe_load(result.stdout)
+def printed(monkeypatch, capsys, runs_dir, *args: str) -> str:
+    """What ``train.py ARGS`` prints before it exits with status 0 (``--print_config``, a help),
+    run in this process."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        launch_train(monkeypatch, runs_dir, *args)
+    captured = capsys.readouterr()
+    assert stop.value.code in (0, None), captured.err[-3000:]
+    return captured.out
 
 
-def test_an_arch_kwargs_key_keeps_the_others_and_a_whole_mapping_replaces_them_as_the_help_says(tmp_path):
+def test_an_arch_kwargs_key_keeps_the_others_and_a_whole_mapping_replaces_them_as_the_help_says(
+        tmp_path, monkeypatch, capsys):
     def arch_kwargs(*args):
-        return printed_config(*args, runs_dir=tmp_path)["model"]["init_args"]["arch_kwargs"]
+        config = yaml.safe_load(printed(monkeypatch, capsys, tmp_path, *args, "--print_config"))
+        return config["model"]["init_args"]["arch_kwargs"]
 
     assert arch_kwargs() == {"dim": 64}  # configs/default.yaml
     assert arch_kwargs("--model.init_args.arch_kwargs.depth", "2") == {"dim": 64, "depth": 2}
     assert arch_kwargs("--model.init_args.arch_kwargs", "{depth: 2}") == {"depth": 2}
-    help_text = " ".join(check_ok(run_train("--model.help", "ClassifierModule", runs_dir=tmp_path)).split())
+    help_text = " ".join(printed(monkeypatch, capsys, tmp_path, "--model.help", "ClassifierModule").split())
     assert ("``--model.init_args.arch_kwargs.KEY VALUE`` sets one key and keeps the config's others; "
             "``--model.init_args.arch_kwargs '{KEY: VALUE}'`` replaces the whole mapping.") in help_text
 
 
-def bad_input(*args: str, runs_dir) -> str:
-    """The stderr of a train.py that must refuse its input: exit status 2, one ``error:``
-    message and no traceback or usage block, nothing trained."""
-    result = run_train(*args, runs_dir=runs_dir)
-    assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
-    assert "Traceback" not in result.stderr and "usage:" not in result.stderr, result.stderr[-3000:]
-    assert result.stderr.count("error:") == 1, result.stderr[-3000:]
-    return result.stderr
+def bad_input(monkeypatch, capfd, *args: str, runs_dir) -> str:
+    """The stderr of a train.py, run in this process, that must refuse its input: exit status 2,
+    one ``error:`` message and no traceback or usage block, nothing trained."""
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        launch_train(monkeypatch, runs_dir, *args)
+    captured = capfd.readouterr()
+    assert stop.value.code == 2, (captured.out + captured.err)[-3000:]
+    assert "Traceback" not in captured.err and "usage:" not in captured.err, captured.err[-3000:]
+    assert captured.err.count("error:") == 1, captured.err[-3000:]
+    return captured.err
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -131,18 +141,20 @@ def bad_input(*args: str, runs_dir) -> str:
     (("--trainer.max_epochs", "0"), "max_epochs must be >= 1"),
     (("--ckpt_path", "nope.ckpt"), "does not exist"),
 ], ids=["unknown-key", "wrong-type", "unknown-model", "negative-epochs", "zero-epochs", "missing-checkpoint"])
-def test_bad_input_stops_with_one_error_line(args, expected, tmp_path):
-    assert expected in bad_input(*args, runs_dir=tmp_path)
+def test_bad_input_stops_with_one_error_line(args, expected, tmp_path, monkeypatch, capfd):
+    assert expected in bad_input(monkeypatch, capfd, *args, runs_dir=tmp_path)
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
-def test_a_runs_dir_that_is_a_file_is_refused(tmp_path):
+def test_a_runs_dir_that_is_a_file_is_refused(tmp_path, monkeypatch, capfd):
     (tmp_path / "file").write_text("not a folder")
-    assert f"cannot be created: {tmp_path / 'file'} is a file" in bad_input(runs_dir=tmp_path / "file")
+    assert f"cannot be created: {tmp_path / 'file'} is a file" in bad_input(monkeypatch, capfd,
+                                                                              runs_dir=tmp_path / "file")
     assert not list(tmp_path.rglob("wandb"))
 
 
-def test_a_checkpoint_that_cannot_resume_this_config_is_refused_before_training(default_run, tmp_path):
+def test_a_checkpoint_that_cannot_resume_this_config_is_refused_before_training(default_run, tmp_path, monkeypatch,
+                                                                                   capfd):
     run_dir, _ = default_run
     last = run_dir / "checkpoints" / "epoch=001.ckpt"
     garbage = tmp_path / "garbage.ckpt"
@@ -150,11 +162,14 @@ def test_a_checkpoint_that_cannot_resume_this_config_is_refused_before_training(
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
     runs = tmp_path / "runs"
-    assert "not a PyTorch checkpoint" in bad_input("--ckpt_path", str(garbage), runs_dir=runs)
-    assert "truncated or corrupted" in bad_input("--ckpt_path", str(truncated), runs_dir=runs)
-    other_arch = bad_input("--ckpt_path", str(last), "--model.init_args.arch", "conv_net", runs_dir=runs)
+    def bad_resume(*args):
+        return bad_input(monkeypatch, capfd, "--ckpt_path", *args, runs_dir=runs)
+
+    assert "not a PyTorch checkpoint" in bad_resume(str(garbage))
+    assert "truncated or corrupted" in bad_resume(str(truncated))
+    other_arch = bad_resume(str(last), "--model.init_args.arch", "conv_net")
     assert "holds a 'attention_net' model, but the config trains 'conv_net'" in other_arch
-    other_width = bad_input("--ckpt_path", str(last), "--model.init_args.arch_kwargs", "{dim: 32}", runs_dir=runs)
+    other_width = bad_resume(str(last), "--model.init_args.arch_kwargs", "{dim: 32}")
     assert "do not fit the 'attention_net' model" in other_width and "has shape" in other_width
     assert not list(runs.rglob("*.ckpt"))
 

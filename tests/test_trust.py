@@ -15,7 +15,7 @@ import probe
 from attnconv_pl.offline.checkpoints import check_plain, data_config, datamodule_classes
 from attnconv_pl.data import DATAMODULES
 from attnconv_pl.errors import ProbeInputError
-from train_helpers import check_ok, run_train
+from train_helpers import train_here
 
 TINY_RUN = ("--run_id", "tiny", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
             "--trainer.limit_val_batches", "1", "--dynamics.enabled", "false", "--trainer.logger", "false")
@@ -32,8 +32,7 @@ NESTED = {"class_path": "os.system", "init_args": {"command": "true"}}
 def trained_run(tmp_path_factory):
     """A run directory of one short digits epoch (config.yaml, checkpoints/epoch=00N.ckpt)."""
     runs_dir = tmp_path_factory.mktemp("runs")
-    check_ok(run_train(*TINY_RUN, runs_dir=runs_dir))
-    return runs_dir / "default" / "tiny"
+    return train_here(runs_dir, "tiny", *TINY_RUN)
 
 
 def crafted_checkpoint(trained_run, path, hyper_parameters=None, datamodule=None):

@@ -1,4 +1,5 @@
-"""Run ``train.py`` and ``probe.py`` as a user would: subprocesses from the repository root."""
+"""Run ``train.py`` and ``probe.py`` as a user would: subprocesses from the repository root, or
+their ``main`` in this process where the subprocess is not the point (no interpreter to start)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import csv
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +32,28 @@ def run_probe(*args, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(REPO / "probe.py"), *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def probe_status(args) -> int:
+    """The exit status of ``probe.main(ARGS)`` run in this process (argparse's included), on one
+    thread as :func:`run_probe`'s child computes."""
+    import probe
+    from attnconv_pl.analyses.probe_pool import one_thread
+
+    try:
+        with one_thread():
+            return probe.main([str(arg) for arg in args])
+    except SystemExit as stop:
+        return stop.code
+
+
+def probe_here(*args) -> subprocess.CompletedProcess:
+    """``probe.main(ARGS)`` in this process, answered as :func:`run_probe` answers: the exit
+    status and the output, captured."""
+    out, err = StringIO(), StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        status = probe_status(args)
+    return subprocess.CompletedProcess(["probe.py", *map(str, args)], status, out.getvalue(), err.getvalue())
 
 
 def read_numbers(path: Path, run: str | None = None) -> dict[tuple[int, str, str], float]:
@@ -70,3 +95,19 @@ def refused(monkeypatch, capsys, runs_dir: Path, *args: str) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert "Traceback" not in err and "Union" not in err and "Given value" not in err, err
     return lines[0]
+
+
+def train_here(runs_dir: Path, run_id: str, *args: str, experiment: str = "default") -> Path:
+    """``train.py --runs_dir RUNS_DIR ARGS...`` in this process as run ``run_id``, on one thread as
+    :func:`run_train`'s child computes, for fixtures of any scope; its run directory, whose lock is
+    released as when train.py exits."""
+    import pytest
+
+    from attnconv_pl.analyses.probe_pool import one_thread
+    from attnconv_pl.io.run_lock import acquire_run_lock
+
+    with pytest.MonkeyPatch.context() as monkeypatch, redirect_stdout(StringIO()), one_thread():
+        launch_train(monkeypatch, runs_dir, *args, run_id=run_id)
+    run_dir = runs_dir / experiment / run_id
+    acquire_run_lock(run_dir).release()
+    return run_dir

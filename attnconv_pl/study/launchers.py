@@ -30,7 +30,8 @@ from typing import Any, Optional
 
 from attnconv_pl.errors import StudyError
 from attnconv_pl.study.child_process import die_with_this_process, stop
-from attnconv_pl.study.jobs import STOP_GRACE_S, Ended, TrainJob, appended_log, child_env
+from attnconv_pl.study import jobs
+from attnconv_pl.study.jobs import Ended, TrainJob, appended_log, child_env
 from attnconv_pl.study.progress import RunProgress
 
 SUBMITIT_FOLDER = "slurm"
@@ -120,7 +121,7 @@ class LocalLauncher:
 
     def stop(self, handles: Sequence[LocalRun]) -> None:
         for handle in handles:
-            stop(handle.process, STOP_GRACE_S)
+            stop(handle.process, jobs.STOP_GRACE_S)
 
 
 # ---------------------------------------------------------------- on a SLURM cluster
@@ -130,7 +131,7 @@ SLURM_KEYS = ("partition", "time", "gpus_per_run", "cpus_per_run", "mem_gb", "sb
 SLURM_TIME = re.compile(r"^(?:(?P<days>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?$")
 SIGNAL_DELAY_S = 120
 """Seconds before the time limit at which SLURM signals a job (submitit then stops ``train.py``,
-which has :data:`STOP_GRACE_S` to exit, and requeues the job)."""
+which has :data:`~attnconv_pl.study.jobs.STOP_GRACE_S` to exit, and requeues the job)."""
 
 
 def slurm_minutes(value: Any) -> int:

@@ -18,7 +18,7 @@ import pytest
 from train_helpers import check_ok, launch_train, read_numbers, refused, run_probe, run_train
 
 import probe
-from attnconv_pl.run_lock import LOCK_NAME
+from attnconv_pl.io.run_lock import LOCK_NAME
 
 pytestmark = pytest.mark.slow
 
