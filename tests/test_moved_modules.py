@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_a_config_naming_the_old_frozen_features_module_still_parses(tmp_path, capsys):
-    old = "attnconv_pl.heads.frozen_features"
+    old = "attnconv_pl.data.frozen_features"
     assert MOVED_MODULES[old] == FrozenFeaturesDataModule.__module__
     config = (REPO / "configs" / "convex_heads_digits.yaml").read_text()
     assert f"{FrozenFeaturesDataModule.__module__}.FrozenFeaturesDataModule" in config
