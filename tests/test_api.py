@@ -9,14 +9,14 @@ import sys
 import pytest
 import torch
 from torch import nn
+from train_helpers import REPO, train_here
 
 import attnconv_pl
 from attnconv_pl import probes
-from attnconv_pl.errors import ConfigError
 from attnconv_pl.analyses.training_records import COLUMNS as METRICS_COLUMNS
+from attnconv_pl.errors import ConfigError
 from attnconv_pl.io.epoch_table import write_epochs
 from attnconv_pl.models import create_model
-from train_helpers import REPO, train_here
 
 EXACT = {"snapshot_dtype": "float32", "topology": False, "project_dim": 64}
 """Probe settings that store points unrounded and unprojected (widths here are at most 64)."""

@@ -16,18 +16,18 @@ from pathlib import Path
 import pytest
 import submitit
 import yaml
+from test_study import BRIEF, RUNNER, wait_for
+from train_helpers import REPO, probe_status
 
 import attnconv_pl
 import attnconv_pl.study.launchers as launchers
 import attnconv_pl.study.runner as study_module
 from attnconv_pl.analyses.training_records import COLUMNS
-from attnconv_pl.io.epoch_table import write_epochs
 from attnconv_pl.errors import StudyError
+from attnconv_pl.io.epoch_table import write_epochs
 from attnconv_pl.study.launchers import SlurmResources, device_slots, slurm_minutes, slurm_resources
-from attnconv_pl.study.runner import main
 from attnconv_pl.study.progress import RunProgress
-from test_study import BRIEF, RUNNER, wait_for
-from train_helpers import REPO, probe_status
+from attnconv_pl.study.runner import main
 
 
 @pytest.mark.parametrize("jobs, devices, slots", [
@@ -123,7 +123,8 @@ def test_the_sbatch_options_shown_are_those_submitit_writes(resources, tmp_path)
     written = submitit_sbatch_lines(resources, "s/a-seed0", tmp_path)
     submitits_own = ("--error", "--output", "--open-mode", "--wckey")  # not resources
     assert {line.split("=")[0] for line in written} >= set(submitits_own)
-    assert resources.sbatch_options("s/a-seed0") == [line for line in written if line.split("=")[0] not in submitits_own]
+    assert resources.sbatch_options("s/a-seed0") == [line for line in written
+                                                      if line.split("=")[0] not in submitits_own]
 
 
 def test_a_slurm_dry_run_needs_no_sbatch_and_shows_each_jobs_options(tmp_path, monkeypatch, capsys):
@@ -136,7 +137,8 @@ def test_a_slurm_dry_run_needs_no_sbatch_and_shows_each_jobs_options(tmp_path, m
     assert main(["--config", str(tmp_path / "s.yaml"), "--runs_dir", str(runs), "--seeds", "0", "--dry-run",
                  "--launcher", "slurm", "--partition", "big", "--gpus-per-run", "2"]) == 0
     expected = SlurmResources(time_min=60, partition="big", gpus_per_run=2, sbatch=(("account", "lab"),))
-    assert (f"  sbatch {' '.join(expected.sbatch_options('s/a-seed0'))} (job files in {runs / 's' / 'a-seed0' / 'slurm'})"
+    job_files = runs / "s" / "a-seed0" / "slurm"
+    assert (f"  sbatch {' '.join(expected.sbatch_options('s/a-seed0'))} (job files in {job_files})"
             in capsys.readouterr().out.splitlines())
     assert expected.sbatch_options("s/a-seed0")[:3] == ["--account=lab", "--gpus-per-node=2", "--job-name=s/a-seed0"]
     assert not runs.exists()
@@ -273,7 +275,8 @@ def test_stopping_the_runner_stops_every_running_child(tmp_path, monkeypatch):
     children = []
     try:
         for run_dir in run_dirs:
-            wait_for(lambda: (run_dir / "child.pid").is_file() or runner.poll() is not None, 60, "the child's start")
+            wait_for(lambda run_dir=run_dir: (run_dir / "child.pid").is_file() or runner.poll() is not None, 60,
+                     "the child's start")
             assert (run_dir / "child.pid").is_file(), runner.communicate()
             children.append(int((run_dir / "child.pid").read_text().split()[0]))
         runner.send_signal(signal.SIGINT)

@@ -11,9 +11,9 @@ import json
 
 import pytest
 import torch
+from train_helpers import EVERY_EPOCH, REPO, check_ok, probe_here, read_numbers, run_probe, train_here
 
 from attnconv_pl.analyses.training_records import read_metrics, training_records
-from train_helpers import EVERY_EPOCH, REPO, check_ok, probe_here, read_numbers, run_probe, train_here
 
 pytestmark = pytest.mark.slow
 
@@ -133,9 +133,9 @@ def test_training_records_and_robustness_of_each_run(attention_run, conv_run, tm
 def clean_accuracy(run_dir, epoch, size):
     """Top-1 accuracy of a run's checkpoint on ``size`` inputs of its val split drawn by seed 0,
     computed here with a plain forward pass."""
-    from attnconv_pl.offline.checkpoints import build_module, read_checkpoint
-    from attnconv_pl.data import DigitsDataModule
     from attnconv_pl.capture.probe_set import load_probe_images, select_probe_indices
+    from attnconv_pl.data import DigitsDataModule
+    from attnconv_pl.offline.checkpoints import build_module, read_checkpoint
 
     path = run_dir / "checkpoints" / f"epoch={epoch:03d}.ckpt"
     module = build_module(read_checkpoint(path), path).eval()
@@ -281,8 +281,8 @@ def test_a_timm_model_trains_and_probe_py_reproduces_its_numbers(runs_dir, tmp_p
 def test_an_import_path_model_trains_and_is_probed_only_when_the_user_names_it(runs_dir, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(EXTERNAL_NETS))
     arch = "external_nets:TinyConvNet"
-    run = train_here(runs_dir, "imported", "--model.init_args.arch", arch, "--model.init_args.arch_kwargs", "{width: 6}",
-                     *ONE_EPOCH)
+    run = train_here(runs_dir, "imported", "--model.init_args.arch", arch,
+                     "--model.init_args.arch_kwargs", "{width: 6}", *ONE_EPOCH)
     logged = read_numbers(run / "dynamics.csv")
     assert {layer for _, layer, _ in logged} == {"", "conv1", "conv2", "head"}  # the class's probe_layers
 
@@ -349,9 +349,9 @@ def test_bad_weights_files_give_one_clear_message(weights_files, tmp_path):
 def test_weights_stored_as_integers_are_refused_not_cast(tmp_path, capsys):
     """A .safetensors whose float weights are stored as int32 would be cast silently by
     load_state_dict: probe.py refuses it with one line naming a tensor and both dtypes."""
-    import probe
     from safetensors.torch import save_file
 
+    import probe
     from attnconv_pl.module import ClassifierModule
     from attnconv_pl.offline.weights import dtype_differences
 

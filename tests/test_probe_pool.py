@@ -13,7 +13,7 @@ from attnconv_pl.analyses.probe_pool import ProbePool, available_cores, one_thre
 
 def row_sum_and_process(points: torch.Tensor, row: int) -> tuple[float, int, int]:
     if row == 2:
-        warnings.warn(f"row {row} is odd", RuntimeWarning)
+        warnings.warn(f"row {row} is odd", RuntimeWarning, stacklevel=2)
     return float(points[row].sum()), os.getpid(), torch.get_num_threads()
 
 

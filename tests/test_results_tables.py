@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from train_helpers import REPO
 
 spec = importlib.util.spec_from_file_location("results_tables", REPO / "docs" / "results_tables.py")
@@ -64,7 +63,8 @@ def test_check_fails_naming_the_table_when_a_shipped_number_changes(tmp_path, ca
         (data_dir / path.name).write_text(path.read_text())
     path = data_dir / "attention_vs_conv_digits.csv"
     header, *rows = path.read_text().splitlines()
-    index = next(i for i, row in enumerate(rows) if row.split(",")[2:4] == ["mixer", "variance"] and row.split(",")[1] != "0")
+    index = next(i for i, row in enumerate(rows)
+                 if row.split(",")[2:4] == ["mixer", "variance"] and row.split(",")[1] != "0")
     run, epoch, layer, metric, value = rows[index].split(",")
     rows[index] = ",".join([run, epoch, layer, metric, repr(float(value) * 1.5)])
     path.write_text("\n".join([header, *rows]) + "\n")

@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 import torch
-
 from train_helpers import EVERY_EPOCH, check_ok, launch_train, run_train
 
 pytestmark = pytest.mark.slow
@@ -202,8 +201,9 @@ def test_a_resume_that_would_probe_other_layers_or_seeds_is_refused_before_anyth
         return {path: path.read_bytes() for path in run_dir.rglob("*") if path.is_file() and path.name != ".lock"}
 
     before = files()
-    for flags, expected in ((("--dynamics.seed", "3"), "the run probed with seed 0, the config now says 3"),
-                            (("--dynamics.layers", "[mixer]"), "the run probed layers ['stem', 'mixer', 'norm', 'head']")):
+    for flags, expected in (
+            (("--dynamics.seed", "3"), "the run probed with seed 0, the config now says 3"),
+            (("--dynamics.layers", "[mixer]"), "the run probed layers ['stem', 'mixer', 'norm', 'head']")):
         assert expected in refused_resume(monkeypatch, capsys, run_dir, *flags)
     assert files() == before
 

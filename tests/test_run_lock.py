@@ -10,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from attnconv_pl.io.run_lock import (LOCK_NAME, RunLockedError, acquire_run_lock, check_run_unlocked,
-                                  is_launching_process)
+from attnconv_pl.io.run_lock import (
+    LOCK_NAME,
+    RunLockedError,
+    acquire_run_lock,
+    check_run_unlocked,
+    is_launching_process,
+)
 
 TAKE_LOCK = """\
 import sys

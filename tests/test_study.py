@@ -18,14 +18,14 @@ from unittest import mock
 
 import pytest
 import yaml
+from test_run_lock import lock_held_by_another_process
+from train_helpers import REPO, probe_status
 
+import attnconv_pl.study.runner as study_module
 from attnconv_pl.cli import TrainCLI
 from attnconv_pl.models import create_model
 from attnconv_pl.study import jobs, launchers
-import attnconv_pl.study.runner as study_module
 from attnconv_pl.study.runner import Study, StudyError, load_study, main, resolve_study, run_state
-from test_run_lock import lock_held_by_another_process
-from train_helpers import REPO, probe_status
 
 STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
 DIGITS_STUDIES = [path for path in STUDIES if path.stem.endswith("_digits")]
@@ -173,8 +173,8 @@ class InProcessLauncher:
 
     def start(self, job: jobs.TrainJob, slot: int) -> jobs.Ended:
         import train
-        from attnconv_pl.cli import RUN_ID_ENV
         from attnconv_pl.analyses.probe_pool import one_thread
+        from attnconv_pl.cli import RUN_ID_ENV
         from attnconv_pl.io.run_lock import acquire_run_lock
 
         status = 0

@@ -5,13 +5,13 @@ import csv
 import shutil
 
 import pytest
-import yaml
 import torch
-
-from attnconv_pl.offline.checkpoints import build_module, read_checkpoint
-from attnconv_pl.models.metric_attention import MetricAttention
+import yaml
 from rank_parameters import rank_file
 from train_helpers import EVERY_EPOCH, check_ok, launch_train, run_train
+
+from attnconv_pl.models.metric_attention import MetricAttention
+from attnconv_pl.offline.checkpoints import build_module, read_checkpoint
 
 pytestmark = pytest.mark.slow
 

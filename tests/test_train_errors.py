@@ -15,11 +15,11 @@ import pytest
 import torch
 import yaml
 from torch import nn
-
 from train_helpers import launch_train, refused
+
 from attnconv_pl.cli import TrainCLI
-from attnconv_pl.models import create_model
 from attnconv_pl.io.run_lock import acquire_run_lock
+from attnconv_pl.models import create_model
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -100,11 +100,13 @@ def test_the_readme_logger_example_trains_into_the_run_directory(extra, tmp_path
     rerun.discard_failed_launch()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None,
-                    reason="TensorBoardLogger needs tensorboard or tensorboardX")
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorboard") is None and importlib.util.find_spec("tensorboardX") is None,
+    reason="TensorBoardLogger needs tensorboard or tensorboardX")
 @pytest.mark.slow
 def test_a_tensorboard_logger_writes_its_events_into_the_run_directory(tmp_path, monkeypatch):
-    launch_train(monkeypatch, tmp_path / "runs", "--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger", *QUICK)
+    launch_train(monkeypatch, tmp_path / "runs", "--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger",
+                 *QUICK)
     assert list((tmp_path / "runs" / "default" / "run").rglob("events.out.tfevents.*"))
 
 

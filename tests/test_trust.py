@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from train_helpers import train_here
 
 import probe
-from attnconv_pl.offline.checkpoints import check_plain, data_config, datamodule_classes
 from attnconv_pl.data import DATAMODULES
 from attnconv_pl.errors import ProbeInputError
-from train_helpers import train_here
+from attnconv_pl.offline.checkpoints import check_plain, data_config, datamodule_classes
 
 TINY_RUN = ("--run_id", "tiny", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
             "--trainer.limit_val_batches", "1", "--dynamics.enabled", "false", "--trainer.logger", "false")

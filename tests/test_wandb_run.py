@@ -9,18 +9,19 @@ import json
 import shlex
 import struct
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
+from train_helpers import check_ok, run_train
 from wandb.proto import wandb_internal_pb2
 
 from attnconv_pl.io.console import silence_known_noise
 from attnconv_pl.io.wandb_run import WANDB_ID_FILE, stored_wandb_id, sync_command, wandb_id_of_run
-from train_helpers import check_ok, run_train
 
 TINY = ("--dynamics.enabled", "false", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
         "--trainer.log_every_n_steps", "1")
@@ -205,9 +206,10 @@ def test_only_the_known_noise_is_silenced(num_workers):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         silence_known_noise(num_workers)
-        warnings.warn(advice, PossibleUserWarning)
-        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ... instead.", FutureWarning)
-        warnings.warn("The number of training batches (3) is smaller than the logging interval", PossibleUserWarning)
+        warnings.warn(advice, PossibleUserWarning, stacklevel=2)
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ... instead.", FutureWarning, stacklevel=2)
+        warnings.warn("The number of training batches (3) is smaller than the logging interval", PossibleUserWarning,
+                      stacklevel=2)
     messages = [str(warning.message) for warning in caught]
     assert messages == ([] if num_workers == 0 else [advice]) + [
         "The number of training batches (3) is smaller than the logging interval"]
