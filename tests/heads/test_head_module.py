@@ -4,7 +4,6 @@ import csv
 from pathlib import Path
 
 import lightning.pytorch as pl
-import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 from train_helpers import REPO, launch_train
