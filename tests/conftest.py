@@ -7,7 +7,25 @@ core in each of them would put several busy threads on every core. Child process
 
 import os
 
+import pytest
+
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One CPU thread per test module (its module-scoped fixtures included), in torch and in the
+    BLAS and OpenMP pools of numpy, scipy and scikit-learn, whatever ran before in this process:
+    the tests run many small operations, which thread contention on a shared machine (or beside
+    another test process) slows down many times over."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)

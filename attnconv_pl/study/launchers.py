@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from attnconv_pl.errors import StudyError
-from attnconv_pl.study.child_process import die_with_this_process, stop
 from attnconv_pl.study import jobs
+from attnconv_pl.study.child_process import die_with_this_process, stop
 from attnconv_pl.study.jobs import Ended, TrainJob, appended_log, child_env
 from attnconv_pl.study.progress import RunProgress
 

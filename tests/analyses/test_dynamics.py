@@ -115,7 +115,8 @@ def test_a_layer_input_equal_to_the_previous_output_reuses_its_diagrams_and_dist
     for suffix, order in (("w1", 1), ("w2", 2), ("bottleneck", math.inf)):
         assert values[("a", f"next_h1_{suffix}")] == values[("b", f"stability_h1_{suffix}")]
         assert values[("b", f"stability_h1_{suffix}")] == probes.diagram_distance(h1_hidden, h1_b, order)
-    assert list(values)[-6:] == [("a", f"next_h{dim}_{suffix}") for dim in (0, 1) for suffix in ("w1", "w2", "bottleneck")]
+    assert list(values)[-6:] == [("a", f"next_h{dim}_{suffix}")
+                                 for dim in (0, 1) for suffix in ("w1", "w2", "bottleneck")]
 
 
 def three_epochs(settings: DynamicsSettings, workers: int) -> list:
@@ -162,7 +163,8 @@ def test_each_w2_is_named_by_its_method(cloud, method, n_points, expected):
           if metric.startswith("drift_prev_w2") and not metric.endswith("_converged")}
     assert values.get(("layer", "drift_prev_w2_converged")) == (1.0 if expected == "drift_prev_w2" else None)
     references = {"w2": lambda: probes.wasserstein(points + 0.1, points, method="exact"),
-                  "sliced": lambda: probes.wasserstein(points + 0.1, points, method="sliced", n_projections=128, seed=0),
+                  "sliced": lambda: probes.wasserstein(points + 0.1, points, method="sliced", n_projections=128,
+                                                       seed=0),
                   "paired": lambda: 0.1 * math.sqrt(6)}  # a translation by (0.1, ..., 0.1)
     assert w2 == {expected: pytest.approx(references[expected.rsplit("_", 1)[1]](), rel=1e-9)}
     assert Dynamics.family_of(expected).key == "drift"
@@ -183,7 +185,8 @@ def test_an_exact_w2_stopped_by_its_budget_is_nan_marked_and_warned_once(cloud, 
     stopped = [str(w.message) for w in recwarn if "exact_w2_max_iter" in str(w.message)]
     assert stopped == ["dynamics: 2 exact W2 value(s) (drift_prev_w2 of layer, stability_w2 of layer) stopped at "
                        "exact_w2_max_iter=50 network-simplex pivots before optimality; logged as NaN with "
-                       "<metric>_converged = 0. Raise dynamics.exact_w2_max_iter (train.py: --dynamics.exact_w2_max_iter; "
+                       "<metric>_converged = 0. Raise dynamics.exact_w2_max_iter "
+                       "(train.py: --dynamics.exact_w2_max_iter; "
                        "probe.py: --set dynamics.exact_w2_max_iter=N)."]
     assert not [w for w in recwarn if "num_iter_max" in str(w.message)], "the probe's own warning is left out"
     solved = run_probes(1, snapshot(other, with_input=True), SETTINGS, previous=snapshot(cloud)).values

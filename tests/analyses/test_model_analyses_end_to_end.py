@@ -77,7 +77,8 @@ def test_single_node_live_equals_offline_and_the_report_draws_it(monkeypatch, tm
 
     out = tmp_path / "report"
     check_ok(run_probe(run, "--out", out, "--analyses", "single_node", "--device", "cpu"))
-    assert_same(read_numbers(out / "dynamics.csv", "default/cct"), logged, lambda metric: not metric.endswith("_seconds"))
+    assert_same(read_numbers(out / "dynamics.csv", "default/cct"), logged,
+                lambda metric: not metric.endswith("_seconds"))
     figures = {path.name for path in (out / "figures").iterdir()}
     assert {"single_node_depth.png", "single_node_andc.png", "single_node_cluster_sizes.png",
             "single_node_heads_default_cct.png", "depth_single_node_cct_2_3x1_16.png"} <= figures

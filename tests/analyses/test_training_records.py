@@ -4,9 +4,16 @@ import math
 
 import pytest
 
+from attnconv_pl.analyses.training_records import (
+    COLUMNS,
+    best_val_accuracy,
+    epochs_to_target_loss,
+    loss_floor,
+    read_metrics,
+    seconds_to_epoch,
+    training_records,
+)
 from attnconv_pl.io.epoch_table import write_epochs
-from attnconv_pl.analyses.training_records import (COLUMNS, best_val_accuracy, epochs_to_target_loss, loss_floor,
-                                          read_metrics, seconds_to_epoch, training_records)
 
 NAN = math.nan
 ROWS = [  # epoch, train_loss, val_acc, epoch_seconds

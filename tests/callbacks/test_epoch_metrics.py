@@ -7,15 +7,15 @@ import pytest
 import torch
 from lightning.pytorch.loggers import Logger
 from torch.nn import functional
+from train_helpers import REPO, check_ok, run_train
 
-from attnconv_pl.offline.checkpoints import build_module, data_config, read_checkpoint
+from attnconv_pl.analyses.training_records import COLUMNS, read_metrics
+from attnconv_pl.capture.probe_set import load_probe_images
 from attnconv_pl.cli import RUN_ID_ENV, TrainCLI
 from attnconv_pl.data import DigitsDataModule
 from attnconv_pl.module import ClassifierModule
-from attnconv_pl.capture.probe_set import load_probe_images
-from attnconv_pl.analyses.training_records import COLUMNS, read_metrics
+from attnconv_pl.offline.checkpoints import build_module, data_config, read_checkpoint
 from callbacks import EpochMetrics
-from train_helpers import REPO, check_ok, run_train
 
 
 class BatchLosses(pl.Callback):
@@ -101,7 +101,8 @@ def test_loggers_get_the_epoch_level_metrics_with_the_completed_epochs_of_metric
     """``epoch`` of an epoch-level row is the ``epoch`` of the metrics.csv row with the same
     numbers (Lightning would log the 0-based epoch index); per-step rows keep Lightning's."""
     logger = RecordingLogger()
-    make_trainer(tmp_path, 2, logger=logger, log_every_n_steps=10).fit(make_module(), datamodule=DigitsDataModule(batch_size=64))
+    trainer = make_trainer(tmp_path, 2, logger=logger, log_every_n_steps=10)
+    trainer.fit(make_module(), datamodule=DigitsDataModule(batch_size=64))
     rows = read_metrics(tmp_path / "metrics.csv")
     for key, column in (("train/loss", "train_loss"), ("train/acc", "train_acc"), ("val/acc", "val_acc")):
         logged = {row["epoch"]: row[key] for row in logger.rows if key in row}

@@ -6,22 +6,21 @@ import threading
 from types import SimpleNamespace
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ProgressBar
 import pytest
 import torch
-from torch import nn
-
 import yaml
+from lightning.pytorch.callbacks import ProgressBar
+from torch import nn
+from train_helpers import EVERY_EPOCH, check_ok, launch_train, refused, run_train
 
 from attnconv_pl.analyses.base import settings_from
 from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings
-from attnconv_pl.data import DigitsDataModule
 from attnconv_pl.analyses.probe_pool import ProbePool
+from attnconv_pl.capture.snapshots import load_snapshot
+from attnconv_pl.data import DigitsDataModule
 from attnconv_pl.module import ClassifierModule
 from attnconv_pl.probes import paired_displacement
-from attnconv_pl.capture.snapshots import load_snapshot
 from callbacks import EpochCheckpoint, FeatureDynamics
-from train_helpers import EVERY_EPOCH, check_ok, launch_train, refused, run_train
 
 TOPOLOGY_METRICS = {f"{kind}_h{d}_{dist}" for kind in ("stability", "drift_prev") for d in (0, 1)
                     for dist in ("w1", "w2", "bottleneck")} | {"h0_bars", "h1_bars"}
@@ -33,7 +32,8 @@ def dynamics_rows(run_dir):
 
 
 DDP_PROBES = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4", "--trainer.accelerator", "cpu",
-              "--dynamics.probe_size", "120", "--dynamics.max_points", "60", "--dynamics.num_workers", "2", *EVERY_EPOCH)
+              "--dynamics.probe_size", "120", "--dynamics.max_points", "60", "--dynamics.num_workers", "2",
+              *EVERY_EPOCH)
 """One short epoch on the CPU, probed with topology at epochs 0 and 1 by two worker processes."""
 
 

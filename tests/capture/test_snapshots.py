@@ -9,9 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from attnconv_pl.capture.snapshots import (
+    UnreadableSnapshot,
+    load_snapshot,
+    save_snapshot,
+    set_aside,
+    snapshot_nbytes,
+    snapshot_path,
+)
 from attnconv_pl.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from attnconv_pl.capture.snapshots import (UnreadableSnapshot, load_snapshot, save_snapshot, set_aside, snapshot_nbytes,
-                                          snapshot_path)
 
 
 def example_activations() -> dict[str, dict[str, torch.Tensor]]:

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torchvision.datasets.cifar as tv_cifar
+from folder_state import folder_state
 
 from attnconv_pl.data import CIFAR10DataModule, CIFAR100DataModule, create_datamodule
-from folder_state import folder_state
 
 IMAGES_PER_FILE = 20
 """CIFAR-10 has 5 train batch files, CIFAR-100 one train file of 5 x 20 images here."""

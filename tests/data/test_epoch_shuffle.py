@@ -5,8 +5,8 @@ import random
 import numpy as np
 import torch
 
-from attnconv_pl.data.base import EpochShuffle
 from attnconv_pl.data import DigitsDataModule
+from attnconv_pl.data.base import EpochShuffle
 from attnconv_pl.data.seeding import epoch_seed, seed_generators
 from callbacks import EpochSeeding
 

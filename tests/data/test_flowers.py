@@ -8,10 +8,10 @@ import pytest
 import scipy.io
 import torch
 import torchvision.datasets.flowers102 as tv_flowers
+from folder_state import folder_state
 from PIL import Image
 
 from attnconv_pl.data import Flowers102DataModule, create_datamodule
-from folder_state import folder_state
 
 IMAGE_SIZE = 32
 N_IMAGES = 12

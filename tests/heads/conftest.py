@@ -1,23 +1,10 @@
-"""Instances the head tests share, and one CPU thread per test module (the fits run thousands of tiny
-operations, which thread contention on a shared machine slows down many times over)."""
+"""Instances the head tests share."""
 
 import pytest
 import torch
 from sklearn.datasets import load_digits
-from threadpoolctl import threadpool_limits
 
 from attnconv_pl.heads import one_hot
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One CPU thread per test module (its module-scoped fixtures included), in torch and in the
-    BLAS and OpenMP pools of numpy, scipy and scikit-learn."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
 
 
 def digits(side: int, n: int, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:

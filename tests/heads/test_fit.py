@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from attnconv_pl.errors import ConfigError
-from attnconv_pl.heads import ConvergenceWarning, fit_head, lifted_predict, attention_lifting
+from attnconv_pl.heads import ConvergenceWarning, attention_lifting, fit_head, lifted_predict
 from attnconv_pl.heads.fit import DEFAULT_STALL_TOL, DEFAULT_STEPS
 
 BETA = 1e-3

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from train_helpers import launch_train, refused
-from attnconv_pl.heads.frozen_features import FrozenFeaturesDataModule, read_cache
+
 from attnconv_pl.heads import certify, one_hot
+from attnconv_pl.heads.frozen_features import FrozenFeaturesDataModule, read_cache
 from attnconv_pl.heads.module import HeadModule
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "convex_heads_digits.yaml"

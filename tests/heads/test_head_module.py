@@ -8,8 +8,8 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from train_helpers import REPO, launch_train
 
-from attnconv_pl.heads.frozen_features import FrozenFeaturesDataModule
 from attnconv_pl.heads import HeadModule
+from attnconv_pl.heads.frozen_features import FrozenFeaturesDataModule
 from attnconv_pl.heads.module import certificate_key
 
 CERTIFICATE = ("objective", "data_loss", "regulariser", "duality_gap", "rank")

@@ -3,8 +3,17 @@
 import pytest
 import torch
 
-from attnconv_pl.heads import (adjoint_matvec, adjoint_rmatvec, block_singular_values, create_head, gate_directions,
-                               lifted_adjoint, lifted_blocks, lifted_predict, weight_decay)
+from attnconv_pl.heads import (
+    adjoint_matvec,
+    adjoint_rmatvec,
+    block_singular_values,
+    create_head,
+    gate_directions,
+    lifted_adjoint,
+    lifted_blocks,
+    lifted_predict,
+    weight_decay,
+)
 from attnconv_pl.heads.modules import circular_convolution
 
 CONVEX = [("linear_attention", {}), ("gated_relu_attention", {"gates": 3}), ("mixer", {"gates": 2}), ("fno", {})]

@@ -4,6 +4,7 @@ feature info, never any download) and your own by import path ``module:Name``.""
 import pytest
 import timm
 import torch
+from external_nets import TinyConvNet
 from safetensors.torch import save_file
 
 from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings
@@ -12,7 +13,6 @@ from attnconv_pl.models import create_model, points_of_kind
 from attnconv_pl.models._options import UnknownOptionError
 from attnconv_pl.module import ClassifierModule
 from callbacks import FeatureDynamics
-from external_nets import TinyConvNet
 
 TINY_VIT = {"patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2}
 """Options that make timm's vit_tiny_patch16_224 a 27k-parameter ViT for 16 px digits."""

@@ -68,7 +68,8 @@ def test_unknown_option_is_a_type_error_naming_the_model(name):
 
 
 def test_an_unknown_option_is_also_a_config_error_with_the_closest_option_and_the_others_kept():
-    with pytest.raises(ConfigError, match=r"'conv_net' got unknown option\(s\) 'dimm' \(did you mean 'dim'\?\)") as error:
+    expected = r"'conv_net' got unknown option\(s\) 'dimm' \(did you mean 'dim'\?\)"
+    with pytest.raises(ConfigError, match=expected) as error:
         create_model("conv_net", num_classes=3, img_size=16, dimm=32, groups=4)
     assert error.value.kept == {"groups": 4}
 

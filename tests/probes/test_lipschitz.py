@@ -51,5 +51,6 @@ def test_pairs_of_identical_inputs_are_skipped_and_all_identical_gives_nan():
 
 
 def test_rows_must_correspond():
-    with pytest.raises(ValueError, match=r"x_in has shape \(10, 3\) and x_out has shape \(9, 3\).*same number of points"):
+    with pytest.raises(ValueError,
+                       match=r"x_in has shape \(10, 3\) and x_out has shape \(9, 3\).*same number of points"):
         lipschitz_ratios(cloud(10, 3, seed=0), cloud(9, 3, seed=0))

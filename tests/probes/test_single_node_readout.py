@@ -12,9 +12,17 @@ from sklearn.preprocessing import StandardScaler
 
 from attnconv_pl.analyses.single_node import SingleNode, SingleNodeSettings
 from attnconv_pl.models import ProbePoint
-from attnconv_pl.probes.single_node import (andc_mask, andc_statistics, fit_readout, label_clusters,
-                                            node_label_matrices, readout_accuracy, readout_problem,
-                                            single_node_fields, solve_readout)
+from attnconv_pl.probes.single_node import (
+    andc_mask,
+    andc_statistics,
+    fit_readout,
+    label_clusters,
+    node_label_matrices,
+    readout_accuracy,
+    readout_problem,
+    single_node_fields,
+    solve_readout,
+)
 
 L2 = 1e-3
 

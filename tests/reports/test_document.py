@@ -5,13 +5,14 @@ import dataclasses
 import re
 from html import unescape
 
+from test_records_report import with_records
+
 from attnconv_pl.reports.document import Code, Document, Figures, Link, Paragraph, Section, Subsection, Table
 from attnconv_pl.reports.figures import ReportFigure
 from attnconv_pl.reports.html import render_html
 from attnconv_pl.reports.markdown import render_markdown
 from attnconv_pl.reports.report import build_document, write_report
 from attnconv_pl.reports.sections import PER_METRIC_NOTE
-from test_records_report import with_records
 
 CONTEXT = {"command": "python probe.py runs/* --out report", "created": "today"}
 

@@ -11,8 +11,8 @@ import torch
 from attnconv_pl import probes
 from attnconv_pl.analyses.dynamics import DynamicsSettings
 from attnconv_pl.analyses.training_records import COLUMNS
-from attnconv_pl.io.epoch_table import write_epochs
 from attnconv_pl.errors import ProbeInputError
+from attnconv_pl.io.epoch_table import write_epochs
 from attnconv_pl.offline.assemble import input_metrics, metrics_rows
 
 

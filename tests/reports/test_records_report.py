@@ -6,11 +6,11 @@ import json
 import numpy as np
 import pytest
 
+from attnconv_pl.analyses.training_records import TrainingRecords
 from attnconv_pl.reports.records import RobustnessRecord
 from attnconv_pl.reports.report import write_report, write_tables
 from attnconv_pl.reports.robustness import noise_curves, robustness_figure
 from attnconv_pl.reports.tables import records_table
-from attnconv_pl.analyses.training_records import TrainingRecords
 
 LEVELS = (0.0, 0.5, 1.0)
 

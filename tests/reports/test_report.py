@@ -1,8 +1,8 @@
 """write_tables / write_report: the files of a report folder, the page and its figures."""
 
 import base64
-import dataclasses
 import csv
+import dataclasses
 import json
 import re
 

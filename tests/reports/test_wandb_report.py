@@ -6,9 +6,9 @@ import json
 
 import pytest
 import wandb
+from wandb_records import offline_run
 
 from attnconv_pl.reports.wandb_report import WANDB_ID_FILE, log_report, training_wandb_run
-from wandb_records import offline_run
 
 CONFIG = """trainer:
   logger:
