@@ -20,12 +20,9 @@ def one_thread():
     """One CPU thread per test module (its module-scoped fixtures included), in torch and in the
     BLAS and OpenMP pools of numpy, scipy and scikit-learn, whatever ran before in this process:
     the tests run many small operations, which thread contention on a shared machine (or beside
-    another test process) slows down many times over."""
-    import torch
-    from threadpoolctl import threadpool_limits
+    another test process) slows down many times over. Session-scoped fixtures start before it and
+    take :func:`attnconv_pl.analyses.probe_pool.one_thread` themselves."""
+    from attnconv_pl.analyses.probe_pool import one_thread as on_one_thread
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
+    with on_one_thread():
         yield
-    torch.set_num_threads(threads)
