@@ -20,6 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 if TYPE_CHECKING:
@@ -101,6 +102,11 @@ class CheckpointInputs:
         earlier_epochs: the epochs of the run's numbered checkpoints before this one.
         weights_of: ``with weights_of(epoch):`` the model holds that earlier checkpoint's
             weights inside the block (this checkpoint's again after it).
+        run_dir: the run directory (``runs/<experiment>/<run_id>``) when there is one, for
+            analyses that read the run's own files (``metrics.csv``); None for a bare checkpoint
+            or a network given in Python.
+        hparams: the model's hyper-parameters (``num_classes``, ``label_smoothing``, ...; {}
+            when unknown).
     """
 
     epoch: int
@@ -114,6 +120,8 @@ class CheckpointInputs:
     earlier_epochs: tuple[int, ...] = ()
     weights_of: Optional[Callable[[int], AbstractContextManager]] = None
     """Offline only; during training (``callbacks.ModelProbing``) None and ``earlier_epochs`` ()."""
+    run_dir: Optional[Path] = None
+    hparams: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Analysis(ABC):
