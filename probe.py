@@ -309,6 +309,7 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
 
     ``completed`` receives each :class:`~attnconv_pl.reports.records.ProbedRun` as it is done.
     """
+    from attnconv_pl.analyses.session import SHARED_FIELDS
     from attnconv_pl.io.console import Progress
     from attnconv_pl.offline.assemble import group_key, group_labels, probed_run, unreachable_target
     from attnconv_pl.offline.data_choice import DataChoice, resolve_device
@@ -318,7 +319,9 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
     choice = DataChoice.parse(args.data, args.data_dir)
     analyses = selected_analyses(args)
     overrides = settings_overrides(args.settings)
-    overrides["dynamics"] = {**overrides.get("dynamics", {}), **setting_overrides(args)}
+    probing = {name: value for name, value in setting_overrides(args).items() if name in SHARED_FIELDS}
+    overrides["dynamics"] = {**overrides.get("dynamics", {}),
+                             **{name: value for name, value in setting_overrides(args).items() if name not in probing}}
     if "robustness" in analyses:
         overrides["robustness"] = {**dataclasses.asdict(robustness_request(args, choice)),
                                    **overrides.get("robustness", {})}
@@ -333,7 +336,7 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
     with Progress("probing", total=sum(len(run.checkpoints) for run in runs), unit="checkpoint") as progress:
         for run, label in zip(runs, labels):
             progress.step(f"{label}: loading data and model")
-            prober = RunProber.open(run, analyses=checkpoint_analyses, probe_overrides=overrides["dynamics"],
+            prober = RunProber.open(run, analyses=checkpoint_analyses, probing=probing,
                                     choice=choice, device=device, probe_sets=probe_sets, trusted_arch=args.arch)
             run_outcomes = []
             for path in run.checkpoints:

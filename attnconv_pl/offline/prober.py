@@ -135,7 +135,7 @@ class RunProber:
 
     @classmethod
     def open(cls, run: RunCheckpoints, *, analyses: dict[str, dict[str, Any]], choice: DataChoice,
-             device: torch.device, probe_overrides: Optional[dict[str, Any]] = None,
+             device: torch.device, probing: Optional[dict[str, Any]] = None,
              probe_sets: Optional[dict[str, ProbeSet]] = None, trusted_arch: Optional[str] = None) -> RunProber:
         """Read the run's first checkpoint and build its analyses.
 
@@ -145,8 +145,8 @@ class RunProber:
                 fields replacing the run's (e.g. ``{"dynamics": {"layers": [...]}}``).
             choice: the data to probe on (``--data``); its split replaces the dynamics probe split.
             device: where the model runs.
-            probe_overrides: :class:`DynamicsSettings` fields replacing the run's probe settings
-                (seed, batch size, ...), whether dynamics runs or not.
+            probing: :class:`~attnconv_pl.analyses.session.ProbingSettings` fields replacing the
+                run's (seed, batch size, probe split and size), whether dynamics runs or not.
             probe_sets: input sets already loaded for earlier runs, by data settings; those this
                 run needs are taken from it or added to it.
             trusted_arch: the import path ``package.module:Name`` the user named (``--arch``):
@@ -163,7 +163,7 @@ class RunProber:
         model_seconds = time.perf_counter() - opened
         run_config = read_run_config(run.run_dir)
         source = run.run_dir or path
-        dynamics_overrides = {**(probe_overrides or {}), **analyses.get("dynamics", {})}
+        dynamics_overrides = {**(probing or {}), **analyses.get("dynamics", {})}
         if choice.split:
             dynamics_overrides["probe_split"] = choice.split
         probe_settings = analysis_settings("dynamics", run_config, checkpoint, dynamics_overrides, source)
@@ -259,7 +259,8 @@ class RunProber:
                 max_epochs=self.max_epochs,
                 inputs=lambda split, size, seed=seed: self.inputs(split, size, seed),
                 earlier_epochs=tuple(e for e in self.run.epoch_checkpoints() if e < epoch),
-                weights_of=lambda reference: self._weights_of(reference, (path, checkpoint)))
+                weights_of=lambda reference: self._weights_of(reference, (path, checkpoint)),
+                run_dir=self.run.run_dir, hparams=self.hparams)
             results[name] = analysis.probe_checkpoint(inputs)
             stages = results[name].artifacts.pop("seconds", None)
             seconds |= stages if stages is not None else {name: time.perf_counter() - began}
