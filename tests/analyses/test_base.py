@@ -36,7 +36,7 @@ def test_the_registry_names_every_analysis_and_refuses_an_unknown_one():
 def test_settings_help_reads_each_field_from_the_docstring():
     described = settings_help(DynamicsSettings)
     assert set(described) == set(DynamicsSettings.__dataclass_fields__)
-    assert described["probe_size"] == "inputs in the probe set (fewer if the split is smaller)."
+    assert described["mle_k"] == "neighbours of the Levina-Bickel MLE."
     assert described["id_methods"].endswith("each logged as ``id_<method>``.")  # a continued line
 
 
