@@ -73,9 +73,9 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
             (timm's: the block or stage outputs, then the classifier). Selected modules that never
             run in a forward pass (a glob such as ``blocks.*`` also selects, e.g., dropouts that
             timm's fused attention skips) are left out with one warning naming them.
-        analyses: names among ``dynamics``, ``single_node`` and ``stiffness`` (the analyses whose
-            numbers are rows of ``dynamics.csv``; ``robustness`` runs but gives no rows: its
-            accuracies go to ``probe.py``'s ``summary.json``).
+        analyses: names among ``dynamics``, ``single_node``, ``stiffness`` and ``robustness`` (the
+            analyses whose numbers are rows of ``dynamics.csv``; ``robustness`` gives run-level rows
+            ``noise_accuracy_<sigma>``, one per noise level).
         settings: per analysis, fields of its settings dataclass replacing the defaults, e.g.
             ``{"dynamics": {"probe_size": 500, "topology": False}}`` (see ``DynamicsSettings``).
             The dynamics run in this process unless ``num_workers`` asks for worker processes
