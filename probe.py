@@ -325,6 +325,7 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
     if "robustness" in analyses:
         overrides["robustness"] = {**dataclasses.asdict(robustness_request(args, choice)),
                                    **overrides.get("robustness", {})}
+    overrides["training_records"] = {"target_loss": args.target_loss, **overrides.get("training_records", {})}
     if "single_node" in analyses and choice.dataset is not None:
         raise ProbeInputError(f"--analyses single_node reads the run's own labels, but --data {args.data} names a "
                               "dataset; give only a split (--data val) or leave --data out")
@@ -344,8 +345,7 @@ def probe_and_report(args: argparse.Namespace, runs: list[RunCheckpoints], label
                 run_outcomes.append(prober.probe(path, on_step=lambda name, where=where: progress.step(
                     f"{where}, {name}")))
                 progress.update()
-            record = probed_run(prober, run_outcomes, label,
-                                args.target_loss if "training_records" in analyses else None)
+            record = probed_run(prober, run_outcomes, label)
             record, absent = drawn_diagrams(record, args.diagram_epochs)
             for warning in filter(None, (unreachable_target(record), absent)):
                 progress.write(f"probe.py: warning: {warning}")

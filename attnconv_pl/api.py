@@ -76,9 +76,9 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
             (timm's: the block or stage outputs, then the classifier). Selected modules that never
             run in a forward pass (a glob such as ``blocks.*`` also selects, e.g., dropouts that
             timm's fused attention skips) are left out with one warning naming them.
-        analyses: names among ``dynamics``, ``single_node`` and ``stiffness`` (the analyses whose
-            numbers are rows of ``dynamics.csv``; ``robustness`` runs but gives no rows: its
-            accuracies go to ``probe.py``'s ``summary.json``).
+        analyses: names among ``dynamics``, ``single_node``, ``stiffness`` and ``robustness`` (the
+            analyses whose numbers are rows of ``dynamics.csv``; ``robustness`` gives run-level rows
+            ``noise_accuracy_<sigma>``, one per noise level).
         settings: ``probing``: fields of ``ProbingSettings`` (what every analysis shares: seed,
             batch size, probe size); per analysis, fields of its settings dataclass replacing the
             defaults, e.g. ``{"probing": {"probe_size": 500}, "dynamics": {"topology": False}}``.
@@ -229,7 +229,7 @@ def _check_analysis(name: str) -> None:
     """
     if name not in list_analyses():
         raise ConfigError(f"unknown analysis {name!r}; analyses are: {', '.join(list_analyses())}")
-    if load_analysis(name).probe_checkpoint is Analysis.probe_checkpoint:
+    if load_analysis(name).reads_run_files:
         raise ConfigError(f"the {name} analysis reads a run's files, not a network; read them with "
                           "load_metrics(run_dir)")
 

@@ -141,6 +141,9 @@ class Analysis(ABC):
     """Whether an analysis that runs on checkpoints also gets a training callback
     (``callbacks.ModelProbing``, ``--<name>.enabled true``); False for one that runs during
     training its own way (dynamics, on stored snapshots) or reads files training writes."""
+    reads_run_files: ClassVar[bool] = False
+    """Whether its numbers come from a run directory's files (``CheckpointInputs.run_dir``)
+    rather than the network: such an analysis has nothing to say about a network given in Python."""
 
     def __init__(self, settings: Any) -> None:
         """Keep ``settings``; shared fields it leaves at None (seed, batch size, probe split and
