@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from attnconv_pl.analyses.similarity import WITH
 from attnconv_pl.reports.document import Section
 from attnconv_pl.reports.figures import ReportFigure, file_stem, metric_figures
-from attnconv_pl.reports.layout import set_margins
+from attnconv_pl.reports.layout import fitted, set_margins
 from attnconv_pl.reports.records import ProbedRun, report_metrics
 from attnconv_pl.reports.sections import family_sections
 
@@ -43,19 +43,20 @@ def heatmap(run: ProbedRun) -> Optional[Figure]:
     if found is None:
         return None
     epoch, layers, matrix = found
-    size = 2.4 + 0.32 * len(layers)
-    figure = Figure(figsize=(size + 0.9, size))
-    axis = figure.subplots()
+    panel = 1.0 + 0.35 * len(layers)
+    figure = Figure(figsize=(panel + 2.0, panel + 1.3))
+    axis, bar = figure.subplots(1, 2, gridspec_kw={"width_ratios": [panel, 0.15]})
     image = axis.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis")
     if len(layers) <= 12:
         for (row, column), value in np.ndenumerate(matrix):
             axis.text(column, row, f"{value:.2f}", ha="center", va="center", fontsize=6,
                       color="black" if value > 0.6 else "white")
-    axis.set_xticks(range(len(layers)), layers, rotation=60, ha="right", fontsize=7)
-    axis.set_yticks(range(len(layers)), layers, fontsize=7)
-    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="linear CKA")
+    names = [fitted(layer, 16) for layer in layers]
+    axis.set_xticks(range(len(layers)), names, rotation=60, ha="right", fontsize=7)
+    axis.set_yticks(range(len(layers)), names, fontsize=7)
+    figure.colorbar(image, cax=bar, label="linear CKA")
     axis.set_title(f"{run.label}: CKA between layers, epoch {epoch}", fontsize=9)
-    set_margins(figure, bottom=0.9, top=0.4, left=0.9)
+    set_margins(figure, left=0.9, right=0.75, bottom=0.9, top=0.4, wspace=0.15)
     return figure
 
 
