@@ -49,9 +49,9 @@ def centred_features(x: Tensor, name: str = "x") -> Tensor:
     """``x`` (n, d) in float64, centred over the inputs (rows); exactly zero for a constant layer.
 
     Raises:
-        ValueError: ``x`` is not a finite (n, d) floating tensor.
+        ValueError: ``x`` is not a finite (n, d) floating tensor with n >= 2.
     """
-    x = as_points(x, name).double()
+    x = as_points(x, name, min_points=2).double()
     centred = x - x.mean(dim=0)
     if torch.linalg.matrix_norm(centred) <= CONSTANT_RTOL * torch.linalg.matrix_norm(x):
         return torch.zeros_like(x)
@@ -61,11 +61,10 @@ def centred_features(x: Tensor, name: str = "x") -> Tensor:
 def _cka_ratio(cross: Tensor, self_rows: Tensor, self_columns: Tensor) -> Tensor:
     """``cross / sqrt(self_rows self_columns^T)`` (R, C) with the constant-layer convention: 1 where
     both self terms are 0, 0 where one is."""
-    rows, columns = (self_rows == 0)[:, None], (self_columns == 0)[None, :]
-    scale = torch.sqrt(self_rows[:, None] * self_columns[None, :])
-    ratio = cross / torch.where(rows | columns, torch.ones_like(scale), scale)
-    return torch.where(rows & columns, torch.ones_like(ratio), torch.where(rows | columns, torch.zeros_like(ratio),
-                                                                           ratio))
+    both = (self_rows == 0)[:, None] & (self_columns == 0)[None, :]
+    either = (self_rows == 0)[:, None] | (self_columns == 0)[None, :]
+    ratio = cross / torch.where(either, 1.0, torch.sqrt(self_rows[:, None] * self_columns[None, :]))
+    return torch.where(either, both.to(ratio.dtype), ratio)
 
 
 def linear_cka(x: Tensor, y: Tensor) -> float:
