@@ -10,7 +10,8 @@ probe layers stem, mixer, norm, head; at initialisation, seed 0):
 
     python bench/similarity_cost.py [--device cuda] [--repeats 3] [--cka-batch-size 256]
 
-One thread on CPU. Memory is measured first, in a fresh process (peak RSS is a high-water mark).
+One thread on CPU; wall and CPU seconds (CPU time is robust to a busy machine). Memory is measured
+first, in a fresh process (peak RSS is a high-water mark).
 """
 
 from __future__ import annotations
@@ -90,12 +91,13 @@ def timing(device: torch.device, repeats: int, cka_batch_size: int) -> None:
     analysis.probe_checkpoint(checkpoint(model, images, 0, device))
     analysis.probe_checkpoint(checkpoint(model, images, 1, device))
 
-    def synchronised(function):
-        started = time.perf_counter()
+    def synchronised(function) -> tuple[float, float]:
+        """Wall and CPU seconds of ``function()``."""
+        started, started_cpu = time.perf_counter(), time.process_time()
         function()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - started_cpu
 
     def forward():
         with torch.no_grad():
@@ -107,8 +109,10 @@ def timing(device: torch.device, repeats: int, cka_batch_size: int) -> None:
     forwards = [synchronised(forward) for _ in range(repeats)]
     print(f"time at 1000 digits inputs on {device} ({torch.get_num_threads()} thread(s)), cka_batch_size "
           f"{cka_batch_size}, layers {', '.join(analysis.layers)}; median of {repeats}:")
-    print(f"  one probed epoch (capture, layer x layer, previous and first): {statistics.median(epochs):.3f} s")
-    print(f"  a plain forward pass over the same inputs: {statistics.median(forwards):.3f} s")
+    for what, seconds in (("one probed epoch (capture, layer x layer, previous and first)", epochs),
+                          ("a plain forward pass over the same inputs", forwards)):
+        wall, cpu = (statistics.median(column) for column in zip(*seconds))
+        print(f"  {what}: {wall:.3f} s wall, {cpu:.3f} s CPU")
 
 
 def main() -> None:
