@@ -156,14 +156,16 @@ class Similarity(Analysis):
         within = self._accumulate(grams)
         result = AnalysisResult(epoch, artifacts={"layers": self.layers, "matrix": within.values.numpy(),
                                                   "constant": list(within.constant)})
-        across = {}
+        across, computed = {}, {}
         for metric, name, reference in (("cka_prev", "previous", self.previous), ("cka_first", "first", self.first)):
             result.artifacts[f"{name}_epoch"] = None if reference is None else reference.epoch
             if reference is not None:
                 self._check_same_inputs(reference, indices)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # the reference epoch's constant layers were named at their epoch
-                    across[metric] = self._accumulate(grams, reference.grams)
+                if reference.epoch not in computed:  # the first epoch may be the previous one
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")  # the reference's constant layers were named at its epoch
+                        computed[reference.epoch] = self._accumulate(grams, reference.grams)
+                across[metric] = computed[reference.epoch]
                 result.artifacts[name] = across[metric].values.numpy()
         for row, layer in enumerate(self.layers):
             result.values.update({(layer, metric): float(matrix.values[row, row]) for metric, matrix in across.items()})
