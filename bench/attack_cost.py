@@ -6,11 +6,11 @@ attention_net, dim 64, digits at 16 x 16, one grey channel), CPU, one thread.
 
 The grid: L_inf eps in {0, 1, 2, 4, 8} / 255 in pixel units (pixels in [0, 1]), divided by the
 digits' train-split std to be in the normalised units the model takes; L_2 eps in {0, 0.05, 0.1,
-0.2, 0.4} in pixel units (an image's whole change), divided the same way. Attacks: FGSM, and PGD with 10 steps of 2.5 * eps / 10
-from a random start. Inputs: 1000 train images (seeded, unaugmented), batches of 256. The cost of
-an attack does not depend on the weights; the accuracies printed beside it do. Seconds are the
-median over ``--repeats`` runs, CPU time (``time.process_time``, robust to a busy machine) and
-wall time.
+0.2, 0.4} in pixel units (an image's whole change), divided the same way. Attacks: FGSM, and PGD
+with 10 steps of 2.5 * eps / 10 from a random start. Inputs: 1000 train images (seeded,
+unaugmented), batches of 256. The cost of an attack does not depend on the weights; the
+accuracies printed beside it do. Seconds are the median over ``--repeats`` runs, CPU time
+(``time.process_time``, robust to a busy machine) and wall time.
 """
 
 from __future__ import annotations
