@@ -18,11 +18,15 @@ mode is restored afterwards, so BatchNorm statistics never move), its parameters
 gradients (their flags are restored), and gradients are taken with respect to the inputs only
 (``torch.autograd.grad``), so no parameter's ``.grad`` is created or changed. Gradients are
 enabled internally, so callers under ``torch.no_grad()`` or ``torch.inference_mode()`` work.
+The modes and flags are changed for the attack's duration: attack a copy of a model that another
+thread is training.
 
 The loss is the cross-entropy of the logits, summed over the batch (each input's gradient is its
 own loss's gradient). A step moves along the gradient's sign (L_inf) or along the gradient
 divided by its L_2 norm, floored at :data:`NORM_FLOOR` (L_2); an input whose gradient is zero does
 not move. After each step the change is projected back onto the eps ball, then onto ``bounds``.
+PGD returns its last iterate (as Madry et al. and Foolbox do), so it is stronger than FGSM in
+practice, not by construction: from a random start, an input that FGSM only just flips can escape.
 """
 
 from __future__ import annotations
