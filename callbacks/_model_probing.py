@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
@@ -27,6 +29,7 @@ from attnconv_pl.analyses.base import is_scheduled_epoch
 from attnconv_pl.errors import ConfigError
 from attnconv_pl.io.console import say
 from attnconv_pl.io.epoch_table import DYNAMICS_FILE, drop_epochs_after, write_epochs
+from attnconv_pl.offline.checkpoints import epoch_checkpoints, first_sentence, read_checkpoint
 from callbacks._settings import options_from
 from callbacks._wandb import log_epoch_values
 from callbacks.probing_session import session_of
@@ -45,7 +48,10 @@ class ModelProbing(Callback):
 
     Register it before ``EpochCheckpoint``: an epoch's rows are then written before its
     checkpoint, so a resume at epoch N finds every row up to N; rows of later epochs (the
-    abandoned continuation's) are dropped. Nothing else is stored.
+    abandoned continuation's) are dropped. Nothing else is stored: at the first probe of a
+    resumed launch the analysis is offered the run's ``epoch=NNN.ckpt`` of earlier epochs
+    (``CheckpointInputs.earlier_epochs`` and ``weights_of``), as ``probe.py`` offers them, so an
+    analysis that compares with earlier epochs (similarity's ``cka_first``) finds them again.
 
     Args:
         enabled: ``False`` turns the callback into a no-op.
@@ -60,6 +66,7 @@ class ModelProbing(Callback):
         self.enabled = enabled
         self.settings = settings
         self.analysis: Optional[Analysis] = None
+        self._resumed = False  # until the first probe of a resumed launch
 
     @property
     def cost_metric(self) -> str:
@@ -94,7 +101,7 @@ class ModelProbing(Callback):
         if not self.enabled:
             return
         epoch = trainer.current_epoch
-        resumed = trainer.ckpt_path is not None
+        resumed = self._resumed = trainer.ckpt_path is not None
         if trainer.is_global_zero:
             drop_epochs_after(Path(trainer.default_root_dir) / DYNAMICS_FILE, epoch if resumed else -1, owns=self.owns)
         if not resumed and self.is_scheduled(epoch, trainer.max_epochs):
@@ -114,9 +121,14 @@ class ModelProbing(Callback):
         network = pl_module.model
         was_training = network.training
         network.eval()
+        earlier: dict[int, Path] = {}
+        if self._resumed:  # the analysis's references to earlier epochs are gone: offer their checkpoints
+            earlier = {e: path for e, path in epoch_checkpoints(Path(trainer.default_root_dir)).items() if e < epoch}
+            self._resumed = False
         try:
-            result = session_of(trainer, pl_module).run(epoch, network, {self.prefix: self.analysis}).results[
-                self.prefix]
+            result = session_of(trainer, pl_module).run(
+                epoch, network, {self.prefix: self.analysis}, earlier_epochs=tuple(earlier),
+                weights_of=lambda reference: weights_of(pl_module, earlier[reference])).results[self.prefix]
         finally:
             network.train(was_training)
         seconds = time.perf_counter() - started
@@ -125,6 +137,28 @@ class ModelProbing(Callback):
         for logger in trainer.loggers:
             log_epoch_values(logger, self.prefix, result, trainer.global_step)
         say(trainer, f"{self.prefix}: epoch {epoch} probed in {seconds:.2f} s")
+
+
+@contextmanager
+def weights_of(pl_module: pl.LightningModule, checkpoint: Path) -> Iterator[None]:
+    """``pl_module`` holds the weights of ``checkpoint`` (an ``epoch=NNN.ckpt`` of the run) inside
+    the block, its own again after it.
+
+    Raises:
+        ConfigError: the checkpoint cannot be read or does not fit the model.
+    """
+    weights = read_checkpoint(checkpoint)["state_dict"]
+    own = {name: tensor.detach().clone() for name, tensor in pl_module.state_dict().items()}
+    try:
+        pl_module.load_state_dict(weights)
+    except RuntimeError as error:
+        pl_module.load_state_dict(own)
+        raise ConfigError(f"{checkpoint} does not fit the model ({first_sentence(error)}); put back the run's own "
+                          "checkpoint or start a new run") from error
+    try:
+        yield
+    finally:
+        pl_module.load_state_dict(own)
 
 
 @functools.cache
