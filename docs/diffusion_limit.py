@@ -54,6 +54,7 @@ from diffusion_maths import (
     generator,
     kernel_generator,
     log_slope,
+    metric_assumptions,
     relative_rms,
     sample_circle,
     sample_sphere,
@@ -189,29 +190,6 @@ def head_projections(attn, head: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return weight[rows], weight[width:][rows], bias[rows], bias[width:][rows]
 
 
-def assumptions(w_q, w_k, b_q, b_k, tokens: np.ndarray, tau: float, rng: np.random.Generator) -> dict:
-    """The metric's properties on the tokens (B, N, C) of the images, d(x, y) = ||W_q x + b_q - W_k y - b_k||.
-
-    asymmetry: ||W_q - W_k||_F / ||W_q||_F; self_distance_ratio: median d(x, x)^2 over median
-    d(x_i, x_j)^2 (i != j, same image); triangle_violations: fraction of token triples of an image
-    with d(x, z) > d(x, y) + d(y, z) (1e-9 slack); null_dimensions: C - rank(W_k) (directions of
-    zero distance: a pseudo-metric when > 0); model_eps_rel_tokens: median d(x_i, x_j)^2 / tau, the
-    model's own kernel scale against its token spacing (small: local attention).
-    """
-    q, k = tokens @ w_q.T + b_q, tokens @ w_k.T + b_k
-    dist = np.sqrt(np.stack([sq_dists(qi, ki) for qi, ki in zip(q, k)]))
-    off = ~np.eye(dist.shape[1], dtype=bool)
-    triples = rng.integers(0, dist.shape[1], (len(dist), 200, 3))
-    b = np.arange(len(dist))[:, None]
-    x, y, z = triples[..., 0], triples[..., 1], triples[..., 2]
-    violated = dist[b, x, z] > dist[b, x, y] + dist[b, y, z] + 1e-9
-    spacing = np.median(dist[:, off] ** 2)
-    return dict(asymmetry=np.linalg.norm(w_q - w_k) / np.linalg.norm(w_q),
-                self_distance_ratio=np.median(np.diagonal(dist, axis1=1, axis2=2) ** 2) / spacing,
-                triangle_violations=violated.mean(), null_dimensions=w_k.shape[1] - np.linalg.matrix_rank(w_k),
-                tau=tau, model_eps_rel_tokens=spacing / tau)
-
-
 def learned_circle(w_q, w_k, b_q, b_k, tokens: np.ndarray, tau: float) -> tuple[list[dict], dict]:
     """The generator on a circle in the tokens' top-2 principal plane with the learned score.
 
@@ -260,14 +238,14 @@ def learned_circle(w_q, w_k, b_q, b_k, tokens: np.ndarray, tau: float) -> tuple[
 
 
 def learned_rows(checkpoint: Path) -> list[dict]:
-    """Every head's assumptions and circle check (:func:`assumptions`, :func:`learned_circle`)."""
+    """Every head's assumptions and circle check (``metric_assumptions``, :func:`learned_circle`)."""
     score, attentions, tokens = attention_inputs(checkpoint)
     rows = []
     for block, (attn, x) in enumerate(zip(attentions, tokens)):
         for head in range(attn.num_heads):
             projections = head_projections(attn, head)
             tau = float(attn.tau)
-            scalars = assumptions(*projections, x, tau, np.random.default_rng(block))
+            scalars = metric_assumptions(*projections, x, tau, np.random.default_rng(block))
             sweep_rows, circle_scalars = learned_circle(*projections, x, tau)
             key = dict(score=score, block=block, head=head)
             rows += [key | dict(eps_rel="", metric=m, value=v) for m, v in (scalars | circle_scalars).items()]
@@ -312,10 +290,10 @@ def rates_markdown(fits: dict) -> str:
 
 
 LEARNED_COLUMNS = ("asymmetry", "self_distance_ratio", "triangle_violations", "null_dimensions",
-                   "model_eps_rel_tokens", "model_eps_rel_circle", "slope", "error_at_smallest_eps",
+                   "token_spacing_over_tau", "model_eps_rel_circle", "slope", "error_at_smallest_eps",
                    "sampled_rel_error", "jump_rel_error", "mean_jump_angle")
 """slope: of the continuum error against eps_rel over eps_rel <= 0.01 (1: converges like the
-Euclidean circle; < 0: diverges); the others: :func:`assumptions` and :func:`learned_circle`."""
+Euclidean circle; < 0: diverges); the others: ``metric_assumptions`` and :func:`learned_circle`."""
 
 
 def learned_markdown(learned: list[dict]) -> str:
@@ -360,13 +338,13 @@ def figure(rows: list[dict], fits: dict, learned: list[dict], path: Path) -> Non
                 dict(marker="o", ms=3, label=f"n = {n}")
             ax.loglog(*zip(*line), **style)
         f, m = fits[(case, test)], DIMENSION[case]
-        ax.set_title(f"{case} (m = {m}), H = {test}", fontsize=10)
+        ax.set_title(f"{case} (m = {m}), H = {test}\nagainst (1/4) (Lap H + 2 grad log p . grad H)", fontsize=10)
         ax.text(0.03, 0.03, f"bias ~ eps^{f['bias_slope']:.2f}, c = {f['c_fit_smallest_eps']:.4f}\n"
                 f"noise ~ eps^{f['variance_eps_power']:.2f} n^{f['variance_n_power']:.2f} "
                 f"(theory {-(m / 2 + 1) / 2:.2f}, -0.50)\nbest over eps ~ n^{f['best_error_n_slope']:.2f} "
                 f"(theory {-1 / (m / 2 + 3):.2f})", transform=ax.transAxes, fontsize=8, va="bottom")
         ax.set_xlabel("eps")
-        ax.set_ylabel("relative RMS error of (P_eps H - H)/eps vs H''/4 + ...")
+        ax.set_ylabel("relative RMS error of (P_eps H - H) / eps")
         ax.legend(fontsize=7, loc="upper right")
     if learned:
         ax = axes[2]
@@ -380,9 +358,12 @@ def figure(rows: list[dict], fits: dict, learned: list[dict], path: Path) -> Non
                           (score, block, head) and r["metric"] == "rel_error")
             first = (block, head) == (0, 0)
             ax.loglog(*zip(*line), color=colours[score], lw=0.8, alpha=0.7, label=score if first else None)
-        ax.set_title("learned metric W^T W on a circle in token space\n(n = inf, H = cos 2 theta; "
-                     "one line per block and head)", fontsize=10)
+        ax.set_title("learned metric g = W^T W, circle in token space, n = inf, H = cos 2 theta\n"
+                     "against (1/4) (Lap_g H + 2 <grad_g log q, grad_g H>_g), q = p / s", fontsize=8.5)
+        model_eps = np.median([r["value"] for r in learned if r["metric"] == "model_eps_rel_circle"])
+        ax.axvline(model_eps, color="grey", ls=":", label=f"the models' tau (median, {model_eps:.2g})")
         ax.set_xlabel("eps / mean squared speed of the circle under W_k")
+        ax.set_ylabel("relative RMS error of (P_eps H - H) / eps")
         ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, path)

@@ -232,3 +232,29 @@ def ellipse_speed(theta: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.n
     aa, bb, ab = a @ a, b @ b, a @ b
     speed_sq = aa * sin ** 2 + bb * cos ** 2 - 2 * ab * sin * cos
     return speed_sq, 2 * sin * cos * (aa - bb) - 2 * ab * np.cos(2 * theta)
+
+
+def metric_assumptions(w_q, w_k, b_q, b_k, tokens: np.ndarray, tau: float, rng: np.random.Generator) -> dict:
+    """The score's metric properties on real tokens, d(x, y) = ||W_q x + b_q - W_k y - b_k||.
+
+    Args: w_q, w_k (d_h, C) and b_q, b_k (d_h,): one head's projections; tokens (B, N, C): its
+    inputs on B images; tau: its temperature; rng: draws the triples.
+
+    Returns, as floats: asymmetry: ||W_q - W_k||_F / ||W_q||_F; self_distance_ratio: median d(x, x)^2 over median
+    d(x_i, x_j)^2 (i != j, same image); triangle_violations: fraction of token triples of an image
+    with d(x, z) > d(x, y) + d(y, z) (1e-9 slack); null_dimensions: C - rank(W_k) (directions of
+    zero distance: a pseudo-metric when > 0); token_spacing_over_tau: median d(x_i, x_j)^2 / tau
+    (large: each softmax row sees few tokens; about 1: it averages over many).
+    """
+    q, k = tokens @ w_q.T + b_q, tokens @ w_k.T + b_k
+    dist = np.sqrt(np.stack([sq_dists(qi, ki) for qi, ki in zip(q, k)]))
+    off = ~np.eye(dist.shape[1], dtype=bool)
+    triples = rng.integers(0, dist.shape[1], (len(dist), 200, 3))
+    b = np.arange(len(dist))[:, None]
+    x, y, z = triples[..., 0], triples[..., 1], triples[..., 2]
+    violated = dist[b, x, z] > dist[b, x, y] + dist[b, y, z] + 1e-9
+    spacing = np.median(dist[:, off] ** 2)
+    return dict(asymmetry=np.linalg.norm(w_q - w_k) / np.linalg.norm(w_q),
+                self_distance_ratio=np.median(np.diagonal(dist, axis1=1, axis2=2) ** 2) / spacing,
+                triangle_violations=violated.mean(), null_dimensions=w_k.shape[1] - np.linalg.matrix_rank(w_k),
+                tau=tau, token_spacing_over_tau=spacing / tau)
