@@ -45,6 +45,7 @@ from diffusion_maths import (
     CIRCLE_TESTS,
     SPHERE_TESTS,
     circle_continuum,
+    circle_grid,
     circle_points,
     circle_reference,
     circle_tests,
@@ -208,7 +209,7 @@ def learned_circle(w_q, w_k, b_q, b_k, tokens: np.ndarray, tau: float) -> tuple[
     def embed(theta):
         return centre + radius * (np.cos(theta)[:, None] * u1 + np.sin(theta)[:, None] * u2)
 
-    grid = np.arange(8192) * 2 * np.pi / 8192
+    grid, weights = circle_grid()
     scale = ellipse_speed(grid, radius * w_k @ u1, radius * w_k @ u2)[0].mean()
     targets = sample_circle(QUADRATURE_TARGETS, np.random.default_rng(0))
     speed_sq, speed_sq_d = ellipse_speed(targets, radius * w_k @ u1, radius * w_k @ u2)
@@ -217,7 +218,6 @@ def learned_circle(w_q, w_k, b_q, b_k, tokens: np.ndarray, tau: float) -> tuple[
     q_t, k_g = embed(targets) @ w_q.T + b_q, embed(grid) @ w_k.T + b_k
     sq = sq_dists(q_t, k_g)
     h_t, h_g = circle_tests(targets)[0], circle_tests(grid)[0]
-    weights = 1 + 0.5 * np.cos(grid)
     rows = [dict(eps_rel=eps, rel_error=relative_rms(kernel_generator(sq, h_g, h_t, eps * scale, weights),
                                                      C_THEORY * ref)[0]) for eps in EPS["circle"]]
     theta = sample_circle(LEARNED_SAMPLES, np.random.default_rng(0))

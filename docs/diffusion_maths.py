@@ -184,6 +184,12 @@ def circle_points(theta: np.ndarray) -> np.ndarray:
     return np.stack([np.cos(theta), np.sin(theta)], 1)
 
 
+def circle_grid(a: float = CIRCLE_A) -> tuple[np.ndarray, np.ndarray]:
+    """:data:`CIRCLE_GRID` equally spaced angles (k,) and their quadrature weights 1 + a cos theta (k,)."""
+    grid = np.arange(CIRCLE_GRID) * 2 * np.pi / CIRCLE_GRID
+    return grid, 1 + a * np.cos(grid)
+
+
 def circle_continuum(theta: np.ndarray, eps: float, a: float = CIRCLE_A) -> np.ndarray:
     """The continuum generator (int k (H(y) - H(x)) p(y) dy / int k p dy) / eps on the circle.
 
@@ -191,10 +197,9 @@ def circle_continuum(theta: np.ndarray, eps: float, a: float = CIRCLE_A) -> np.n
         theta: (t,) target angles; eps: the kernel's scale.
 
     Returns:
-        (t, 2) for :data:`CIRCLE_TESTS`, by the trapezoid rule on :data:`CIRCLE_GRID` angles.
+        (t, 2) for :data:`CIRCLE_TESTS`, by the trapezoid rule on :func:`circle_grid`.
     """
-    grid = np.arange(CIRCLE_GRID) * 2 * np.pi / CIRCLE_GRID
-    weights = 1 + a * np.cos(grid)
+    grid, weights = circle_grid(a)
     return generator(circle_points(theta), circle_points(grid), circle_tests(grid)[0], circle_tests(theta)[0],
                      eps, weights)
 
