@@ -1,0 +1,140 @@
+"""The probing session: the shared settings (and their old home, the dynamics section), one load
+per input set, and a new analysis that every driver runs with no edit of its own (trained live,
+probed offline, in the notebook API)."""
+
+import csv
+from dataclasses import dataclass
+from typing import Optional
+
+import pytest
+import torch
+from jsonargparse import Namespace
+from train_helpers import probe_here, read_numbers, train_here
+
+from attnconv_pl import analyses
+from attnconv_pl.analyses.base import Analysis, AnalysisResult, LabelledInputs, MetricFamily
+from attnconv_pl.analyses.session import ProbingSession, ProbingSettings, probing_settings_of, settings_for
+from attnconv_pl.analyses.single_node import SingleNodeSettings
+from attnconv_pl.analyses.stiffness import StiffnessSettings
+from attnconv_pl.cli import move_legacy_probing_keys
+from attnconv_pl.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class MeanSettings:
+    """Settings of the made-up analysis below.
+
+    Args:
+        scale: multiplies the number.
+        seed: draws the inputs (None: the session's).
+        probe_size: inputs (None: the session's).
+    """
+
+    scale: float = 1.0
+    seed: Optional[int] = None
+    probe_size: Optional[int] = None
+
+
+class MeanInput(Analysis):
+    """A made-up analysis no driver knows: ``scale`` times the mean of its inputs, and the mean
+    logit of the network on them."""
+
+    name = "mean_input"
+    settings_type = MeanSettings
+    families = (MetricFamily("mean_input", "Mean input", r"mean_(input|logit)"),)
+
+    def probe_checkpoint(self, checkpoint):
+        inputs = checkpoint.inputs("val", self.settings.probe_size)
+        with torch.no_grad():
+            logits = checkpoint.model(inputs.images.to(checkpoint.device))
+        return AnalysisResult(checkpoint.epoch, {("", "mean_input"): self.settings.scale * inputs.images.mean().item(),
+                                                 ("", "mean_logit"): logits.mean().item()})
+
+    def run(self, epoch, **needs):
+        raise NotImplementedError
+
+
+@pytest.fixture
+def registered(monkeypatch):
+    """:class:`MeanInput` in the registry, as one line of ``ANALYSES`` would put it."""
+    monkeypatch.setitem(analyses.ANALYSES, "mean_input", (__name__, "MeanInput"))
+
+
+def test_shared_settings_of_a_config_made_before_the_probing_section_are_read_from_dynamics():
+    old = {"dynamics": {"seed": 3, "batch_size": 64, "probe_split": "test", "probe_size": 50, "layers": None}}
+    assert probing_settings_of(old) == ProbingSettings(seed=3, batch_size=64, probe_split="test", probe_size=50)
+    new = {"probing": {"seed": 4, "probe_size": 20}, "dynamics": {"seed": None, "probe_size": None}}
+    assert probing_settings_of(new) == ProbingSettings(seed=4, probe_size=20)
+    assert probing_settings_of(new, {"seed": 9}).seed == 9
+    with pytest.raises(ValueError, match="probe_size must be >= 1"):
+        probing_settings_of({"probing": {"probe_size": 0}})
+
+
+def test_the_session_fills_only_the_shared_fields_an_analysis_leaves_open():
+    shared = ProbingSettings(seed=5, batch_size=32, probe_split="test", probe_size=70)
+    assert shared.fill(StiffnessSettings(seed=1)) == StiffnessSettings(seed=1, batch_size=32, probe_split="test",
+                                                                       probe_size=70)
+    assert shared.fill(SingleNodeSettings()).seed == 5 and shared.fill(SingleNodeSettings()).train_split == "train"
+    with pytest.raises(ValueError, match="stiffness has no setting.s. sed; its settings are: probe_split"):
+        settings_for("stiffness", {}, {"sed": 1})
+    assert settings_for("stiffness", {"enabled": True, "seed": 2}, {}).seed == 2  # a section's extra keys: ignored
+
+
+def test_the_session_loads_each_input_set_once_for_every_analysis(registered):
+    loads = []
+
+    def load(split, size, seed):
+        loads.append((split, size, seed))
+        generator = torch.Generator().manual_seed(seed)
+        return LabelledInputs(torch.randn(size, 3, generator=generator), torch.zeros(size, dtype=torch.long),
+                              torch.arange(size), "made-up", split, own_data=True)
+
+    session = ProbingSession(ProbingSettings(seed=2, probe_size=30), load, torch.device("cpu"))
+    model = torch.nn.Linear(3, 2)
+    built = {"a": session.build("mean_input", MeanSettings(), model),
+             "b": session.build("mean_input", MeanSettings(scale=2.0), model)}
+    first = session.run(0, model, built)
+    assert loads == [("val", 30, 2)]  # one load, shared
+    means = [first.results[name].values[("", "mean_input")] for name in ("a", "b")]
+    assert means[1] == pytest.approx(2 * means[0])
+    assert set(first.seconds) == {"a", "b"}
+    other = session.run(1, model, {"c": session.build("mean_input", MeanSettings(seed=7), model)})
+    assert loads[-1] == ("val", 30, 7) and other.epoch == 1
+
+
+def test_old_dynamics_keys_are_read_as_probing_keys_with_one_deprecation_line(caplog):
+    config = Namespace(probing=Namespace(seed=0, batch_size=256, probe_split="val", probe_size=1000, precision=None),
+                       dynamics=Namespace(seed=None, batch_size=None, probe_split="test", probe_size=100))
+    move_legacy_probing_keys(config)
+    assert (config.probing.probe_split, config.probing.probe_size) == ("test", 100)
+    assert config.dynamics.probe_size is None and config.dynamics.probe_split is None
+    deprecations = [record.getMessage() for record in caplog.records if "deprecated" in record.getMessage()]
+    assert len(deprecations) == 1
+    assert deprecations[0].startswith("deprecated: dynamics.probe_split, dynamics.probe_size moved to the probing: ")
+    both = Namespace(probing=Namespace(seed=3), dynamics=Namespace(seed=4))
+    with pytest.raises(ConfigError, match="--dynamics.seed 4 and --probing.seed 3 disagree"):
+        move_legacy_probing_keys(both)
+
+
+def test_a_new_analysis_runs_live_offline_and_in_the_api_with_no_driver_edit(registered, tmp_path):
+    """One line in the registry: train.py gets ``--mean_input.*`` and its training callback,
+    probe.py ``--analyses mean_input``, and the live numbers equal the offline ones."""
+    import attnconv_pl as ac
+
+    run_dir = train_here(tmp_path, "run", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                         "--trainer.logger", "false", "--dynamics.enabled", "false", "--probing.probe_size", "40",
+                         "--mean_input.enabled", "true", "--mean_input.scale", "3", "--checkpoint.every_n_epochs", "1")
+    with open(run_dir / "dynamics.csv", newline="") as handle:
+        live = {(int(r["epoch"]), r["metric"]): float(r["value"]) for r in csv.DictReader(handle)}
+    assert {metric for _, metric in live} == {"mean_input", "mean_logit", "mean_input_seconds"}
+    result = probe_here(run_dir, "--out", tmp_path / "report", "--analyses", "mean_input")
+    assert result.returncode == 0, result.stderr
+    offline = read_numbers(tmp_path / "report" / "dynamics.csv")
+    for epoch in (0, 1):
+        for metric in ("mean_input", "mean_logit"):
+            assert offline[(epoch, "", metric)] == pytest.approx(live[(epoch, metric)], rel=1e-6), (epoch, metric)
+    images = torch.randn(10, 1, 16, 16)
+    rows = ac.probe_model(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 3)), images,
+                          torch.zeros(10, dtype=torch.long), analyses=["mean_input"],
+                          settings={"probing": {"probe_size": 10}, "mean_input": {"scale": 2.0}})
+    assert rows[0] == ("mean_input", "", "mean_input", pytest.approx(2 * images.mean().item()))
