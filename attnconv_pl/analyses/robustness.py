@@ -36,9 +36,10 @@ ATTACKS = ("fgsm", "pgd")
 """The attacks ``RobustnessSettings.attacks`` may name (:mod:`attnconv_pl.probes.attacks`)."""
 
 DEFAULT_EPS_GRIDS = {"linf": (0.0, 0.0125, 0.025, 0.05, 0.1), "l2": (0.0, 0.25, 0.5, 1.0, 2.0)}
-"""Attack radii per norm, in units of the normalised input (**our choice**): with a data std of
-0.32 (digits: 0.319; CIFAR-10: 0.25) the L_inf grid is about {0, 1, 2, 4, 8}/255 in pixel units
-(pixels in [0, 1]) and the L_2 grid about {0, 0.08, 0.16, 0.32, 0.64} (an image's whole change)."""
+"""Attack radii per norm, in units of the normalised input (**our choice**): with digits' std,
+0.319, the L_inf grid is about {0, 1, 2, 4, 8}/255 in pixel units (pixels in [0, 1]; with
+CIFAR-10's, about 0.25, {0, 0.8, 1.6, 3.2, 6.4}/255) and the L_2 grid about {0, 0.08, 0.16, 0.32,
+0.64} (an image's whole change)."""
 
 
 def noise_metric(sigma: float) -> str:
