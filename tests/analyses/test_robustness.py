@@ -1,7 +1,8 @@
 """noise_accuracy against the closed form of a 1-D threshold classifier, its contract, and the
-analysis giving its numbers as run-level values."""
+analysis giving its numbers (under noise and under adversarial attack) as run-level values."""
 
 import math
+import re
 from contextlib import contextmanager
 
 import pytest
@@ -12,12 +13,14 @@ from torch import nn
 from attnconv_pl.analyses import metric_family
 from attnconv_pl.analyses.base import CheckpointInputs, LabelledInputs
 from attnconv_pl.analyses.robustness import (
+    DEFAULT_EPS_GRIDS,
     DEFAULT_NOISE_LEVELS,
     Robustness,
     RobustnessSettings,
     check_noise_levels,
     noise_accuracy,
 )
+from attnconv_pl.probes.attacks import Attack, adversarial_accuracy
 
 
 def threshold_classifier():
@@ -96,15 +99,21 @@ def test_noise_levels_are_sorted_and_distinct():
     assert check_noise_levels(DEFAULT_NOISE_LEVELS) == DEFAULT_NOISE_LEVELS
 
 
+def checkpoint_of(model, n=90, seed=5, batch_size=32):
+    """A checkpoint of ``model`` at epoch 3 whose inputs are n random images (3, 4, 4) of 5 classes."""
+    generator = torch.Generator().manual_seed(4)
+    images, labels = torch.randn(n, 3, 4, 4, generator=generator), torch.randint(0, 5, (n,), generator=generator)
+    drawn = LabelledInputs(images, labels, torch.arange(n), "tensors", "val", own_data=True)
+    return CheckpointInputs(epoch=3, model=model, device=torch.device("cpu"), autocast=None, seed=seed,
+                            batch_size=batch_size, max_epochs=None, inputs=lambda split, size: drawn)
+
+
 def test_a_checkpoint_gives_one_run_level_value_per_level_equal_to_noise_accuracy():
     model = small_net()
-    generator = torch.Generator().manual_seed(4)
-    images, labels = torch.randn(90, 3, 4, 4, generator=generator), torch.randint(0, 5, (90,), generator=generator)
-    drawn = LabelledInputs(images, labels, torch.arange(90), "tensors", "val", own_data=True)
-    checkpoint = CheckpointInputs(epoch=3, model=model, device=torch.device("cpu"), autocast=None, seed=5,
-                                  batch_size=32, max_epochs=None, inputs=lambda split, size: drawn)
+    checkpoint = checkpoint_of(model)
+    images, labels = checkpoint.inputs("val", 90).images, checkpoint.inputs("val", 90).labels
     levels = (0.0, 0.1, 0.25, 1.0)
-    result = Robustness(RobustnessSettings(noise_levels=levels, size=90)).probe_checkpoint(checkpoint)
+    result = Robustness(RobustnessSettings(noise_levels=levels, size=90, attacks=())).probe_checkpoint(checkpoint)
     expected = noise_accuracy(model, images, labels, levels, seed=5, batch_size=32)
     assert result.values == {("", "noise_accuracy_0"): expected[0], ("", "noise_accuracy_0.1"): expected[1],
                              ("", "noise_accuracy_0.25"): expected[2], ("", "noise_accuracy_1"): expected[3]}
@@ -122,3 +131,65 @@ def test_accuracies_under_perturbation_are_one_family(metric):
 def test_levels_with_the_same_metric_name_are_refused():
     with pytest.raises(ValueError, match="0.1 and 0.1000001 are both noise_accuracy_0.1"):
         check_noise_levels([0.1, 0.1000001])
+
+
+@pytest.mark.parametrize("norm, grid", [("linf", (0.0, 0.1, 0.4)), ("l2", (0.0, 0.5, 2.0))])
+def test_attacks_give_one_run_level_value_per_radius_equal_to_adversarial_accuracy(norm, grid):
+    model = small_net()
+    checkpoint = checkpoint_of(model)
+    images, labels = checkpoint.inputs("val", 90).images, checkpoint.inputs("val", 90).labels
+    settings = RobustnessSettings(noise_levels=(0.0, 0.5), size=90, attacks=("fgsm", "pgd"), norm=norm,
+                                  eps_grid=grid[::-1], pgd_steps=3, pgd_step_factor=2.0)
+    result = Robustness(settings).probe_checkpoint(checkpoint)
+    fgsm = adversarial_accuracy(model, images, labels, Attack("fgsm", norm), grid, batch_size=32, seed=5)
+    pgd = adversarial_accuracy(model, images, labels, Attack("pgd", norm, steps=3, step_factor=2.0), grid,
+                               batch_size=32, seed=5)
+    noise = noise_accuracy(model, images, labels, (0.0, 0.5), seed=5, batch_size=32)
+    names = [f"{eps:g}" for eps in grid]
+    assert result.values == {("", "noise_accuracy_0"): noise[0], ("", "noise_accuracy_0.5"): noise[1],
+                             **{("", f"fgsm_{norm}_accuracy_{name}"): value for name, value in zip(names, fgsm)},
+                             **{("", f"pgd_{norm}_accuracy_{name}"): value for name, value in zip(names, pgd)}}
+    assert fgsm[0] == pgd[0] == noise[0] > pgd[-1], "eps 0 is the clean accuracy, and the largest radius must bite"
+    assert {metric_family(metric).key for _, metric in result.values} == {"robustness"}
+    assert result.artifacts["attacks"] == {"methods": ["fgsm", "pgd"], "norm": norm, "eps_grid": list(grid),
+                                           "pgd_steps": 3, "pgd_step_factor": 2.0, "random_start": True}
+
+
+def test_attacks_leave_the_model_as_it_was():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(64, 5)).train()
+    model[1].running_mean.uniform_(-1, 1)  # statistics a forward pass in train mode would move
+    model[1].weight.requires_grad_(False)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    settings = RobustnessSettings(noise_levels=(0.0,), size=90, attacks=("fgsm", "pgd"), pgd_steps=2)
+    result = Robustness(settings).probe_checkpoint(checkpoint_of(model))
+    assert ("", "pgd_linf_accuracy_0.1") in result.values  # the attacks ran
+    after = model.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[name], value) and after[name].dtype == value.dtype for name, value in before.items())
+    assert all(parameter.grad is None for parameter in model.parameters())
+    assert [parameter.requires_grad for parameter in model.parameters()] == [True, True, False, True, True, True]
+    assert all(module.training for module in model.modules())
+
+
+def test_attack_radii_default_per_norm_and_come_sorted_and_distinct():
+    assert RobustnessSettings().attacks == () and RobustnessSettings().attack_grid == DEFAULT_EPS_GRIDS["linf"]
+    assert RobustnessSettings(norm="l2").attack_grid == DEFAULT_EPS_GRIDS["l2"]
+    settings = RobustnessSettings(attacks=["pgd", "fgsm", "pgd"], eps_grid=[0.5, 0, 0.5])
+    assert (settings.attacks, settings.attack_grid) == (("pgd", "fgsm"), (0.0, 0.5))
+    assert RobustnessSettings(attacks="fgsm").attacks == ("fgsm",)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"attacks": ("fgsm", "cw")}, "unknown attack 'cw'; give a list of fgsm, pgd"),
+    ({"eps_grid": (0.1, -0.05)}, "eps_grid radii must be finite and >= 0, got -0.05"),
+    ({"eps_grid": ()}, "eps_grid radii: give at least one"),
+    ({"eps_grid": (0.1, 0.1000001)}, "0.1 and 0.1000001 are both pgd_linf_accuracy_0.1"),
+    ({"norm": "l1"}, "norm must be one of linf, l2, got 'l1'"),
+    ({"pgd_steps": 0}, "pgd_steps must be >= 1, got 0"),
+    ({"pgd_step_factor": 0.0}, "pgd_step_factor must be a finite number > 0"),
+])
+def test_bad_attack_settings_are_refused_with_what_to_give(fields, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        RobustnessSettings(**fields)

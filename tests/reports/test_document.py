@@ -44,7 +44,7 @@ def test_html_and_markdown_show_the_same_sections_figures_and_tables(tmp_path, m
     assert (headings, figure_files, cells) == markdown_content(markdown)
     assert headings[:4] == ["What was probed", "Training curves", "Training records and robustness", "Comparison"]
     assert headings[-6:] == ["Persistence diagrams", "attn/s0", "attn/s1", "conv|s0",  # a sub-heading per run
-                             "Robustness: accuracy under Gaussian input noise", "Last-epoch table"]
+                             "Robustness: accuracy under input noise and adversarial attack", "Last-epoch table"]
     assert "variance total variance" in headings and "conv|s0" in cells and "acc σ=0.5" in cells
     assert figure_files == [figure.file_name for figure in figures]
     sources = re.findall(r'<img [^>]*src="([^"]*)"', page)

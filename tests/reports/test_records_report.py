@@ -75,7 +75,7 @@ def test_noise_curves_are_the_mean_and_sample_std_over_seeds(make_run):
             with_records(make_run("attn/s1", "attention_net"), (0.8, 0.4, 0.2)),
             with_records(make_run("conv/s0", "conv_net"), (0.7, 0.5, 0.1)), make_run("old/s0", "conv_net")]
     attention, conv = noise_curves(runs)
-    np.testing.assert_allclose(attention.noise_levels, LEVELS)
+    np.testing.assert_allclose(attention.levels, LEVELS)
     np.testing.assert_allclose(attention.mean, [0.85, 0.5, 0.25])
     np.testing.assert_allclose(attention.std, np.std([[0.9, 0.6, 0.3], [0.8, 0.4, 0.2]], axis=0, ddof=1))
     assert (attention.runs, conv.runs) == (2, 1)  # the run without robustness is left out of its group
