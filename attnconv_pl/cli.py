@@ -18,7 +18,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from attnconv_pl.analyses.session import LEGACY_SECTION, SHARED_FIELDS, ProbingSettings
+from attnconv_pl.analyses.session import ProbingSettings
 from attnconv_pl.data import ClassificationDataModule
 from attnconv_pl.errors import ConfigError, check_creatable_dir
 from attnconv_pl.io.atomic import DiskFullError, atomic_write_text, free_bytes, mebibytes
@@ -38,6 +38,7 @@ from callbacks import (
     model_probing_callbacks,
 )
 from callbacks._probing import ProbingCallback
+from callbacks.probing_session import move_legacy_probing_keys
 
 RUN_ID_ENV = "ATTNCONV_RUN_ID"
 """Environment variable through which the run id reaches DDP worker processes (same run dir)."""
@@ -234,30 +235,6 @@ class TrainCLI(LightningCLI):
         run_id = config.run_id or os.environ.get(RUN_ID_ENV) or f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
         os.environ[RUN_ID_ENV] = run_id
         return Path(config.runs_dir) / experiment / run_id
-
-
-def move_legacy_probing_keys(config: Namespace) -> None:
-    """Read the shared settings a config (or a run's saved ``config.yaml``) made before the
-    ``probing:`` section gives in its ``dynamics:`` section as ``probing.*`` (one deprecation line),
-    and clear them there.
-
-    Raises:
-        ConfigError: a key is given both ways, with different values.
-    """
-    moved = {key: config[LEGACY_SECTION][key] for key in SHARED_FIELDS if config[LEGACY_SECTION].get(key) is not None}
-    if not moved:
-        return
-    defaults = ProbingSettings()
-    for key, value in moved.items():
-        given = config.probing.get(key)
-        if given not in (None, getattr(defaults, key), value):
-            raise ConfigError(f"--{LEGACY_SECTION}.{key} {value} and --probing.{key} {given} disagree; "
-                              f"{LEGACY_SECTION}.{key} is the old spelling of probing.{key}: give only --probing.{key}")
-        config.probing[key] = value
-        config[LEGACY_SECTION][key] = None
-    old, new = (", ".join(f"{section}.{key}" for key in moved) for section in (LEGACY_SECTION, "probing"))
-    rank_zero_info(f"deprecated: {old} moved to the probing: section (shared by every analysis), read as {new}; "
-                   "the old spelling goes in the next release")
 
 
 def model_name(hyperparameters: Any) -> Optional[str]:

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import lightning.pytorch as pl
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
-from attnconv_pl.analyses.session import ProbingSession, ProbingSettings
+from attnconv_pl.analyses.session import LEGACY_SECTION, SHARED_FIELDS, ProbingSession, ProbingSettings
+from attnconv_pl.errors import ConfigError
 from attnconv_pl.offline.data_choice import forward_context, load_probe_set
 from callbacks._settings import options_from
 
@@ -60,3 +63,27 @@ def session_of(trainer: pl.Trainer, pl_module: pl.LightningModule) -> ProbingSes
     if owner is None:
         owner = _DEFAULT_SESSIONS.setdefault(trainer, ProbingSessionCallback())
     return owner.session(trainer, pl_module)
+
+
+def move_legacy_probing_keys(config: Namespace) -> None:
+    """Read the shared settings a config (or a run's saved ``config.yaml``) made before the
+    ``probing:`` section gives in its ``dynamics:`` section as ``probing.*`` (one deprecation line),
+    and clear them there.
+
+    Raises:
+        ConfigError: a key is given both ways, with different values.
+    """
+    moved = {key: config[LEGACY_SECTION][key] for key in SHARED_FIELDS if config[LEGACY_SECTION].get(key) is not None}
+    if not moved:
+        return
+    defaults = ProbingSettings()
+    for key, value in moved.items():
+        given = config.probing.get(key)
+        if given not in (None, getattr(defaults, key), value):
+            raise ConfigError(f"--{LEGACY_SECTION}.{key} {value} and --probing.{key} {given} disagree; "
+                              f"{LEGACY_SECTION}.{key} is the old spelling of probing.{key}: give only --probing.{key}")
+        config.probing[key] = value
+        config[LEGACY_SECTION][key] = None
+    old, new = (", ".join(f"{section}.{key}" for key in moved) for section in (LEGACY_SECTION, "probing"))
+    rank_zero_info(f"deprecated: {old} moved to the probing: section (shared by every analysis), read as {new}; "
+                   "the old spelling goes in the next release")

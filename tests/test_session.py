@@ -16,8 +16,8 @@ from attnconv_pl.analyses.base import Analysis, AnalysisResult, LabelledInputs, 
 from attnconv_pl.analyses.session import ProbingSession, ProbingSettings, probing_settings_of, settings_for
 from attnconv_pl.analyses.single_node import SingleNodeSettings
 from attnconv_pl.analyses.stiffness import StiffnessSettings
-from attnconv_pl.cli import move_legacy_probing_keys
 from attnconv_pl.errors import ConfigError
+from callbacks.probing_session import move_legacy_probing_keys
 
 
 @dataclass(frozen=True)
