@@ -2,14 +2,16 @@
 per input set, and a new analysis that every driver runs with no edit of its own (trained live,
 probed offline, in the notebook API)."""
 
-import csv
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import pytest
 import torch
+import yaml
 from jsonargparse import Namespace
-from train_helpers import probe_here, read_numbers, train_here
+from train_helpers import check_ok, launch_train, probe_here, read_numbers, train_here
 
 from attnconv_pl import analyses
 from attnconv_pl.analyses.base import Analysis, AnalysisResult, LabelledInputs, MetricFamily
@@ -116,16 +118,26 @@ def test_old_dynamics_keys_are_read_as_probing_keys_with_one_deprecation_line(ca
         move_legacy_probing_keys(both)
 
 
-def test_a_new_analysis_runs_live_offline_and_in_the_api_with_no_driver_edit(registered, tmp_path):
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A short run with dynamics (probe set given in the old spelling, ``--dynamics.probe_size``)
+    and the made-up analysis live, trained while it is registered."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setitem(analyses.ANALYSES, "mean_input", (__name__, "MeanInput"))
+        return train_here(tmp_path_factory.mktemp("runs"), "run", "--trainer.max_epochs", "1",
+                          "--trainer.limit_train_batches", "2", "--trainer.logger", "false",
+                          "--dynamics.probe_size", "40", "--dynamics.topology", "false",
+                          "--dynamics.id_methods", "[twonn]", "--mean_input.enabled", "true",
+                          "--mean_input.scale", "3", "--checkpoint.every_n_epochs", "1")
+
+
+def test_a_new_analysis_runs_live_offline_and_in_the_api_with_no_driver_edit(registered, run_dir, tmp_path):
     """One line in the registry: train.py gets ``--mean_input.*`` and its training callback,
     probe.py ``--analyses mean_input``, and the live numbers equal the offline ones."""
     import attnconv_pl as ac
 
-    run_dir = train_here(tmp_path, "run", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
-                         "--trainer.logger", "false", "--dynamics.enabled", "false", "--probing.probe_size", "40",
-                         "--mean_input.enabled", "true", "--mean_input.scale", "3", "--checkpoint.every_n_epochs", "1")
-    with open(run_dir / "dynamics.csv", newline="") as handle:
-        live = {(int(r["epoch"]), r["metric"]): float(r["value"]) for r in csv.DictReader(handle)}
+    live = {(epoch, metric): value for (epoch, _, metric), value in read_numbers(run_dir / "dynamics.csv").items()
+            if "mean_" in metric}
     assert {metric for _, metric in live} == {"mean_input", "mean_logit", "mean_input_seconds"}
     result = probe_here(run_dir, "--out", tmp_path / "report", "--analyses", "mean_input")
     assert result.returncode == 0, result.stderr
@@ -138,3 +150,36 @@ def test_a_new_analysis_runs_live_offline_and_in_the_api_with_no_driver_edit(reg
                           torch.zeros(10, dtype=torch.long), analyses=["mean_input"],
                           settings={"probing": {"probe_size": 10}, "mean_input": {"scale": 2.0}})
     assert rows[0] == ("mean_input", "", "mean_input", pytest.approx(2 * images.mean().item()))
+
+
+def as_made_before_the_probing_section(run: Path, into: Path) -> Path:
+    """A copy of ``run`` whose ``config.yaml`` is laid out as train.py wrote it before the
+    ``probing:`` section: the shared keys in ``dynamics:``, no ``probing:``."""
+    copy = into / run.parent.name / run.name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("*.lock"))
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["dynamics"].update(config.pop("probing"))
+    del config["dynamics"]["precision"]
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return copy
+
+
+def test_a_run_made_before_the_probing_section_probes_and_resumes_with_its_numbers(registered, run_dir, tmp_path,
+                                                                                  monkeypatch, caplog):
+    old = as_made_before_the_probing_section(run_dir, tmp_path)
+    logged = {key: value for key, value in read_numbers(old / "dynamics.csv").items()
+              if "mean_" not in key[2] and not key[2].endswith("_seconds")}
+    assert check_ok(probe_here(old, "--out", tmp_path / "report", "--analyses", "dynamics"))
+    probed = read_numbers(tmp_path / "report" / "dynamics.csv")
+    assert {key for key in logged} <= set(probed) and len(logged) > 20
+    for key, value in logged.items():
+        assert probed[key] == pytest.approx(value, rel=1e-5, abs=1e-9, nan_ok=True), key
+    launch_train(monkeypatch, tmp_path, "--config", str(old / "config.yaml"), "--ckpt_path",
+                 str(old / "checkpoints" / "last.ckpt"), "--trainer.max_epochs", "2")
+    resumed = read_numbers(old / "dynamics.csv")
+    assert {epoch for epoch, _, _ in resumed} == {0, 1, 2}
+    assert resumed[(1, "mixer", "variance")] == logged[(1, "mixer", "variance")]
+    assert any("deprecated: dynamics.seed, dynamics.batch_size, dynamics.probe_split, dynamics.probe_size"
+               in record.getMessage() for record in caplog.records)
+    saved = yaml.safe_load((old / "config.yaml").read_text())
+    assert saved["probing"]["probe_size"] == 40 and saved["dynamics"]["probe_size"] is None
