@@ -134,13 +134,15 @@ class StudyNumbers:
 
 
 def read_study(study: str, variants: Sequence[str], sweeps: Sequence[str], runs_dir: Path,
-               reports_dir: Path) -> StudyNumbers:
-    """A study's numbers from its run directories and reports."""
+               reports_dir: Path, source: Optional[str] = None) -> StudyNumbers:
+    """A study's numbers from its run directories (those of the study ``source`` when it probes
+    another study's runs) and reports."""
+    source = source or study
     summary_path = reports_dir / study / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     reported = read_numbers(reports_dir / study / "dynamics.csv")
-    runs = {variant: [read_run(runs_dir / study / f"{variant}-seed{seed}", variant, summary,
-                               reported.get(f"{study}/{variant}-seed{seed}", {})) for seed in SEEDS]
+    runs = {variant: [read_run(runs_dir / source / f"{variant}-seed{seed}", variant, summary,
+                               reported.get(f"{source}/{variant}-seed{seed}", {})) for seed in SEEDS]
             for variant in variants}
     return StudyNumbers(runs, {sweep: read_numbers(reports_dir / f"{study}_{sweep}" / "dynamics.csv")
                                for sweep in sweeps})
@@ -208,8 +210,9 @@ def read_values(path: Path) -> dict[str, dict[Key, float]]:
     return numbers
 
 
-def read_study_data(study: str, variants: Sequence[str], sweeps: Sequence[str], data_dir: Path) -> StudyNumbers:
-    """A study's numbers from the files :func:`write_data` wrote."""
+def read_study_data(study: str, variants: Sequence[str], sweeps: Sequence[str], data_dir: Path,
+                    source: Optional[str] = None) -> StudyNumbers:
+    """A study's numbers from the files :func:`write_data` wrote (runs named after ``source``)."""
     values = read_values(data_dir / f"{study}.csv")
     training: dict[str, list[dict[str, float]]] = {}
     for row in read_rows(data_dir / f"{study}_training.csv"):
@@ -220,7 +223,7 @@ def read_study_data(study: str, variants: Sequence[str], sweeps: Sequence[str], 
         entry = robustness.setdefault(row["run"], {"noise_levels": [], "final_accuracy": []})
         entry["noise_levels"].append(float(row["noise_level"]))
         entry["final_accuracy"].append(float(row["accuracy"] or "nan"))
-    names = {variant: [f"{study}/{variant}-seed{seed}" for seed in SEEDS] for variant in variants}
+    names = {variant: [f"{source or study}/{variant}-seed{seed}" for seed in SEEDS] for variant in variants}
     runs = {variant: [Run(name, variant, values.get(name, {}), training.get(name, []), robustness.get(name))
                       for name in names[variant]] for variant in variants}
     return StudyNumbers(runs, {sweep: read_values(data_dir / f"{study}_{sweep}.csv") for sweep in sweeps})
@@ -659,6 +662,125 @@ def convex_heads(numbers: StudyNumbers) -> list[str]:
             "Claims (A and B as named in the row):", "", *claims_table(claims, runs)]
 
 
+ATTACK_METRIC = re.compile(r"^(fgsm|pgd)_(linf|l2)_accuracy_(.+)$")
+ATTACKS = (("fgsm", "linf", "FGSM"), ("pgd", "linf", "PGD"))
+
+
+def attack_accuracy(attack: str, norm: str) -> Measure:
+    """Accuracy under ``attack`` (``fgsm`` or ``pgd``) of ``norm``, mean over every eps > 0 of
+    the grid, at the last probed epoch (``probe.py --analyses robustness`` with attacks)."""
+    def measure(run: Run) -> float:
+        epoch = run.last_epoch
+        found = [(float(match.group(3)), metric) for (e, layer, metric) in run.values
+                 if e == epoch and not layer and (match := ATTACK_METRIC.match(metric))
+                 and match.group(1, 2) == (attack, norm)]
+        values = [run.value(epoch, "", metric) for eps, metric in sorted(found) if eps > 0]
+        return float(np.mean(values)) if values else math.nan
+    return measure
+
+
+def attack_curve(attack: str, norm: str, eps: float) -> Measure:
+    """Accuracy under ``attack`` at one ``eps`` of the grid (last probed epoch)."""
+    return lambda run: run.value(run.last_epoch, "", f"{attack}_{norm}_accuracy_{eps:g}")
+
+
+def attack_grid(runs: dict[str, list[Run]], attack: str, norm: str) -> list[float]:
+    """The eps of ``attack``'s grid, as the runs give them."""
+    return sorted({float(match.group(3)) for variant_runs in runs.values() for run in variant_runs
+                   for (_, _, metric) in run.values
+                   if (match := ATTACK_METRIC.match(metric)) and match.group(1, 2) == (attack, norm)})
+
+
+def cka_between(pattern: re.Pattern, pairs: str) -> Measure:
+    """Linear CKA between the probed layers that ``pattern`` matches, at the last probed epoch:
+    ``pairs`` ``ends`` (the first such layer against the last) or ``neighbours`` (mean over each
+    layer against the next one)."""
+    def measure(run: Run) -> float:
+        layers = [layer for layer in run.layers() if pattern.match(layer)]
+        chosen = [(layers[0], layers[-1])] if pairs == "ends" else list(zip(layers, layers[1:]))
+        if not chosen or len(layers) < 2:
+            return math.nan
+        return float(np.mean([run.value(run.last_epoch, a, f"cka_with:{b}") for a, b in chosen]))
+    return measure
+
+
+def cka_settled(layer_pattern: re.Pattern) -> Measure:
+    """Mean over the matching layers of their CKA with themselves at the first probed epoch
+    (``cka_first``, at the last epoch): 1 = the layer's representation did not change."""
+    def measure(run: Run) -> float:
+        layers = [layer for layer in run.layers() if layer_pattern.match(layer)]
+        return float(np.mean([run.value(run.last_epoch, layer, "cka_first") for layer in layers])) if layers \
+            else math.nan
+    return measure
+
+
+def attack_table(runs: dict[str, list[Run]]) -> list[str]:
+    """Per variant: accuracy (%) at each eps of each attack (last epoch)."""
+    columns = [(f"{label} ε={eps:g} (%)", attack_curve(attack, norm, eps))
+               for attack, norm, label in ATTACKS for eps in attack_grid(runs, attack, norm)]
+    lines = ["| variant | " + " | ".join(name for name, _ in columns) + " |", "| --- |" + " --- |" * len(columns)]
+    for variant, variant_runs in runs.items():
+        lines.append(f"| {variant} | " + " | ".join(spread([m(run) for run in variant_runs], 100)
+                                                    for _, m in columns) + " |")
+    return lines
+
+
+def attack_claims(text: str, a: str, b: str) -> list[Claim]:
+    return [Claim(text, f"accuracy (%) under {label} (L∞), mean over ε > 0, last epoch", attack_accuracy(attack, norm),
+                  a, b, +1, scale=100) for attack, norm, label in ATTACKS]
+
+
+ANY_LAYER = re.compile(r".")
+
+
+def attention_vs_conv_probed(numbers: StudyNumbers) -> list[str]:
+    runs = numbers.runs
+    claims = attack_claims("attention more robust in adversarial tasks", "attention_net", "conv_net")
+    claims += [Claim("attention more uniform across layers (Raghu et al.'s ViT claim, applied to the pair)",
+                     "linear CKA between the first and the last probed layer, last epoch",
+                     cka_between(ANY_LAYER, "ends"), "attention_net", "conv_net", +1)]
+    rows = [("CKA first vs last probed layer", cka_between(ANY_LAYER, "ends")),
+            ("CKA of each layer with itself at epoch 0, mean", cka_settled(ANY_LAYER))]
+    return ["### attention_vs_conv_digits: attacks and CKA (last epoch)", "", *attack_table(runs), "",
+            *probed_numbers_table(rows, runs), "", "Claims (A = attention_net, B = conv_net):", "",
+            *claims_table(claims, runs)]
+
+
+def vit_vs_resnet_probed(numbers: StudyNumbers) -> list[str]:
+    runs = numbers.runs
+    claims = attack_claims("ViT more robust in adversarial tasks", "vit_mini", "resnet18")
+    claims += [Claim("ViT representations more uniform across depth (Raghu et al. 2021)",
+                     "linear CKA between the first and the last residual block's outputs, last epoch",
+                     cka_between(RESIDUAL_BLOCK, "ends"), "vit_mini", "resnet18", +1),
+               Claim("ViT representations more uniform across depth (Raghu et al. 2021)",
+                     "linear CKA of each residual block's output with the next block's, mean, last epoch",
+                     cka_between(RESIDUAL_BLOCK, "neighbours"), "vit_mini", "resnet18", +1)]
+    rows = [("CKA first vs last block", cka_between(RESIDUAL_BLOCK, "ends")),
+            ("CKA block vs next block, mean", cka_between(RESIDUAL_BLOCK, "neighbours")),
+            ("CKA of each block with itself at epoch 0, mean", cka_settled(RESIDUAL_BLOCK))]
+    return ["### vit_vs_resnet_digits: attacks and CKA (last epoch)", "", *attack_table(runs), "",
+            *probed_numbers_table(rows, runs), "", "Claims (A = vit_mini, B = resnet18):", "",
+            *claims_table(claims, runs)]
+
+
+def metric_attention_probed(numbers: StudyNumbers) -> list[str]:
+    runs = numbers.runs
+    tables = ["### metric_attention_digits: attacks (last epoch)", "", *attack_table(runs)]
+    for score in ("shared_metric", "two_projection"):
+        tables += ["", f"A = {score}, B = dot:", "",
+                   *claims_table(attack_claims("metric-attention more robust (adversarial)", score, "dot"), runs)]
+    return tables
+
+
+def probed_numbers_table(rows: Sequence[tuple[str, Measure]], runs: dict[str, list[Run]]) -> list[str]:
+    """One row per quantity, one column per variant (last probed epoch)."""
+    lines = ["| quantity | " + " | ".join(runs) + " |", "| --- |" + " --- |" * len(runs)]
+    for label, measure in rows:
+        lines.append(f"| {label} | " + " | ".join(spread([measure(run) for run in variant_runs])
+                                                 for variant_runs in runs.values()) + " |")
+    return lines
+
+
 @dataclass(frozen=True)
 class Study:
     """A study's variants, its tables and the sweeps they read (:class:`StudyNumbers`)."""
@@ -668,6 +790,9 @@ class Study:
     sweeps: tuple[str, ...] = ()
     read_shipped: Optional[Callable[[Path], StudyNumbers]] = None
     """For a study whose own script writes its data file: the reader of that file (no runs)."""
+    source: Optional[str] = None
+    """For numbers ``probe.py`` computed later on another study's runs (report
+    ``<reports_dir>/<name>/``): that study, whose run directories and names it reads."""
 
 
 STUDIES = {
@@ -678,6 +803,12 @@ STUDIES = {
                         tuple(threshold_sweep_name(t) for t in THRESHOLDS if t != 0.3)),
     "stiffness_digits": Study(("none", "se", "step"), stiffness),
     "convex_heads": Study(CONVEX_HEADS, convex_heads, read_shipped=read_convex_heads),
+    "attention_vs_conv_digits_probed": Study(("attention_net", "conv_net"), attention_vs_conv_probed,
+                                             source="attention_vs_conv_digits"),
+    "vit_vs_resnet_digits_probed": Study(("vit_mini", "resnet18"), vit_vs_resnet_probed,
+                                         source="vit_vs_resnet_digits"),
+    "metric_attention_digits_probed": Study(("dot", "shared_metric", "two_projection"), metric_attention_probed,
+                                            source="metric_attention_digits"),
 }
 DATA_DIR = Path(__file__).parent / "results" / "data"
 RESULTS_MD = Path(__file__).parent / "results.md"
@@ -753,9 +884,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if study.read_shipped:
             numbers = study.read_shipped(args.data_dir)
         elif args.from_runs:
-            numbers = read_study(name, study.variants, study.sweeps, args.runs_dir, args.reports_dir)
+            numbers = read_study(name, study.variants, study.sweeps, args.runs_dir, args.reports_dir, study.source)
         else:
-            numbers = read_study_data(name, study.variants, study.sweeps, args.data_dir)
+            numbers = read_study_data(name, study.variants, study.sweeps, args.data_dir, study.source)
         tables[name] = study.tables(numbers)
         if args.write_data and not study.read_shipped:
             write_data(name, numbers, args.data_dir)
