@@ -142,11 +142,11 @@ def test_print_config_prints_the_resolved_config_which_reads_back_the_same(tmp_p
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--robustness.noise_levels", "[x]"), 'Parser key "robustness.noise_levels": Expected a float. Got value: x'),
+    (("--robustness.noise_levels", "[x]"), "robustness.noise_levels\": Expected a <class 'float'>. Got value: x"),
     (("--diagram_epochs", "last"), "'last' is not an epoch: give epoch numbers >= 0"),
     (("--diagram_epochs", "-1"), "'-1' is not an epoch"),
     (("--analyses", "stiffnes"), "invalid choice: 'stiffnes'"),
-    (("--dynamics.topology", "maybe"), "Expected a bool. Got value: maybe"),
+    (("--dynamics.topology", "maybe"), "Expected a <class 'bool'>. Got value: maybe"),
     (("--probing.precision", "64"), "Given value: 64"),
     (("--dynamics.no_such_field", "1"), "unrecognized arguments: --dynamics.no_such_field 1"),
 ])

@@ -49,6 +49,11 @@ SWITCHES = {"--topology": ("--dynamics.topology", "true"), "--no-topology": ("--
 """Deprecated on/off flags -> the new option and its value."""
 
 
+NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subtypes: |Errors$|"
+                   r"Expected a <class 'NoneType'>$|Given value type: |Given value: NestedArg)")
+"""Lines of jsonargparse's messages that say nothing about the mistake (the optional types' alternatives)."""
+
+
 class ProbeArgumentParser(ArgumentParser):
     """A bad command line prints one ``probe.py: error: ...`` line and exits with status 2."""
 
@@ -61,10 +66,8 @@ class ProbeArgumentParser(ArgumentParser):
 def parser_message(message: str) -> str:
     """A jsonargparse message in one line: ``Parser key "model": Option 'archh' is not accepted``,
     without the lines that only list the alternatives of an optional type."""
-    noise = ("Does not validate against any of the Union subtypes", "Subtypes: ", "Errors", "Given value type: ",
-             "Given value: NestedArg", "Expected a <class 'NoneType'>")
     parts = [line.strip().removeprefix("- ").rstrip(":").strip() for line in message.splitlines()]
-    parts = [re.sub(r"<class '(\w+)'>", r"\1", part) for part in parts if part and not part.startswith(noise)]
+    parts = [part for part in parts if part and not NOISE.match(part)]
     return parts[0] + (f": {'; '.join(parts[1:])}" if len(parts) > 1 else "") if parts else message
 
 

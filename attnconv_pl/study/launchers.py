@@ -107,8 +107,8 @@ class LocalLauncher:
     def start(self, job: TrainJob, slot: int) -> LocalRun:
         devices = self.devices[slot]
         env = child_env(**({} if devices is None else {"CUDA_VISIBLE_DEVICES": devices}))
-        with appended_log(job.log, job.script, job.argv()) as log:
-            process = subprocess.Popen([sys.executable, str(job.script), *job.argv()], env=env, stdout=log,
+        with appended_log(job.log, job.command, job.argv()) as log:
+            process = subprocess.Popen([*job.command, *job.argv()], env=env, stdout=log,
                                        stderr=subprocess.STDOUT, preexec_fn=die_with_this_process())
         return LocalRun(process, devices)
 
