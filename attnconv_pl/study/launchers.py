@@ -186,7 +186,7 @@ class SlurmResources:
     def sbatch_options(self, name: str) -> list[str]:
         """The ``#SBATCH`` options of the job ``name`` that come from these resources, as submitit
         writes them into the job's script (sorted by name; submitit adds its own ``--output``,
-        ``--error``, ``--open-mode`` and ``--wckey``): what ``--dry-run`` shows without ``sbatch``."""
+        ``--error``, ``--open-mode`` and ``--wckey``): what ``--dry_run`` shows without ``sbatch``."""
         mem = None if self.mem_gb is None else (f"{int(self.mem_gb)}GB" if self.mem_gb == int(self.mem_gb)
                                                 else f"{int(self.mem_gb * 1024)}MB")
         cpus = max(self.cpus_per_run // self.tasks, 1) if self.cpus_per_run else None
