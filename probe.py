@@ -27,10 +27,9 @@ from jsonargparse import Namespace
 from attnconv_pl.analyses import list_analyses
 from attnconv_pl.errors import ConfigError, ProbeInputError, check_creatable_dir
 from attnconv_pl.offline.checkpoints import RunCheckpoints, collect_runs
-from attnconv_pl.offline.options import DEFAULT_ANALYSES, PROBING, build_parser, parse_args, settings_given
+from attnconv_pl.offline.options import DEFAULT_ANALYSES, PROBING, parse_args, settings_given
 
 EXIT_BAD_INPUT = 2
-__all__ = ["build_parser", "main"]
 
 
 def run_labels(runs: list[RunCheckpoints], names: Optional[list[str]]) -> list[str]:
