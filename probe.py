@@ -121,7 +121,6 @@ def probe_and_report(args: Namespace, runs: list[RunCheckpoints], labels: list[s
     if "single_node" in analyses and choice.dataset is not None:
         raise ProbeInputError(f"--analyses single_node reads the run's own labels, but --data {args.data} names a "
                               "dataset; give only a split (--data val) or leave --data out")
-    target = records_target(overrides.get("training_records", {})) if "training_records" in analyses else None
     checkpoint_analyses = {name: overrides.get(name, {}) for name in checkpoint_analysis_names(analyses)}
     device = resolve_device(args.device)
     context = {"command": command, "created": time.strftime("%Y-%m-%d %H:%M:%S"), "device": str(device)}
@@ -138,7 +137,7 @@ def probe_and_report(args: Namespace, runs: list[RunCheckpoints], labels: list[s
                 run_outcomes.append(prober.probe(path, on_step=lambda name, where=where: progress.step(
                     f"{where}, {name}")))
                 progress.update()
-            record = probed_run(prober, run_outcomes, label, target)
+            record = probed_run(prober, run_outcomes, label)
             record, absent = drawn_diagrams(record, args.diagram_epochs)
             for warning in filter(None, (unreachable_target(record), absent)):
                 progress.write(f"probe.py: warning: {warning}")
@@ -206,20 +205,6 @@ def robustness_split(args: Namespace, choice) -> dict[str, str]:
             f"--analyses robustness measures accuracy, which needs the run's own dataset, but --data {args.data} "
             "names a dataset; give only a split (--data val, --data test) or leave --data out")
     return {"split": choice.split} if choice.split else {}
-
-
-def records_target(overrides: dict[str, Any]) -> float:
-    """The target loss of the training records (``--training_records.target_loss``).
-
-    Raises:
-        ProbeInputError: not a valid setting (the message is the dataclass's).
-    """
-    from attnconv_pl.analyses.training_records import TrainingRecordsSettings
-
-    try:
-        return TrainingRecordsSettings(**overrides).target_loss
-    except (TypeError, ValueError) as error:
-        raise ProbeInputError(f"--training_records: {error}") from None
 
 
 if __name__ == "__main__":

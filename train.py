@@ -36,7 +36,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     from attnconv_pl.io.atomic import disk_full_cause
     from attnconv_pl.io.run_summary import print_run_summary
     from attnconv_pl.io.wandb_mode import configure_wandb_mode
-    from callbacks._probing import ProbingCallback
 
     sys.argv[1:] = with_default_config(sys.argv[1:] if argv is None else argv)  # DDP workers re-run sys.argv
     configure_wandb_mode()
@@ -44,8 +43,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     try:
         cli = TrainCLI()  # parses and validates the config, builds data, model and trainer
         if cli.config.ckpt_path:
-            probing = [callback for callback in cli.trainer.callbacks if isinstance(callback, ProbingCallback)]
-            check_resume_checkpoint(Path(cli.config.ckpt_path), cli.model, probing)
+            check_resume_checkpoint(Path(cli.config.ckpt_path), cli.model, cli.trainer.callbacks)
     except (ValueError, MisconfigurationException) as error:
         if cli is not None:  # else TrainCLI removed what it had created
             cli.discard_failed_launch()

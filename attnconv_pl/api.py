@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 
 from attnconv_pl.analyses import Analysis, list_analyses, load_analysis
-from attnconv_pl.analyses.base import CheckpointInputs, LabelledInputs, settings_from
+from attnconv_pl.analyses.base import LabelledInputs
+from attnconv_pl.analyses.session import ProbingSession, probing_settings_of, settings_for
 from attnconv_pl.capture import resolve_layers
 from attnconv_pl.capture.probe_set import select_probe_indices
 from attnconv_pl.errors import ConfigError
@@ -57,8 +58,10 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
                 device: str | torch.device = "cpu", epoch: int = 0) -> list[ProbeRow]:
     """Run ``analyses`` on ``model`` with the probe set ``inputs``, as ``probe.py`` does on a checkpoint.
 
-    The probe set is ``settings["dynamics"]["probe_size"]`` inputs (default 1000; all of them
-    when fewer) drawn by its ``seed`` (default 0), as training draws it from a split. The model
+    One :class:`~attnconv_pl.analyses.session.ProbingSession` builds and runs the analyses, as in
+    ``probe.py`` and during training. The probe set is ``settings["probing"]["probe_size"]``
+    inputs (default 1000; all of them when fewer) drawn by its ``seed`` (default 0), as training
+    draws it from a split (``settings["dynamics"]`` may still name them, as before). The model
     runs in eval mode on ``device`` in float32 (its mode is restored afterwards). Drift needs
     earlier epochs, so one call gives no ``drift_*`` numbers.
 
@@ -73,11 +76,12 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
             (timm's: the block or stage outputs, then the classifier). Selected modules that never
             run in a forward pass (a glob such as ``blocks.*`` also selects, e.g., dropouts that
             timm's fused attention skips) are left out with one warning naming them.
-        analyses: names among ``dynamics``, ``single_node`` and ``stiffness`` (the analyses whose
-            numbers are rows of ``dynamics.csv``; ``robustness`` runs but gives no rows: its
-            accuracies go to ``probe.py``'s ``summary.json``).
-        settings: per analysis, fields of its settings dataclass replacing the defaults, e.g.
-            ``{"dynamics": {"probe_size": 500, "topology": False}}`` (see ``DynamicsSettings``).
+        analyses: names among ``dynamics``, ``single_node``, ``stiffness`` and ``robustness`` (the
+            analyses whose numbers are rows of ``dynamics.csv``; ``robustness`` gives run-level rows
+            ``noise_accuracy_<sigma>``, one per noise level).
+        settings: ``probing``: fields of ``ProbingSettings`` (what every analysis shares: seed,
+            batch size, probe size); per analysis, fields of its settings dataclass replacing the
+            defaults, e.g. ``{"probing": {"probe_size": 500}, "dynamics": {"topology": False}}``.
             The dynamics run in this process unless ``num_workers`` asks for worker processes
             (they take seconds to start, and need a script with an
             ``if __name__ == "__main__":`` guard or a notebook).
@@ -99,45 +103,49 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
     if len(inputs) != len(labels):
         raise ConfigError(f"inputs has {len(inputs)} items but labels {len(labels)}; give one label per input")
     settings = dict(settings or {})
-    settings["dynamics"] = {"num_workers": 1, **settings.get("dynamics", {})}  # in this process unless asked
+    unknown = sorted(set(settings) - {"probing", *list_analyses()})
+    if unknown:
+        raise ConfigError(f"settings names no analysis {', '.join(map(repr, unknown))}; its keys are probing and "
+                          f"the analyses: {', '.join(list_analyses())}")
+    for name in analyses:
+        _check_analysis(name)
+    try:
+        shared = probing_settings_of(settings)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"probing settings {dict(settings.get('probing') or {})}: {error}") from error
+    own = {"num_workers": 1, **settings.get("dynamics", {})}  # in this process unless asked
     if layers is not None:
-        settings["dynamics"] = {**settings.get("dynamics", {}), "layers": list(layers)}
-    probe_settings = _settings("dynamics", settings)
-    own_settings = {name: _settings(name, settings) for name in analyses if name != "dynamics"}
+        own["layers"] = list(layers)
+    settings["dynamics"] = own
     device = torch.device(device)
-    probe_sets: dict[tuple[int, int], LabelledInputs] = {}
 
-    def probe_set(size: int, seed: int) -> LabelledInputs:
-        if (size, seed) not in probe_sets:
-            indices = select_probe_indices(len(inputs), size, seed)
-            probe_sets[size, seed] = LabelledInputs(inputs[indices].float().cpu(), labels[indices].cpu(), indices,
-                                                    TENSOR_DATASET, "given", own_data=True)
-        return probe_sets[size, seed]
+    def probe_set(split: str, size: int, seed: int) -> LabelledInputs:
+        indices = select_probe_indices(len(inputs), size, seed)
+        return LabelledInputs(inputs[indices].float().cpu(), labels[indices].cpu(), indices, TENSOR_DATASET, "given",
+                              own_data=True)
 
+    session = ProbingSession(shared, probe_set, device)
     training = model.training
     model.to(device).eval()
-    built: list[Analysis] = []
-    rows: list[ProbeRow] = []
+    built: dict[str, Analysis] = {}
     try:
-        if "dynamics" in analyses:
-            probe_settings = dataclasses.replace(
-                probe_settings, layers=_running_layers(model, inputs[:2].float().to(device), probe_settings.layers))
         for name in analyses:
-            built.append(_analysis(name, own_settings.get(name, probe_settings), model))
-        for analysis in built:
-            seed = getattr(analysis.settings, "seed", probe_settings.seed)
-            checkpoint = CheckpointInputs(
-                epoch=epoch, model=model, device=device, autocast=None, seed=seed,
-                batch_size=getattr(analysis.settings, "batch_size", probe_settings.batch_size), max_epochs=None,
-                inputs=lambda split, size, seed=seed: probe_set(size, seed))
-            result = analysis.probe_checkpoint(checkpoint)
-            rows += [ProbeRow(analysis.name, layer, metric, value) for _, layer, metric, value in result.rows()]
+            analysis_settings = _settings(name, settings)
+            if name == "dynamics":
+                analysis_settings = dataclasses.replace(analysis_settings, layers=_running_layers(
+                    model, inputs[:2].float().to(device), analysis_settings.layers))
+            try:
+                built[name] = session.build(name, analysis_settings, model)
+            except ValueError as error:
+                raise ConfigError(f"analysis {name}: {error}") from error
+        probed = session.run(epoch, model, built)
     finally:
         model.train(training)
-        for analysis in built:
+        for analysis in built.values():
             if hasattr(analysis, "close"):
                 analysis.close()
-    return rows
+    return [ProbeRow(name, layer, metric, value)
+            for name, result in probed.results.items() for _, layer, metric, value in result.rows()]
 
 
 def _declared_layers(model: nn.Module) -> list[str]:
@@ -204,36 +212,26 @@ def _settings(name: str, settings: Mapping[str, Mapping[str, Any]]) -> Any:
     """The settings dataclass of analysis ``name`` with the fields ``settings[name]`` gives.
 
     Raises:
-        ConfigError: unknown analysis, unknown field or invalid value.
+        ConfigError: unknown field or invalid value.
     """
-    if name not in list_analyses():
-        raise ConfigError(f"unknown analysis {name!r}; analyses are: {', '.join(list_analyses())}")
-    settings_type = load_analysis(name).settings_type
     given = dict(settings.get(name) or {})
-    unknown = sorted(set(given) - set(settings_type.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"{name} has no setting(s) {', '.join(unknown)}; its settings are: "
-                          f"{', '.join(settings_type.__dataclass_fields__)}")
     try:
-        return settings_from(settings_type, given)
-    except (TypeError, ValueError) as error:
+        return settings_for(name, {}, given)
+    except ValueError as error:
         raise ConfigError(f"{name} settings {given}: {error}") from error
 
 
-def _analysis(name: str, settings: Any, model: nn.Module) -> Analysis:
-    """Analysis ``name`` of ``model``.
+def _check_analysis(name: str) -> None:
+    """Refuse an unknown analysis or one that does not run on a network.
 
     Raises:
-        ConfigError: it does not run on a network, or the network lacks what it needs.
+        ConfigError: naming the analyses there are, or where the numbers come from instead.
     """
-    runner = load_analysis(name)
-    if runner.probe_checkpoint is Analysis.probe_checkpoint:
+    if name not in list_analyses():
+        raise ConfigError(f"unknown analysis {name!r}; analyses are: {', '.join(list_analyses())}")
+    if load_analysis(name).reads_run_files:
         raise ConfigError(f"the {name} analysis reads a run's files, not a network; read them with "
                           "load_metrics(run_dir)")
-    try:
-        return runner.for_model(settings, model)
-    except ValueError as error:
-        raise ConfigError(f"analysis {name}: {error}") from error
 
 
 def load_dynamics(run: str | Path) -> pandas.DataFrame:

@@ -13,10 +13,12 @@ from typing import Any, NoReturn, Optional
 import lightning.pytorch as pl
 import yaml
 from jsonargparse import Namespace
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from attnconv_pl.analyses.session import LEGACY_SECTION, SHARED_FIELDS, ProbingSettings
 from attnconv_pl.data import ClassificationDataModule
 from attnconv_pl.errors import ConfigError, check_creatable_dir
 from attnconv_pl.io.atomic import DiskFullError, atomic_write_text, free_bytes, mebibytes
@@ -27,7 +29,14 @@ from attnconv_pl.io.run_summary import started_wandb_loggers
 from attnconv_pl.io.wandb_run import wandb_id_of_run
 from attnconv_pl.models._options import UnknownOptionError
 from attnconv_pl.offline.checkpoints import callback_state, epoch_checkpoints, read_checkpoint, run_dir_of
-from callbacks import EpochCheckpoint, EpochMetrics, EpochSeeding, FeatureDynamics, SingleNodeProbing, StiffnessProbing
+from callbacks import (
+    EpochCheckpoint,
+    EpochMetrics,
+    EpochSeeding,
+    FeatureDynamics,
+    ProbingSessionCallback,
+    model_probing_callbacks,
+)
 from callbacks._probing import ProbingCallback
 
 RUN_ID_ENV = "ATTNCONV_RUN_ID"
@@ -167,9 +176,10 @@ class TrainCLI(LightningCLI):
         # metrics and dynamics before checkpoint: the checkpoint of an epoch is written after that
         # epoch's metrics row and snapshot, and records its probes as done or pending (resume-safe)
         parser.add_lightning_class_args(EpochMetrics, "metrics")
+        parser.add_lightning_class_args(ProbingSessionCallback, "probing")
         parser.add_lightning_class_args(FeatureDynamics, "dynamics")
-        parser.add_lightning_class_args(SingleNodeProbing, "single_node")
-        parser.add_lightning_class_args(StiffnessProbing, "stiffness")
+        for name, callback in model_probing_callbacks().items():  # every analysis run on the network
+            parser.add_lightning_class_args(callback, name)
         parser.add_lightning_class_args(EpochCheckpoint, "checkpoint")
         parser.set_defaults({"trainer.logger": DEFAULT_LOGGER, "model": DEFAULT_MODEL})
         for attribute in ("num_classes", "in_chans", "image_size"):
@@ -185,6 +195,7 @@ class TrainCLI(LightningCLI):
                 f"<runs_dir>/<experiment>/<run_id>/checkpoints/ (last.ckpt resumes the latest epoch)."
             )
         check_max_epochs(config.trainer.max_epochs)
+        move_legacy_probing_keys(config)
         silence_known_noise(num_workers=(config.data.get("init_args") or {}).get("num_workers"))
         self.run_dir = (run_dir_to_resume(ckpt_path) if ckpt_path else None) or self._new_run_dir(config)
         check_creatable_dir(self.run_dir, "--runs_dir", "the root of the run directories")
@@ -225,19 +236,43 @@ class TrainCLI(LightningCLI):
         return Path(config.runs_dir) / experiment / run_id
 
 
+def move_legacy_probing_keys(config: Namespace) -> None:
+    """Read the shared settings a config (or a run's saved ``config.yaml``) made before the
+    ``probing:`` section gives in its ``dynamics:`` section as ``probing.*`` (one deprecation line),
+    and clear them there.
+
+    Raises:
+        ConfigError: a key is given both ways, with different values.
+    """
+    moved = {key: config[LEGACY_SECTION][key] for key in SHARED_FIELDS if config[LEGACY_SECTION].get(key) is not None}
+    if not moved:
+        return
+    defaults = ProbingSettings()
+    for key, value in moved.items():
+        given = config.probing.get(key)
+        if given not in (None, getattr(defaults, key), value):
+            raise ConfigError(f"--{LEGACY_SECTION}.{key} {value} and --probing.{key} {given} disagree; "
+                              f"{LEGACY_SECTION}.{key} is the old spelling of probing.{key}: give only --probing.{key}")
+        config.probing[key] = value
+        config[LEGACY_SECTION][key] = None
+    old, new = (", ".join(f"{section}.{key}" for key in moved) for section in (LEGACY_SECTION, "probing"))
+    rank_zero_info(f"deprecated: {old} moved to the probing: section (shared by every analysis), read as {new}; "
+                   "the old spelling goes in the next release")
+
+
 def model_name(hyperparameters: Any) -> Optional[str]:
     """What a model's arguments say it is: ``arch`` (ClassifierModule) or ``head`` (HeadModule);
     None for a model with neither."""
     return hyperparameters.get("arch") or hyperparameters.get("head")
 
 
-def check_resume_checkpoint(path: Path, module: pl.LightningModule,
-                            probing: Sequence[ProbingCallback] = ()) -> None:
+def check_resume_checkpoint(path: Path, module: pl.LightningModule, callbacks: Sequence[Callback] = ()) -> None:
     """Check, before training, that ``path`` can resume ``module``: a checkpoint that the safe
     loader (``torch.load(weights_only=True)``, as probe.py) reads, of the same model class and
     architecture (``arch`` or ``head``, :func:`model_name`), whose
-    weights have the module's names and shapes, and whose ``probing`` callbacks probed the layers
-    and seed they are set to now (see :meth:`ProbingCallback.check_state`).
+    weights have the module's names and shapes, and whose probing callbacks (among ``callbacks``,
+    the trainer's) probed the layers and seed they are set to now, with the seed of the
+    ``probing:`` section (see :meth:`ProbingCallback.check_state`).
 
     Raises:
         ProbeInputError: the file is not a readable checkpoint of train.py.
@@ -264,10 +299,12 @@ def check_resume_checkpoint(path: Path, module: pl.LightningModule,
         shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
         raise ConfigError(f"--ckpt_path {path}: its weights do not fit the {arch!r} model of the config "
                           f"({shown}); {advice}")
-    for callback in probing:
-        if callback.enabled:
+    shared = next((callback.settings for callback in callbacks if isinstance(callback, ProbingSessionCallback)),
+                  ProbingSettings())
+    for callback in callbacks:
+        if isinstance(callback, ProbingCallback) and callback.enabled:
             state = callback_state(checkpoint, type(callback).__name__)
-            callback.check_state(state, callback.probed_layers(module))
+            callback.check_state(state, callback.probed_layers(module), seed=shared.fill(callback.settings).seed)
 
 
 def reported_error(error: BaseException) -> BaseException:

@@ -48,7 +48,8 @@ def bare_forward_seconds(run_dir: Path, repeats: int = 3) -> float:
     (run,) = collect_runs([run_dir])
     prober = RunProber.open(run, analyses={"dynamics": {}}, choice=DataChoice(), device=torch.device("cpu"))
     settings = prober.probe_settings
-    images, batch = prober.inputs(settings.probe_split, settings.probe_size, settings.seed).images, settings.batch_size
+    images = prober.session.inputs(settings.probe_split, settings.probe_size, settings.seed).images
+    batch = settings.batch_size
     network = prober.module.model.eval()
     seconds = []
     with torch.no_grad():

@@ -44,7 +44,7 @@ from callbacks import FeatureDynamics  # noqa: E402
 
 RUN_FLAGS = ("--model.init_args.arch", "resnet18", "--model.init_args.arch_kwargs", "{}",
              "--data.init_args.image_size", "32",
-             "--dynamics.probe_split", "train", "--dynamics.every_n_epochs", "1",
+             "--probing.probe_split", "train", "--dynamics.every_n_epochs", "1",
              "--dynamics.topology_every_n_epochs", "1", "--checkpoint.every_n_epochs", "1000")
 """ResNet-18 (CIFAR stem) on digits upsampled to 32 px, the probe set drawn from the train split,
 probes and topology every epoch."""
@@ -93,7 +93,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.probe_size, args.epochs, args.train_batches, args.repeats = 200, 2, 3, 1
-    flags = [*RUN_FLAGS, "--dynamics.probe_size", str(args.probe_size),
+    flags = [*RUN_FLAGS, "--probing.probe_size", str(args.probe_size),
              "--trainer.limit_train_batches", str(args.train_batches), *args.extra]
     cores = available_cores()
     pool_sizes = sorted({1, 2, cores})

@@ -13,8 +13,11 @@ runs (:meth:`ProbingCallback.make_analysis`), how it runs on a snapshot
 next, how that state is restored on resume (:meth:`ProbingCallback.restore`), and, when a logger
 deserves more than scalars, what it sends (:meth:`ProbingCallback.log_to`).
 
+The shared settings (seed, batch size, probe split and size, precision) come from the run's
+probing session (``callbacks.probing_session``), filled into the analysis's settings at setup.
+
 Longer than 400 lines: schedule, probe set, snapshots, background jobs and resume state are one
-life cycle of Lightning hooks; they move out with the run-level probing session.
+life cycle of Lightning hooks around the snapshots, which only this callback stores.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from attnconv_pl.offline.checkpoints import first_sentence, load_torch_file
 from callbacks._jobs import OrderedJobs
 from callbacks._wandb import log_epoch_values
 from callbacks.epoch_checkpoint import EpochCheckpoint, checkpoint_name
+from callbacks.probing_session import session_of
 
 COST_METRICS = ("overhead_seconds", "probe_seconds")
 """Run-level rows (empty layer) of every probed epoch: seconds training waited for the probe,
@@ -119,7 +123,8 @@ class ProbingCallback(Callback, ABC):
             ``probe_split``, ``representation``, ``project_dim``, ``capture_inputs``,
             ``every_n_epochs``, ``seed``, ``snapshot_dtype``, ``max_snapshot_bytes``,
             ``batch_size``, ``background`` and the method ``is_scheduled(epoch, max_epochs)``;
-            ``num_workers`` (optional) sizes :attr:`pool`.
+            ``num_workers`` (optional) sizes :attr:`pool`. Those of them left at None (seed,
+            batch size, probe split and size) are the probing session's, from setup on.
 
     Attributes:
         pool: worker processes for the analysis (:class:`attnconv_pl.analyses.probe_pool.ProbePool`),
@@ -135,7 +140,8 @@ class ProbingCallback(Callback, ABC):
     def __init__(self, enabled: bool, settings: Any) -> None:
         self.enabled = enabled
         self.settings = settings
-        self.projector = Projector(project_dim=settings.project_dim, seed=settings.seed)
+        self.projector: Optional[Projector] = None
+        self.autocast: Any = None
         self.layers: list[str] = []
         self.probe_indices: Optional[torch.Tensor] = None
         self.probed_epochs: list[int] = []  # captured, snapshot written; rows may still be computing
@@ -178,6 +184,9 @@ class ProbingCallback(Callback, ABC):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or not self.enabled:
             return
+        session = session_of(trainer, pl_module)
+        self.settings = session.settings.fill(self.settings)
+        self.projector = Projector(project_dim=self.settings.project_dim, seed=self.settings.seed)
         self.layers = self.probed_layers(pl_module)
         loader_workers = getattr(trainer.datamodule, "num_workers", 0) or 0
         # each training process keeps a core of its own: on 2 cores a pool of 2 beside training
@@ -217,17 +226,19 @@ class ProbingCallback(Callback, ABC):
         self._positions = shard_indices(len(self.probe_indices), rank, world_size)
         self._images, self._labels = load_probe_images(self._dataset, self.probe_indices[self._positions])
 
-    def check_state(self, state: dict[str, Any], layers: list[str]) -> None:
+    def check_state(self, state: dict[str, Any], layers: list[str], seed: Optional[int] = None) -> None:
         """Refuse to resume a run whose checkpoint probed other layers or with another seed than
-        the settings now ask for: drift would compare unrelated snapshots.
+        the settings now ask for (``seed``, default the filled settings'): drift would compare
+        unrelated snapshots.
 
         Raises:
             ConfigError: naming the run's own values and the options that give them.
         """
         saved_layers, saved_seed = state.get("layers") or [], state.get("seed")
-        if saved_seed is not None and saved_seed != self.settings.seed:
+        seed = self.settings.seed if seed is None else seed
+        if saved_seed is not None and saved_seed != seed:
             raise ConfigError(f"{self.prefix}: the run probed with seed {saved_seed}, the config now says "
-                              f"{self.settings.seed}; resume with --{self.prefix}.seed {saved_seed} "
+                              f"{seed}; resume with --probing.seed {saved_seed} "
                               "(or start a new run)")
         if saved_layers and layers and list(saved_layers) != list(layers):
             raise ConfigError(f"{self.prefix}: the run probed layers {list(saved_layers)}, the config now selects "
@@ -481,7 +492,7 @@ class ProbingCallback(Callback, ABC):
         local = capture_probe_images(pl_module.model, self._images, self.layers,
                                      representation=self.settings.representation, projector=self.projector,
                                      batch_size=self.settings.batch_size, device=pl_module.device,
-                                     autocast=trainer.precision_plugin.forward_context,
+                                     autocast=session_of(trainer, pl_module).autocast,
                                      capture_inputs=self.settings.capture_inputs)
         positions = self._positions.to(pl_module.device)
         n_total = len(self.probe_indices)

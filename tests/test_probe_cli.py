@@ -13,7 +13,8 @@ import pytest
 import torch
 from train_helpers import EVERY_EPOCH, REPO, check_ok, probe_here, read_numbers, run_probe, train_here
 
-from attnconv_pl.analyses.training_records import read_metrics, training_records
+from attnconv_pl.analyses.robustness import DEFAULT_NOISE_LEVELS
+from attnconv_pl.analyses.training_records import RECORD_METRICS, read_metrics, training_records
 
 pytestmark = pytest.mark.slow
 
@@ -24,8 +25,10 @@ ROBUSTNESS = ("--analyses", "dynamics", "training_records", "robustness")
 
 def assert_same_numbers(probed, logged):
     """Every number equal to float round-off (NaN where NaN), the cost columns (``*_seconds``,
-    which differ and which the training callback has more of) excepted."""
-    probed = {key: value for key, value in probed.items() if not key[2].endswith("_seconds")}
+    which differ and which the training callback has more of) and the training records (which
+    probe.py reads from metrics.csv, the callback does not) excepted."""
+    probed = {key: value for key, value in probed.items()
+              if not key[2].endswith("_seconds") and key[2] not in RECORD_METRICS}
     logged = {key: value for key, value in logged.items() if not key[2].endswith("_seconds")}
     assert set(probed) == set(logged)
     for key, value in logged.items():
@@ -122,12 +125,17 @@ def test_training_records_and_robustness_of_each_run(attention_run, conv_run, tm
         assert [row["epoch"] for row in rows] == [1, 2]
         assert run["training"] == {**training_records(rows, 2.2).as_dict(), "loss_floor": 0.0,
                                    "metrics_csv": str(run_dir / "metrics.csv")}
+        numbers = read_numbers(tmp_path / "dynamics.csv", run=run["label"])
+        for epoch in (1, 2):  # the records up to each checkpoint's epoch are rows of dynamics.csv
+            assert numbers[(epoch, "", "best_val_acc")] == training_records(rows[:epoch], 2.2).best_val_acc
         robustness = run["robustness"]
         assert {key: robustness[key] for key in ("noise_levels", "dataset", "split", "inputs", "seed")} == {
             "noise_levels": [0.0, 0.5, 2.0], "dataset": "digits", "split": "val", "inputs": 100, "seed": 0}
         assert set(robustness["accuracy"]) == {"0", "1", "2"}
         assert robustness["final_accuracy"] == robustness["accuracy"]["2"]
         assert robustness["final_accuracy"][0] == pytest.approx(clean_accuracy(run_dir, 2, 100), abs=1e-9)
+        assert [numbers[(2, "", f"noise_accuracy_{level}")] for level in ("0", "0.5", "2")] == pytest.approx(
+            robustness["final_accuracy"], abs=1e-12)
     assert (tmp_path / "figures" / "robustness.png").is_file()
     page = (tmp_path / "report.html").read_text()
     assert "Training records and robustness" in page and "epochs to train loss ≤ 2.2" in page
@@ -239,15 +247,17 @@ def test_an_out_in_a_folder_that_cannot_be_written_is_refused(tmp_path, monkeypa
 
 
 def test_analyses_choose_what_is_computed(attention_run, tmp_path):
-    """--analyses training_records robustness: no dynamics (only the cost rows, no comparison
-    figure), the records and the accuracy under noise; --analyses dynamics: no records."""
+    """--analyses training_records robustness: no dynamics (only the records, the accuracies under
+    noise and the cost rows, no comparison figure); --analyses dynamics: no records."""
     check_ok(probe_here(attention_run, "--out", tmp_path / "records", "--analyses", "training_records", "robustness",
                        "--robustness.size", "50", "--probing.seed", "7"))
     with open(tmp_path / "records" / "dynamics.csv", newline="") as handle:
-        assert {row["metric"] for row in csv.DictReader(handle)} == {"overhead_seconds"}
+        metrics = {row["metric"] for row in csv.DictReader(handle)}
+    noise = {f"noise_accuracy_{level:g}" for level in DEFAULT_NOISE_LEVELS}
+    assert {"overhead_seconds", "best_val_acc", *noise} <= metrics <= {"overhead_seconds", *RECORD_METRICS, *noise}
     (run,) = json.loads((tmp_path / "records" / "summary.json").read_text())["runs"]
     assert run["training"]["best_val_acc"] is not None and len(run["robustness"]["final_accuracy"]) == 5
-    assert run["analyses"] == ["robustness"] and "probe_inputs" not in run["dataset"]  # no probe set loaded
+    assert run["analyses"] == ["training_records", "robustness"] and "probe_inputs" not in run["dataset"]
     assert run["robustness"]["seed"] == 7  # the probe options reach every analysis, dynamics run or not
     figures = sorted(p.name for p in (tmp_path / "records" / "figures").iterdir())
     assert figures == ["robustness.png", "training_curves.png"]  # the records draw the curves

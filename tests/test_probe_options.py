@@ -170,17 +170,12 @@ def test_robustness_on_another_dataset_is_refused_and_a_split_is_its_split():
     assert probe.robustness_split(parse(), DataChoice.parse(None)) == {}
 
 
-def test_the_target_loss_is_checked_by_its_settings():
-    assert probe.records_target({}) == 1.0 and probe.records_target({"target_loss": 0.25}) == 0.25
-    with pytest.raises(ProbeInputError, match="a finite number > 0"):
-        probe.records_target({"target_loss": -0.5})
-
-
 def test_a_target_below_the_label_smoothing_floor_is_warned_about():
     records = TrainingRecords(epochs=3, target_loss=0.5, epochs_to_target_loss=None, seconds_to_target_loss=None,
                               best_val_acc=0.5, best_val_acc_epoch=3, final_val_acc=0.5, final_train_loss=0.9)
-    run = ProbedRun(label="cifar/s0", group="g", layers=["a"], rows=[(3, "a", "variance", 1.0)], training=records,
-                    description={"training": {"loss_floor": 0.5003}})
+    run = ProbedRun(label="cifar/s0", group="g", layers=["a"], rows=[(3, "a", "variance", 1.0)],
+                    artifacts={"training_records": {3: {"records": records, "loss_floor": 0.5003}}})
     assert "smallest mean training loss run cifar/s0 can reach (0.5003" in unreachable_target(run)
-    reachable = dataclasses.replace(run, training=dataclasses.replace(records, target_loss=1.0))
-    assert unreachable_target(reachable) is None
+    reachable = dataclasses.replace(records, target_loss=1.0)
+    assert unreachable_target(dataclasses.replace(
+        run, artifacts={"training_records": {3: {"records": reachable, "loss_floor": 0.5003}}})) is None

@@ -16,6 +16,7 @@ ANALYSES = {
     "robustness": ("attnconv_pl.analyses.robustness", "Robustness"),
     "single_node": ("attnconv_pl.analyses.single_node", "SingleNode"),
     "stiffness": ("attnconv_pl.analyses.stiffness", "Stiffness"),
+    "similarity": ("attnconv_pl.analyses.similarity", "Similarity"),
 }
 """Analysis name -> (module, class) of its runner, in report order."""
 

@@ -137,11 +137,23 @@ class Analysis(ABC):
     name: ClassVar[str]
     settings_type: ClassVar[type]
     families: ClassVar[tuple[MetricFamily, ...]] = ()
+    runs_live: ClassVar[bool] = True
+    """Whether an analysis that runs on checkpoints also gets a training callback
+    (``callbacks.ModelProbing``, ``--<name>.enabled true``); False for one that runs during
+    training its own way (dynamics, on stored snapshots) or reads files training writes."""
+    reads_run_files: ClassVar[bool] = False
+    """Whether its numbers come from a run directory's files (``CheckpointInputs.run_dir``)
+    rather than the network: such an analysis has nothing to say about a network given in Python."""
 
     def __init__(self, settings: Any) -> None:
+        """Keep ``settings``; shared fields it leaves at None (seed, batch size, probe split and
+        size) take the defaults of the probing session's settings (a session fills its own first:
+        :meth:`~attnconv_pl.analyses.session.ProbingSession.build`)."""
+        from attnconv_pl.analyses.session import ProbingSettings
+
         if not isinstance(settings, self.settings_type):
             raise TypeError(f"{type(self).__name__} takes {self.settings_type.__name__}, got {type(settings).__name__}")
-        self.settings = settings
+        self.settings = ProbingSettings().fill(settings)
 
     @abstractmethod
     def run(self, epoch: int, **needs: Any) -> AnalysisResult:
@@ -193,15 +205,21 @@ def settings_help(settings_type: type) -> dict[str, str]:
 
 
 def check_field_types(settings: Any) -> None:
-    """Check a settings dataclass instance against its annotations: ``Literal`` fields hold one of
-    their values, ``int`` fields an int (not a bool), ``bool`` fields a bool, ``float`` fields a
-    number (a config file or an override can hold anything).
+    """Check a settings dataclass instance against its annotations (an ``Optional`` field may
+    also be None): ``Literal`` fields hold one of their values, ``int`` fields an int (not a
+    bool), ``bool`` fields a bool, ``float`` fields a number (a config file or an override can
+    hold anything).
 
     Raises:
         ValueError: the first field that does not fit, with what it must be.
     """
     for name, annotation in typing.get_type_hints(type(settings)).items():
         value = getattr(settings, name)
+        arguments = typing.get_args(annotation)
+        if typing.get_origin(annotation) is typing.Union and type(None) in arguments:
+            if value is None:
+                continue
+            annotation = next(argument for argument in arguments if argument is not type(None))
         if typing.get_origin(annotation) is typing.Literal:
             allowed = typing.get_args(annotation)
             if value not in allowed:

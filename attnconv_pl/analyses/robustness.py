@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Optional
 
-from attnconv_pl.analyses.base import Analysis, AnalysisResult, CheckpointInputs, check_field_types
+from attnconv_pl.analyses.base import Analysis, AnalysisResult, CheckpointInputs, MetricFamily, check_field_types
 
 if TYPE_CHECKING:
     import torch
@@ -26,11 +26,18 @@ DEFAULT_NOISE_LEVELS = (0.0, 0.1, 0.25, 0.5, 1.0)
 """Noise standard deviations, in units of the normalised input (**our choice**)."""
 
 
+def noise_metric(sigma: float) -> str:
+    """The ``dynamics.csv`` metric of the accuracy under noise level ``sigma``: ``noise_accuracy_<sigma:g>``
+    (``noise_accuracy_0``, ``noise_accuracy_0.1``)."""
+    return f"noise_accuracy_{sigma:g}"
+
+
 def check_noise_levels(sigmas: Sequence[float]) -> tuple[float, ...]:
     """The noise levels as sorted distinct floats.
 
     Raises:
-        ValueError: none given, or one is negative or not finite.
+        ValueError: none given, one is negative or not finite, or two share their metric name
+            (:func:`noise_metric`: they agree to 6 significant digits).
     """
     levels = [float(sigma) for sigma in sigmas]
     if not levels:
@@ -38,7 +45,13 @@ def check_noise_levels(sigmas: Sequence[float]) -> tuple[float, ...]:
     bad = [sigma for sigma in levels if not math.isfinite(sigma) or sigma < 0]
     if bad:
         raise ValueError(f"noise levels are standard deviations: finite and >= 0, got {bad[0]}")
-    return tuple(sorted(set(levels)))
+    levels = sorted(set(levels))
+    names = [noise_metric(sigma) for sigma in levels]
+    clash = next((index for index in range(1, len(names)) if names[index] == names[index - 1]), None)
+    if clash is not None:
+        raise ValueError(f"noise levels {levels[clash - 1]!r} and {levels[clash]!r} are both {names[clash]}: "
+                         "give levels that differ within 6 significant digits")
+    return tuple(levels)
 
 
 def noise_accuracy(
@@ -128,21 +141,26 @@ class RobustnessSettings:
 class Robustness(Analysis):
     """Accuracy of a checkpoint's model under Gaussian input noise, per noise level.
 
-    Its numbers are the artifact ``accuracy`` (one fraction per level, in the order of
-    ``settings.noise_levels``); they go to ``summary.json`` and the report, not to ``dynamics.csv``.
+    Its numbers are run-level values (layer ``""``), one per level: ``noise_accuracy_<sigma>``
+    (:func:`noise_metric`), the fraction of inputs classified correctly; its artifact
+    ``noise_levels`` lists the levels in order, and offline ``inputs`` says which inputs.
     """
 
     name = "robustness"
     settings_type = RobustnessSettings
+    families = (MetricFamily("robustness", "Robustness: accuracy under Gaussian input noise",
+                             r"(noise|fgsm|pgd)\w*_accuracy_.+"),)
 
     def run(self, epoch: int, model: nn.Module, images: Tensor, labels: Tensor, *, seed: int, batch_size: int = 256,
             device: Optional[torch.device] = None,
             autocast: Optional[Callable[[], AbstractContextManager]] = None) -> AnalysisResult:
         """``model``'s accuracy on ``images`` (N, ...) with labels (N,) under every noise level;
         noise drawn by ``seed`` (see :func:`noise_accuracy`)."""
-        accuracy = noise_accuracy(model, images, labels, self.settings.noise_levels, seed=seed,
-                                  batch_size=batch_size, device=device, autocast=autocast)
-        return AnalysisResult(epoch, artifacts={"accuracy": accuracy})
+        levels = self.settings.noise_levels
+        accuracy = noise_accuracy(model, images, labels, levels, seed=seed, batch_size=batch_size, device=device,
+                                  autocast=autocast)
+        values = {("", noise_metric(sigma)): value for sigma, value in zip(levels, accuracy)}
+        return AnalysisResult(epoch, values=values, artifacts={"noise_levels": list(levels)})
 
     def probe_checkpoint(self, checkpoint: CheckpointInputs) -> AnalysisResult:
         """:meth:`run` on ``settings.size`` inputs of ``settings.split`` drawn by the run's probe

@@ -80,8 +80,9 @@ class SingleNodeSettings:
         random_count: random masks (ANDC control) and random node partitions (heads control).
         matrices_per_block: node matrices kept per sub-block for the report's heatmaps (the
             nodes with the largest clusters).
-        seed: draws the inputs and the random controls.
-        batch_size: inputs per forward pass.
+        seed: draws the inputs and the random controls (None, the default: the probing session's
+            ``probing.seed``).
+        batch_size: inputs per forward pass (None, the default: ``probing.batch_size``).
         every_n_epochs: during training (``--single_node.enabled true``), run every this many
             epochs (plus epoch 0 and the last).
     """
@@ -96,8 +97,8 @@ class SingleNodeSettings:
     max_iter: int = snp.MAX_ITER
     random_count: int = 5
     matrices_per_block: int = 4
-    seed: int = 0
-    batch_size: int = 256
+    seed: Optional[int] = None
+    batch_size: Optional[int] = None
     every_n_epochs: int = 10
 
     def __post_init__(self) -> None:
@@ -108,7 +109,7 @@ class SingleNodeSettings:
             if getattr(self, name) < 2:
                 raise ValueError(f"{name} must be >= 2, got {getattr(self, name)}")
         for name in ("max_iter", "random_count", "batch_size", "every_n_epochs"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.tol < 1:
             raise ValueError(f"tol must be in (0, 1) (a fraction of the gradient norm at zero weights), got {self.tol}")

@@ -51,8 +51,10 @@ class StiffnessSettings:
     """What the stiffness analysis measures (see the module docstring).
 
     Args:
-        probe_split: split the probe set is drawn from.
-        probe_size: inputs of the probe set (all of the split when smaller), drawn by ``seed``.
+        probe_split: split the probe set is drawn from (None, the default: the probing session's
+            ``probing.probe_split``).
+        probe_size: inputs of the probe set (all of the split when smaller), drawn by ``seed``
+            (None, the default: ``probing.probe_size``).
         quantile_low: lower quantile of the robust index ``stiffness_feature_q``.
         quantile_high: upper quantile of the robust index.
         jacobian_inputs: probe inputs the Jacobian index is averaged over (0: no Jacobian numbers).
@@ -60,20 +62,20 @@ class StiffnessSettings:
             every block of ResNet-20 at 16 px (digits: at initialisation, after 2 and after 10
             epochs); 200 left 8 of its 9 blocks unconverged once trained.
         jacobian_tol: relative error bound on both singular values that stops the iteration.
-        seed: draws the probe set and the Lanczos start vectors.
-        batch_size: inputs per forward pass.
+        seed: draws the probe set and the Lanczos start vectors (None, the default: ``probing.seed``).
+        batch_size: inputs per forward pass (None, the default: ``probing.batch_size``).
         every_n_epochs: during training, probe every this many epochs (plus epoch 0 and the last).
     """
 
-    probe_split: Literal["train", "val", "test"] = "val"
-    probe_size: int = 1000
+    probe_split: Optional[Literal["train", "val", "test"]] = None
+    probe_size: Optional[int] = None
     quantile_low: float = 0.05
     quantile_high: float = 0.95
     jacobian_inputs: int = 8
     jacobian_max_iter: int = 500
     jacobian_tol: float = 1e-3
-    seed: int = 0
-    batch_size: int = 256
+    seed: Optional[int] = None
+    batch_size: Optional[int] = None
     every_n_epochs: int = 1
 
     def __post_init__(self) -> None:
@@ -81,11 +83,11 @@ class StiffnessSettings:
         if not 0 <= self.quantile_low < self.quantile_high <= 1:
             raise ValueError(f"need 0 <= quantile_low < quantile_high <= 1, got {self.quantile_low}, "
                              f"{self.quantile_high}")
-        if self.probe_size < 2 or self.jacobian_inputs < 0:
+        if (self.probe_size is not None and self.probe_size < 2) or self.jacobian_inputs < 0:
             raise ValueError(f"probe_size must be >= 2 and jacobian_inputs >= 0, got {self.probe_size}, "
                              f"{self.jacobian_inputs}")
         for name in ("jacobian_max_iter", "batch_size", "every_n_epochs"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.jacobian_tol > 0:
             raise ValueError(f"jacobian_tol must be > 0, got {self.jacobian_tol}")

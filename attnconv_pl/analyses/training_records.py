@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from attnconv_pl.analyses.base import Analysis, AnalysisResult, check_field_types
+from attnconv_pl.analyses.base import Analysis, AnalysisResult, CheckpointInputs, MetricFamily, check_field_types
+from attnconv_pl.errors import ProbeInputError
 
 METRICS_FILE = "metrics.csv"
 
@@ -184,13 +185,62 @@ class TrainingRecordsSettings:
             raise ValueError(f"{self.target_loss}: a target mean training loss is a finite number > 0 (e.g. 1.0)")
 
 
+RECORD_METRICS = ("best_val_acc", "best_val_acc_epoch", "epochs_to_target_loss", "seconds_to_target_loss",
+                  "final_val_acc", "final_train_loss")
+"""The :class:`TrainingRecords` fields that are run-level values of ``dynamics.csv`` (when known)."""
+
+
 class TrainingRecordsAnalysis(Analysis):
-    """The records of a run from its ``metrics.csv`` rows: artifact ``records``
-    (:class:`TrainingRecords`), for ``summary.json`` and the report."""
+    """The records of a run from its ``metrics.csv`` rows.
+
+    Offline, at each checkpoint of epoch E it reads ``<run_dir>/metrics.csv`` and gives the records
+    of the rows up to E: the run-level values :data:`RECORD_METRICS` that are known (no
+    ``epochs_to_target_loss`` before the target is reached), and the artifacts ``records``
+    (:class:`TrainingRecords`, None without rows), ``curves`` (those rows), ``metrics_csv`` (its
+    path, None without the file), ``loss_floor`` (of the model's label smoothing, see
+    :func:`loss_floor`; None when its number of classes is unknown) and ``missing`` (why there are no
+    records, None when there are).
+    """
 
     name = "training_records"
+    runs_live = False  # it reads metrics.csv, which training writes
+    reads_run_files = True
     settings_type = TrainingRecordsSettings
+    families = (MetricFamily("records", "Training records: from the run's metrics.csv",
+                             "|".join(RECORD_METRICS)),)
 
     def run(self, epoch: int, rows: Sequence[MetricsRow]) -> AnalysisResult:
-        """The records of ``rows`` (at least one); ``epoch`` is the run's last probed epoch."""
-        return AnalysisResult(epoch, artifacts={"records": training_records(rows, self.settings.target_loss)})
+        """The records of ``rows`` (at least one) as values and the artifact ``records``; ``epoch`` is
+        the epoch they are labelled with."""
+        records = training_records(rows, self.settings.target_loss)
+        values = {("", name): float(getattr(records, name)) for name in RECORD_METRICS
+                  if getattr(records, name) is not None}
+        return AnalysisResult(epoch, values=values, artifacts={"records": records})
+
+    def probe_checkpoint(self, checkpoint: CheckpointInputs) -> AnalysisResult:
+        """The records of the run's ``metrics.csv`` up to the checkpoint's epoch (see the class).
+
+        Raises:
+            ProbeInputError: the run's ``metrics.csv`` is not one (the message names it, never its content).
+        """
+        path = checkpoint.run_dir / METRICS_FILE if checkpoint.run_dir is not None else None
+        rows: list[dict[str, float]] = []
+        if path is None or not path.is_file():
+            missing = ("no metrics.csv: " + ("a checkpoint outside a run directory" if path is None
+                                             else f"{path} does not exist"))
+            path = None
+        else:
+            try:
+                rows = [row for row in read_metrics(path) if row["epoch"] <= checkpoint.epoch]
+            except ValueError as error:
+                raise ProbeInputError(f"{error}; metrics.csv is written by train.py, restore it or move it "
+                                      "away") from error
+            missing = f"{path} has no rows up to epoch {checkpoint.epoch}" if not rows else None
+        classes, smoothing = checkpoint.hparams.get("num_classes"), checkpoint.hparams.get("label_smoothing")
+        facts = {"curves": rows, "metrics_csv": None if path is None else str(path), "missing": missing,
+                 "loss_floor": None if classes is None else loss_floor(float(smoothing or 0.0), int(classes))}
+        if not rows:
+            return AnalysisResult(checkpoint.epoch, artifacts={"records": None, **facts})
+        result = self.run(checkpoint.epoch, rows)
+        result.artifacts.update(facts)
+        return result

@@ -1,6 +1,5 @@
 """Assembling a probed run for the report: its records (``ProbedRun``), its comparison group, its
-description in ``summary.json``, its training curves and records, and the compactness of its
-probe inputs."""
+description in ``summary.json``, and the compactness of its probe inputs."""
 
 from __future__ import annotations
 
@@ -8,42 +7,7 @@ import dataclasses
 from typing import Any, Optional
 
 from attnconv_pl.analyses.dynamics.metrics import compactness_metrics
-from attnconv_pl.analyses.training_records import (
-    DEFAULT_TARGET_LOSS,
-    METRICS_FILE,
-    TrainingRecordsAnalysis,
-    TrainingRecordsSettings,
-    loss_floor,
-    read_metrics,
-)
-from attnconv_pl.errors import ProbeInputError
 from attnconv_pl.reports.records import INPUT_LAYER
-
-
-def metrics_rows(prober) -> list[dict[str, float]]:
-    """The rows of the run's ``metrics.csv`` ([] without a run directory or the file).
-
-    Raises:
-        ProbeInputError: the file is not a metrics.csv.
-    """
-    path = prober.run.run_dir / METRICS_FILE if prober.run.run_dir is not None else None
-    if path is None or not path.is_file():
-        return []
-    try:
-        return read_metrics(path)
-    except ValueError as error:
-        raise ProbeInputError(f"{error}; metrics.csv is written by train.py, restore it or move it away") from error
-
-
-def training_records_of(prober, rows: list[dict[str, float]], target: Optional[float]):
-    """The training records of the run's ``metrics.csv`` ``rows`` for the ``target`` loss (None when
-    not asked for (``target`` None) or before the first epoch) and the facts the summary adds to them."""
-    if target is None or not rows:
-        return None, {}
-    floor = loss_floor(float(prober.hparams.get("label_smoothing") or 0.0), int(prober.hparams["num_classes"]))
-    analysis = TrainingRecordsAnalysis(TrainingRecordsSettings(target))
-    records = analysis.run(int(max(row["epoch"] for row in rows)), rows).artifacts["records"]
-    return records, {"metrics_csv": str(prober.run.run_dir / METRICS_FILE), "loss_floor": floor}
 
 
 def input_metrics(prober) -> dict[str, float]:
@@ -57,43 +21,31 @@ def input_metrics(prober) -> dict[str, float]:
 
 
 def unreachable_target(record) -> Optional[str]:
-    """A warning when a run's target loss is at or below the smallest loss it can reach."""
-    floor = record.description.get("training", {}).get("loss_floor")
-    if record.training is None or floor is None or record.training.target_loss > floor:
+    """A warning when a run's target loss is at or below the smallest loss it can reach (from its
+    training records at the last probed epoch)."""
+    found = record.final_artifacts("training_records")
+    records, floor = found.get("records"), found.get("loss_floor")
+    if records is None or floor is None or records.target_loss > floor:
         return None
-    return (f"--target-loss {record.training.target_loss:g} is at or below the smallest mean training loss run "
+    return (f"--target-loss {records.target_loss:g} is at or below the smallest mean training loss run "
             f"{record.label} can reach ({floor:.4f}, its label smoothing's floor): its epochs to target are never "
             "reached; give a larger --target-loss")
 
 
-def probed_run(prober, outcomes: list, label: str, target: Optional[float] = DEFAULT_TARGET_LOSS):
-    """The report record of a probed run (its comparison group is set once all runs are known);
-    ``target``: the target loss of its training records (None: no training records)."""
-    from attnconv_pl.reports.records import ProbedRun, RobustnessRecord
+def probed_run(prober, outcomes: list, label: str):
+    """The report record of a probed run (its comparison group is set once all runs are known)."""
+    from attnconv_pl.reports.records import ProbedRun
 
     artifacts = {name: {o.epoch: o.results[name].artifacts for o in outcomes} for name in prober.analyses}
     diagrams = {epoch: found["diagrams"] for epoch, found in artifacts.get("dynamics", {}).items()
                 if found.get("diagrams")}
-    curves = metrics_rows(prober)
-    training, training_facts = training_records_of(prober, curves, target)
-    robustness = None
-    if "robustness" in prober.analyses and outcomes:
-        measured = artifacts["robustness"]
-        robustness = RobustnessRecord(
-            noise_levels=prober.analyses["robustness"].settings.noise_levels,
-            accuracy={epoch: found["accuracy"] for epoch, found in measured.items()},
-            **measured[outcomes[-1].epoch]["inputs"])
-    description = run_description(prober, outcomes)
-    if training is not None:
-        description["training"] = training_facts
     rows = [row for o in outcomes for row in o.rows()]
     return ProbedRun(
         label=label, group="", layers=list(dict.fromkeys([*prober.layers, *(row[1] for row in rows if row[1])])),
         rows=rows,
         diagrams=dict(sorted(diagrams.items())),
         accuracy={o.epoch: o.accuracy for o in outcomes if o.accuracy is not None},
-        description=description, training=training, robustness=robustness, artifacts=artifacts,
-        inputs=input_metrics(prober), curves=curves,
+        description=run_description(prober, outcomes), artifacts=artifacts, inputs=input_metrics(prober),
     )
 
 

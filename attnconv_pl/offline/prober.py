@@ -1,18 +1,14 @@
-"""Probe the checkpoints of one run through a list of analyses, each built from its settings.
+"""Probe the checkpoints of one run through a list of analyses: a loop over checkpoints around
+one :class:`~attnconv_pl.analyses.session.ProbingSession`.
 
-For each checkpoint, in epoch order: load its weights, then run every analysis on it
-(:meth:`~attnconv_pl.analyses.base.Analysis.probe_checkpoint`). Each analysis's settings are
-the run's own (the section of its name in the run's ``config.yaml``; for ``dynamics`` of a
-checkpoint without a run directory, the layers and seed saved in its callback state) with the
-user's overrides, so with no overrides the dynamics numbers equal the ones the run logged: the
-dynamics analysis captures the probe set exactly as ``callbacks.FeatureDynamics`` does. Every
-analysis is built from its settings dataclass, never from a callback.
-
-The run's dynamics settings always exist (defaults when the run has none, with the user's
-probe options applied whichever analyses run): their ``seed`` draws the input sets, and their
-``batch_size`` sizes the forward passes, of every analysis whose settings have no ``seed`` or
-``batch_size`` of their own (as during training). Input sets are loaded only when an analysis asks for
-them, and shared between analyses and runs.
+For each checkpoint, in epoch order: load its weights, then let the session run every analysis
+on it (:meth:`~attnconv_pl.analyses.base.Analysis.probe_checkpoint`). The shared settings are the
+run's ``probing:`` section (for a run made before it, the shared fields of its ``dynamics:``
+section; for a checkpoint without a run directory, the seed saved in its callback state), and each
+analysis's settings the run's section of its name, both with the user's overrides; so with no
+overrides the numbers equal the ones the run logged: the dynamics analysis captures the probe set
+exactly as ``callbacks.FeatureDynamics`` does. Input sets are loaded only when an analysis asks
+for them, and shared between analyses and runs.
 """
 
 from __future__ import annotations
@@ -27,9 +23,17 @@ from typing import Any, Optional
 
 import torch
 
-from attnconv_pl.analyses import Analysis, load_analysis
-from attnconv_pl.analyses.base import AnalysisResult, CheckpointInputs, settings_from
+from attnconv_pl.analyses import Analysis
+from attnconv_pl.analyses.base import AnalysisResult
 from attnconv_pl.analyses.dynamics import DynamicsSettings
+from attnconv_pl.analyses.session import (
+    LEGACY_SECTION,
+    SHARED_FIELDS,
+    ProbingSession,
+    ProbingSettings,
+    probing_settings_of,
+    settings_for,
+)
 from attnconv_pl.errors import ProbeInputError
 from attnconv_pl.io.run_dir import read_run_config
 from attnconv_pl.offline.checkpoints import (
@@ -68,29 +72,35 @@ class CheckpointOutcome:
         return result.artifacts.get("probe_accuracy") if result is not None else None
 
 
-def analysis_settings(name: str, run_config: dict[str, Any], checkpoint: dict[str, Any], overrides: dict[str, Any],
-                      source: Path) -> Any:
-    """The settings of analysis ``name`` the run used (its config's section of that name; for
-    ``dynamics`` without a run config, the layers and seed saved in the callback state), with
-    ``overrides`` applied.
-
-    Raises:
-        ProbeInputError: the config or an override is not a valid setting.
-    """
-    settings_type = load_analysis(name).settings_type
+def saved_settings(name: str, run_config: dict[str, Any], checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The section of analysis ``name`` in the run's config (for ``dynamics`` without a run config,
+    the layers saved in its callback state), without the shared settings that section held
+    before the ``probing:`` section existed."""
     if name in run_config:
-        saved = run_config[name] or {}
-    elif name == "dynamics":
+        saved = dict(run_config[name] or {})
+    elif name == LEGACY_SECTION:
         state = callback_state(checkpoint)
-        saved = {key: state[key] for key in ("layers", "seed") if state.get(key) is not None}
+        saved = {"layers": state["layers"]} if state.get("layers") else {}
     else:
         saved = {}
+    return {key: value for key, value in saved.items() if not (name == LEGACY_SECTION and key in SHARED_FIELDS)}
+
+
+def run_probing_settings(run_config: dict[str, Any], checkpoint: dict[str, Any], overrides: dict[str, Any],
+                         source: Path) -> ProbingSettings:
+    """The run's probing settings (its config's ``probing:`` section, or the shared settings its
+    ``dynamics:`` section held before; without a run config, the seed saved in the callback state)
+    with ``overrides``.
+
+    Raises:
+        ProbeInputError: a value is not a valid setting.
+    """
+    config = run_config or {LEGACY_SECTION: {"seed": callback_state(checkpoint).get("seed")}}
     try:
-        return settings_from(settings_type, {**dict(saved), **overrides})
-    except (TypeError, ValueError, KeyError) as error:
-        raise ProbeInputError(
-            f"the {name} settings of {source} are not valid ({error}); check the {name} section of its "
-            "config.yaml and the options given") from error
+        return probing_settings_of(config, overrides)
+    except (TypeError, ValueError) as error:
+        raise ProbeInputError(f"the probing settings of {source} are not valid ({error}); check the probing "
+                              "section of its config.yaml and the options given") from error
 
 
 class RunProber:
@@ -100,35 +110,29 @@ class RunProber:
     then call :meth:`probe` on each checkpoint of the run.
 
     Attributes:
+        session: the run's probing session (its shared settings, device, precision and input sets).
         analyses: the analyses by name, in the order they run.
-        probe_settings: the run's dynamics settings (seed and batch size of every analysis).
+        probe_settings: the dynamics settings of the run (the dynamics analysis's when it runs),
+            the shared fields filled in: they describe the probe set.
         layers: the dynamics analysis's layers in depth order ([] without it).
-        input_sets: the input sets loaded so far, by (split, size).
         hparams: the model's hyper-parameters.
         data_class_path: the data module the run was trained on ("" when unknown).
         run_config: the run's ``config.yaml`` ({} without a run directory).
-        data_seconds: seconds spent loading input sets.
     """
 
-    def __init__(self, run: RunCheckpoints, module, first: tuple[Path, dict[str, Any]],
+    def __init__(self, run: RunCheckpoints, module, first: tuple[Path, dict[str, Any]], session: ProbingSession,
                  analyses: dict[str, Analysis], probe_settings: DynamicsSettings, run_config: dict[str, Any],
-                 data_class_path: str, device: torch.device, model_seconds: float, load_inputs) -> None:
+                 data_class_path: str, model_seconds: float) -> None:
         self.run = run
-        self.module = module.to(device).eval()
+        self.module = module
         self.hparams = dict(module.hparams)
+        self.session = session
         self.analyses = analyses
         self.probe_settings = probe_settings
         self.run_config = run_config
         self.data_class_path = data_class_path
-        self.device = device
-        self.data_seconds = 0.0
-        self.input_sets: dict[tuple[str, int, int], ProbeSet] = {}
-        self._load_inputs = load_inputs
         dynamics = analyses.get("dynamics")
         self.layers: list[str] = list(dynamics.layers) if dynamics is not None else []
-        trainer = run_config.get("trainer") or {}
-        self.max_epochs: Optional[int] = trainer.get("max_epochs")
-        self.autocast = forward_context(trainer.get("precision", "32-true"), device)
         self._pending: Optional[tuple[Path, dict[str, Any]]] = first
         self._pending_seconds = model_seconds
         self._last_epoch: Optional[int] = None
@@ -143,7 +147,7 @@ class RunProber:
             run: the run's checkpoints.
             analyses: ``{name: overrides}``, the analyses to run, in order, each with the settings
                 fields replacing the run's (e.g. ``{"dynamics": {"layers": [...]}}``).
-            choice: the data to probe on (``--data``); its split replaces the dynamics probe split.
+            choice: the data to probe on (``--data``); its split replaces the probe split (``probing.probe_split``).
             device: where the model runs.
             probing: :class:`~attnconv_pl.analyses.session.ProbingSettings` fields replacing the
                 run's (seed, batch size, probe split and size), whether dynamics runs or not.
@@ -159,22 +163,12 @@ class RunProber:
         opened = time.perf_counter()
         path = run.checkpoints[0]
         checkpoint = read_checkpoint(path)
-        module = build_module(checkpoint, path, trusted_arch)
+        module = build_module(checkpoint, path, trusted_arch).to(device).eval()
         model_seconds = time.perf_counter() - opened
         run_config = read_run_config(run.run_dir)
         source = run.run_dir or path
-        dynamics_overrides = {**(probing or {}), **analyses.get("dynamics", {})}
-        if choice.split:
-            dynamics_overrides["probe_split"] = choice.split
-        probe_settings = analysis_settings("dynamics", run_config, checkpoint, dynamics_overrides, source)
-        built: dict[str, Analysis] = {}
-        for name, overrides in analyses.items():
-            settings = probe_settings if name == "dynamics" else analysis_settings(
-                name, run_config, checkpoint, overrides, source)
-            try:
-                built[name] = load_analysis(name).for_model(settings, module.model)
-            except ValueError as error:
-                raise ProbeInputError(f"run {run.name}, analysis {name}: {error}") from error
+        shared = run_probing_settings(run_config, checkpoint, {**(probing or {}), **(
+            {"probe_split": choice.split} if choice.split else {})}, source)
         try:
             class_path, init_args = data_config(checkpoint, run_config, path)
         except ProbeInputError:
@@ -192,24 +186,38 @@ class RunProber:
                 cache[key] = load_probe_set(datamodule, split, size, seed, own_data=choice.dataset is None)
             return cache[key]
 
-        return cls(run, module, (path, checkpoint), built, probe_settings, run_config, class_path, device,
-                   model_seconds, load_inputs)
+        trainer = run_config.get("trainer") or {}
+        session = ProbingSession(shared, load_inputs, device,
+                                 autocast=forward_context(shared.precision or trainer.get("precision", "32-true"),
+                                                          device),
+                                 max_epochs=trainer.get("max_epochs"), run_dir=run.run_dir, hparams=hparams)
+        built: dict[str, Analysis] = {}
+        for name, overrides in analyses.items():
+            try:
+                settings = settings_for(name, saved_settings(name, run_config, checkpoint), overrides)
+            except ValueError as error:
+                raise ProbeInputError(f"the {name} settings of {source} are not valid ({error}); check the {name} "
+                                      "section of its config.yaml and the options given") from error
+            try:
+                built[name] = session.build(name, settings, module.model)
+            except ValueError as error:
+                raise ProbeInputError(f"run {run.name}, analysis {name}: {error}") from error
+        probe_settings = built["dynamics"].settings if "dynamics" in built else shared.fill(
+            settings_for(LEGACY_SECTION, saved_settings(LEGACY_SECTION, run_config, checkpoint), {}))
+        return cls(run, module, (path, checkpoint), session, built, probe_settings, run_config, class_path,
+                   model_seconds)
 
     @property
     def probe_set(self) -> Optional[ProbeSet]:
         """The dynamics probe set (None when dynamics did not run or loaded none yet)."""
         settings = self.probe_settings
         key = (settings.probe_split, settings.probe_size, settings.seed)
-        return self.input_sets.get(key) if "dynamics" in self.analyses else None
+        return self.session.input_sets.get(key) if "dynamics" in self.analyses else None
 
-    def inputs(self, split: str, size: int, seed: int) -> ProbeSet:
-        """Up to ``size`` inputs of ``split`` drawn by ``seed`` (loaded once)."""
-        key = (split, size, seed)
-        if key not in self.input_sets:
-            started = time.perf_counter()
-            self.input_sets[key] = self._load_inputs(split, size, seed)
-            self.data_seconds += time.perf_counter() - started
-        return self.input_sets[key]
+    @property
+    def data_seconds(self) -> float:
+        """Seconds spent loading input sets."""
+        return self.session.data_seconds
 
     def _read(self, path: Path) -> tuple[dict[str, Any], float]:
         """A checkpoint's content and the seconds already spent on it (:meth:`open` read the
@@ -247,22 +255,10 @@ class RunProber:
                 "epoch=NNN.ckpt)")
         load_weights(self.module, checkpoint, path)
         seconds = {"load": time.perf_counter() - started + earlier}
-        results = {}
-        for name, analysis in self.analyses.items():
-            if on_step is not None:
-                on_step(name)
-            began = time.perf_counter()
-            seed = getattr(analysis.settings, "seed", self.probe_settings.seed)
-            inputs = CheckpointInputs(
-                epoch=epoch, model=self.module.model, device=self.device, autocast=self.autocast, seed=seed,
-                batch_size=getattr(analysis.settings, "batch_size", self.probe_settings.batch_size),
-                max_epochs=self.max_epochs,
-                inputs=lambda split, size, seed=seed: self.inputs(split, size, seed),
-                earlier_epochs=tuple(e for e in self.run.epoch_checkpoints() if e < epoch),
-                weights_of=lambda reference: self._weights_of(reference, (path, checkpoint)),
-                run_dir=self.run.run_dir, hparams=self.hparams)
-            results[name] = analysis.probe_checkpoint(inputs)
-            stages = results[name].artifacts.pop("seconds", None)
-            seconds |= stages if stages is not None else {name: time.perf_counter() - began}
+        probed = self.session.run(epoch, self.module.model, self.analyses,
+                                  earlier_epochs=tuple(e for e in self.run.epoch_checkpoints() if e < epoch),
+                                  weights_of=lambda reference: self._weights_of(reference, (path, checkpoint)),
+                                  on_step=on_step)
+        seconds |= probed.seconds
         self._last_epoch = epoch
-        return CheckpointOutcome(path, epoch, results, seconds)
+        return CheckpointOutcome(path, epoch, probed.results, seconds)

@@ -10,7 +10,6 @@ from typing import Any, Optional
 import numpy as np
 
 from attnconv_pl.analyses import ANALYSES, MetricFamily, load_analysis, metric_family
-from attnconv_pl.analyses.training_records import TrainingRecords
 
 Row = tuple[int, str, str, float]
 """``(epoch, layer, metric, value)``: one number of ``dynamics.csv``."""
@@ -30,32 +29,6 @@ def metric_section(metric: str) -> str:
     return family.key if family is not None else "other"
 
 
-@dataclass(frozen=True)
-class RobustnessRecord:
-    """A run's accuracy under Gaussian input noise (``probe.py --robustness``).
-
-    Attributes:
-        noise_levels: (K,) noise standard deviations, in units of the normalised input.
-        accuracy: ``{epoch: [K accuracies]}``, fraction of inputs classified correctly.
-        dataset, split, inputs, seed: the evaluated inputs (``inputs`` of ``split``, drawn by
-            ``seed``, which also draws the noise).
-    """
-
-    noise_levels: tuple[float, ...]
-    accuracy: dict[int, list[float]]
-    dataset: str
-    split: str
-    inputs: int
-    seed: int
-
-    def summary(self, last_epoch: int) -> dict[str, Any]:
-        """The JSON-ready entry of ``summary.json`` (``final_accuracy``: at ``last_epoch``)."""
-        return {"noise_levels": list(self.noise_levels), "dataset": self.dataset, "split": self.split,
-                "inputs": self.inputs, "seed": self.seed,
-                "accuracy": {str(epoch): values for epoch, values in sorted(self.accuracy.items())},
-                "final_accuracy": self.accuracy.get(last_epoch)}
-
-
 @dataclass
 class ProbedRun:
     """One run's probed numbers, as a report needs them.
@@ -72,15 +45,11 @@ class ProbedRun:
             ones ``reports.diagrams.diagram_epochs`` chooses).
         accuracy: probe-set top-1 accuracy by epoch (empty when not known).
         description: JSON-ready facts for the summary (model, dataset, settings, checkpoints,
-            timings; ``training``: where the records come from and the run's loss floor).
-        training: the records of the run's ``metrics.csv`` (None when it has none).
-        robustness: accuracy under input noise (None when not evaluated).
+            timings).
         artifacts: every analysis's artifacts by checkpoint, ``{analysis: {epoch: {name: value}}}``
             (what its report section draws beyond ``rows``).
         inputs: the compactness numbers of the probe inputs themselves (layer 0 of the depth
             profiles, the same at every epoch), ``{metric: value}``; empty when not measured.
-        curves: the rows of the run's ``metrics.csv`` (``epoch`` = completed epochs; see
-            ``analyses.training_records.COLUMNS``); empty without the file.
     """
 
     label: str
@@ -90,11 +59,8 @@ class ProbedRun:
     diagrams: dict[int, dict[str, list[np.ndarray]]] = field(default_factory=dict)
     accuracy: dict[int, float] = field(default_factory=dict)
     description: dict[str, Any] = field(default_factory=dict)
-    training: Optional[TrainingRecords] = None
-    robustness: Optional[RobustnessRecord] = None
     artifacts: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     inputs: dict[str, float] = field(default_factory=dict)
-    curves: list[dict[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._values = {(epoch, layer, metric): value for epoch, layer, metric, value in self.rows}
@@ -136,19 +102,13 @@ class ProbedRun:
         else :meth:`value`."""
         return self.inputs.get(metric, math.nan) if layer == INPUT_LAYER else self.value(epoch, layer, metric)
 
-    def curve(self, column: str) -> tuple[list[int], list[float]]:
-        """``(completed epochs, values)`` of a ``metrics.csv`` column over the rows that have it."""
-        rows = [(int(row["epoch"]), float(row[column])) for row in self.curves
-                if math.isfinite(float(row.get(column, math.nan)))]
-        return [epoch for epoch, _ in rows], [value for _, value in rows]
-
     def final_accuracy(self) -> Optional[float]:
         """Probe-set accuracy at the last probed epoch, if known."""
         return self.accuracy.get(self.last_epoch)
 
-    def final_robustness(self) -> Optional[list[float]]:
-        """Accuracy under noise per noise level at the last probed epoch, if evaluated."""
-        return self.robustness.accuracy.get(self.last_epoch) if self.robustness is not None else None
+    def final_artifacts(self, analysis: str) -> dict[str, Any]:
+        """The artifacts of ``analysis`` at the last probed epoch ({} when it did not run then)."""
+        return self.artifacts.get(analysis, {}).get(self.last_epoch, {})
 
 
 def runs_by_group(runs: list[ProbedRun]) -> dict[str, list[ProbedRun]]:

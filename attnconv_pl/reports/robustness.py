@@ -8,13 +8,30 @@ bar of one sample standard deviation, as in the comparison figure.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from attnconv_pl.analyses.robustness import noise_metric
 from attnconv_pl.reports.comparison import mean_and_std
 from attnconv_pl.reports.layout import legend_below, set_margins
 from attnconv_pl.reports.records import ProbedRun, runs_by_group
+
+
+def noise_accuracy_at(run: ProbedRun, epoch: int) -> Optional[dict[float, float]]:
+    """``{noise level: accuracy}`` of ``run`` at ``epoch``, levels ascending: the levels of its
+    robustness artifacts, the accuracies its rows hold (NaN where none); None when robustness was
+    not evaluated at that epoch."""
+    found = run.artifacts.get("robustness", {}).get(epoch)
+    if found is None:
+        return None
+    return {level: run.value(epoch, "", noise_metric(level)) for level in found["noise_levels"]}
+
+
+def final_noise_accuracy(run: ProbedRun) -> Optional[dict[float, float]]:
+    """:func:`noise_accuracy_at` the run's last probed epoch."""
+    return noise_accuracy_at(run, run.last_epoch)
 
 
 @dataclass(frozen=True)
@@ -40,12 +57,11 @@ def noise_curves(runs: list[ProbedRun]) -> list[NoiseCurve]:
     """The curve of every group that has robustness numbers, in the order groups first appear."""
     curves = []
     for group, members in runs_by_group(runs).items():
-        measured = [run for run in members if run.final_robustness() is not None]
+        measured = [accuracy for accuracy in map(final_noise_accuracy, members) if accuracy is not None]
         if not measured:
             continue
-        levels = np.array(sorted({level for run in measured for level in run.robustness.noise_levels}))
-        values = np.array([[dict(zip(run.robustness.noise_levels, run.final_robustness())).get(level, np.nan)
-                            for level in levels] for run in measured], dtype=float)
+        levels = np.array(sorted({level for accuracy in measured for level in accuracy}))
+        values = np.array([[accuracy.get(level, np.nan) for level in levels] for accuracy in measured], dtype=float)
         mean, std = mean_and_std(values)
         curves.append(NoiseCurve(group, levels, mean, std, len(measured)))
     return curves
@@ -60,7 +76,8 @@ def robustness_figure(runs: list[ProbedRun]) -> Figure:
         axis.errorbar(curve.noise_levels, curve.mean, yerr=curve.std if curve.runs > 1 else None, marker="o",
                       markersize=4, capsize=3, linewidth=1.2,
                       label=f"{curve.group} ({curve.runs} seed{'s' if curve.runs > 1 else ''})")
-    classes = {run.description.get("model", {}).get("num_classes") for run in runs if run.robustness is not None}
+    classes = {run.description.get("model", {}).get("num_classes") for run in runs
+               if final_noise_accuracy(run) is not None}
     if len(classes) == 1 and isinstance(next(iter(classes)), int):
         axis.axhline(1 / next(iter(classes)), color="grey", linestyle=":", linewidth=1, label="chance")
     axis.set_xlabel("noise standard deviation σ (normalised input units)", fontsize=8)

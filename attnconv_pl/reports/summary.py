@@ -7,8 +7,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from attnconv_pl.analyses import list_analyses
 from attnconv_pl.io.atomic import atomic_write_text
 from attnconv_pl.reports.records import ProbedRun
+from attnconv_pl.reports.sections import section_module
 
 
 def json_ready(value: Any) -> Any:
@@ -25,8 +27,9 @@ def json_ready(value: Any) -> Any:
 def run_summary(run: ProbedRun) -> dict[str, Any]:
     """One run's entry: its label, group, description (model, dataset, settings, checkpoints,
     timings), probe-set accuracy, ``last_epoch_metrics[layer][metric]``, the compactness numbers of
-    the probe inputs themselves (``probe_inputs_metrics[metric]``), the ``training`` records
-    of its ``metrics.csv`` and its ``robustness`` (each None when not available)."""
+    the probe inputs themselves (``probe_inputs_metrics[metric]``), then the entries of each
+    analysis's section module (its ``summary(run)``, in analysis order: ``training``,
+    ``robustness``)."""
     last = run.last_epoch
     last_metrics: dict[str, dict[str, float]] = {layer: {} for layer in run.layers}
     for epoch, layer, metric, value in run.rows:
@@ -43,9 +46,8 @@ def run_summary(run: ProbedRun) -> dict[str, Any]:
         "last_epoch": last,
         "last_epoch_metrics": last_metrics,
         "probe_inputs_metrics": run.inputs,
-        "training": None if run.training is None else {**run.training.as_dict(),
-                                                        **run.description.get("training", {})},
-        "robustness": None if run.robustness is None else run.robustness.summary(last),
+        **{key: value for module in filter(None, map(section_module, list_analyses())) if hasattr(module, "summary")
+           for key, value in module.summary(run).items()},
     }
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Optional
 
+from attnconv_pl.analyses.training_records import TrainingRecords
 from attnconv_pl.io.atomic import atomic_path
 from attnconv_pl.io.epoch_table import COLUMNS, write_epochs
 from attnconv_pl.reports.records import ProbedRun
+from attnconv_pl.reports.robustness import final_noise_accuracy
 
 RUN_COLUMNS = ("run", *COLUMNS)
 """``run,epoch,layer,metric,value``: the callback's schema with the run's label first."""
@@ -61,38 +64,43 @@ NOISE_NOTE = ("Accuracy under noise: fraction of inputs classified correctly whe
               "deviation σ is added to the normalised inputs, at the last probed epoch.")
 
 
+def final_records(run: ProbedRun) -> Optional[TrainingRecords]:
+    """The run's training records at its last probed epoch (None without them)."""
+    return run.final_artifacts("training_records").get("records")
+
+
 def has_robustness(runs: list[ProbedRun]) -> bool:
-    """Whether any run was evaluated under input noise (``probe.py --robustness``)."""
-    return any(run.robustness is not None for run in runs)
+    """Whether any run was evaluated under input noise (``probe.py --robustness``) at its last epoch."""
+    return any(final_noise_accuracy(run) is not None for run in runs)
 
 
 def has_records(runs: list[ProbedRun]) -> bool:
     """Whether any run has training records or robustness numbers (else no records table)."""
-    return has_robustness(runs) or any(run.training is not None for run in runs)
+    return has_robustness(runs) or any(final_records(run) is not None for run in runs)
 
 
 def records_table(runs: list[ProbedRun]) -> tuple[list[str], list[list[str]]]:
     """Header and rows (one per run) of the training records (from each run's ``metrics.csv``)
     and the accuracy under input noise at the last probed epoch, one column per noise level."""
-    targets = sorted({run.training.target_loss for run in runs if run.training is not None})
+    records = [final_records(run) for run in runs]
+    noisy = [final_noise_accuracy(run) or {} for run in runs]
+    targets = sorted({found.target_loss for found in records if found is not None})
     target = f" ≤ {targets[0]:g}" if len(targets) == 1 else " ≤ target"
-    levels = sorted({level for run in runs if run.robustness is not None for level in run.robustness.noise_levels})
+    levels = sorted({level for accuracy in noisy for level in accuracy})
     header = ["run", "model (group)", "best val acc (epoch)", f"epochs to train loss{target}", "seconds to it",
               "final val acc", *(f"acc σ={level:g}" for level in levels)]
     rows = []
-    for run in runs:
-        records = run.training
-        if records is None:
+    for run, found, accuracy in zip(runs, records, noisy):
+        if found is None:
             training = ["-"] * 4
         else:
-            best = ("-" if records.best_val_acc is None
-                    else f"{format_number(records.best_val_acc)} ({records.best_val_acc_epoch})")
-            reached = ("not reached" if records.epochs_to_target_loss is None
-                       else f"{records.epochs_to_target_loss} of {records.epochs}")
-            training = [best, reached, format_number(records.seconds_to_target_loss),
-                        format_number(records.final_val_acc)]
-        noisy = dict(zip(run.robustness.noise_levels, run.final_robustness() or [])) if run.robustness else {}
-        rows.append([run.label, run.group, *training, *(format_number(noisy.get(level)) for level in levels)])
+            best = ("-" if found.best_val_acc is None
+                    else f"{format_number(found.best_val_acc)} ({found.best_val_acc_epoch})")
+            reached = ("not reached" if found.epochs_to_target_loss is None
+                       else f"{found.epochs_to_target_loss} of {found.epochs}")
+            training = [best, reached, format_number(found.seconds_to_target_loss),
+                        format_number(found.final_val_acc)]
+        rows.append([run.label, run.group, *training, *(format_number(accuracy.get(level)) for level in levels)])
     return header, rows
 
 

@@ -1,8 +1,11 @@
-"""The training curves of the runs (loss and accuracy from each run's ``metrics.csv``) on the
-dynamics' epoch axis: completed epochs, ticks on the probed ones; per group the mean over its
-runs (seeds) and a band of ± one sample standard deviation."""
+"""The training curves of the runs (loss and accuracy from each run's ``metrics.csv``, the rows up
+to its last probed epoch that the training records analysis read) on the dynamics' epoch axis:
+completed epochs, ticks on the probed ones; per group the mean over its runs (seeds) and a band of
+± one sample standard deviation."""
 
 from __future__ import annotations
+
+import math
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -21,9 +24,22 @@ STYLES = {"train": "-", "val": "--"}
 KINDS = {"train": "training (epoch mean)", "val": "validation"}
 
 
+def curve_rows(run: ProbedRun) -> list[dict[str, float]]:
+    """The run's ``metrics.csv`` rows up to its last probed epoch (artifact ``curves`` of its
+    training records there; [] without them)."""
+    return run.final_artifacts("training_records").get("curves", [])
+
+
+def curve(run: ProbedRun, column: str) -> tuple[list[int], list[float]]:
+    """``(completed epochs, values)`` of a ``metrics.csv`` column over the run's rows that have it."""
+    rows = [(int(row["epoch"]), float(row[column])) for row in curve_rows(run)
+            if math.isfinite(float(row.get(column, math.nan)))]
+    return [epoch for epoch, _ in rows], [value for _, value in rows]
+
+
 def has_curves(runs: list[ProbedRun]) -> bool:
     """Whether any run has ``metrics.csv`` rows."""
-    return any(run.curves for run in runs)
+    return any(curve_rows(run) for run in runs)
 
 
 def training_curves_figure(runs: list[ProbedRun]) -> Figure:
@@ -33,10 +49,10 @@ def training_curves_figure(runs: list[ProbedRun]) -> Figure:
     axes = figure.subplots(1, len(PANELS), squeeze=False)[0]
     groups = list(runs_by_group(runs))
     epochs = probed_epochs(runs)
-    last = max([*epochs, *(int(row["epoch"]) for run in runs for row in run.curves)])
+    last = max([*epochs, *(int(row["epoch"]) for run in runs for row in curve_rows(run))])
     for axis, (title, unit, columns) in zip(axes, PANELS):
         for column in columns:
-            for band in group_bands(runs, lambda run, column=column: run.curve(column)):
+            for band in group_bands(runs, lambda run, column=column: curve(run, column)):
                 draw_band(axis, band, f"C{groups.index(band.group)}", STYLES[column.split("_")[0]],
                           label=band.label)
         axis.set_title(title, fontsize=9)

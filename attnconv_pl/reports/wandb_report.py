@@ -14,7 +14,8 @@ from attnconv_pl.io.wandb_run import metric_key
 from attnconv_pl.reports.figures import ReportFigure
 from attnconv_pl.reports.records import ProbedRun, metric_title
 from attnconv_pl.reports.report import FIGURES_FOLDER
-from attnconv_pl.reports.tables import RUN_COLUMNS
+from attnconv_pl.reports.robustness import final_noise_accuracy
+from attnconv_pl.reports.tables import RUN_COLUMNS, final_records
 
 
 def run_summary_values(probed: ProbedRun) -> dict[str, float]:
@@ -24,13 +25,12 @@ def run_summary_values(probed: ProbedRun) -> dict[str, float]:
     ``epochs_to_target_loss``) and the accuracy under each input-noise level
     (``noise_accuracy/sigma=<level>``). Records the run does not have are left out."""
     values: dict[str, Optional[float]] = {"final_accuracy": probed.final_accuracy()}
-    if probed.training is not None:
-        values["best_val_acc"] = probed.training.best_val_acc
-        values["epochs_to_target_loss"] = probed.training.epochs_to_target_loss
-    noise_accuracy = probed.final_robustness()
-    if noise_accuracy is not None:
-        values.update({f"noise_accuracy/sigma={level:g}": accuracy
-                       for level, accuracy in zip(probed.robustness.noise_levels, noise_accuracy)})
+    records = final_records(probed)
+    if records is not None:
+        values["best_val_acc"] = records.best_val_acc
+        values["epochs_to_target_loss"] = records.epochs_to_target_loss
+    values.update({f"noise_accuracy/sigma={level:g}": accuracy
+                   for level, accuracy in (final_noise_accuracy(probed) or {}).items()})
     return {key: float(value) for key, value in values.items() if value is not None}
 
 

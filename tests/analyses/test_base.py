@@ -19,7 +19,7 @@ def test_a_family_matches_whole_metric_names_only():
     ("drift_init_w2", "drift"), ("h1_total_persistence", "topology"), ("overhead_seconds", None),
     ("snp_snr", "single_node"), ("andc_acc_refit", "andc"), ("head_jaccard", "heads"), ("heads_per_label", "heads"),
     ("stiffness_feature_q", "stiffness"), ("rate_mean", "stiffness"), ("jacobian_sigma_max", "stiffness"),
-    ("gate_rate_spearman", "gates"),
+    ("gate_rate_spearman", "gates"), ("cka_prev", "similarity"), ("cka_with:blocks.0", "similarity"),
 ])
 def test_every_metric_of_dynamics_csv_has_its_family(metric, family):
     found = metric_family(metric)
@@ -27,7 +27,8 @@ def test_every_metric_of_dynamics_csv_has_its_family(metric, family):
 
 
 def test_the_registry_names_every_analysis_and_refuses_an_unknown_one():
-    assert list_analyses() == ["training_records", "dynamics", "robustness", "single_node", "stiffness"]
+    assert list_analyses() == ["training_records", "dynamics", "robustness", "single_node", "stiffness",
+                              "similarity"]
     assert [load_analysis(name).name for name in list_analyses()] == list_analyses()
     with pytest.raises(ValueError, match="unknown analysis 'stifness'; analyses are: training_records, dynamics"):
         load_analysis("stifness")
@@ -36,7 +37,7 @@ def test_the_registry_names_every_analysis_and_refuses_an_unknown_one():
 def test_settings_help_reads_each_field_from_the_docstring():
     described = settings_help(DynamicsSettings)
     assert set(described) == set(DynamicsSettings.__dataclass_fields__)
-    assert described["probe_size"] == "inputs in the probe set (fewer if the split is smaller)."
+    assert described["mle_k"] == "neighbours of the Levina-Bickel MLE."
     assert described["id_methods"].endswith("each logged as ``id_<method>``.")  # a continued line
 
 

@@ -1,4 +1,5 @@
-"""noise_accuracy against the closed form of a 1-D threshold classifier, and its contract."""
+"""noise_accuracy against the closed form of a 1-D threshold classifier, its contract, and the
+analysis giving its numbers as run-level values."""
 
 import math
 from contextlib import contextmanager
@@ -8,7 +9,15 @@ import torch
 from scipy.stats import norm
 from torch import nn
 
-from attnconv_pl.analyses.robustness import DEFAULT_NOISE_LEVELS, check_noise_levels, noise_accuracy
+from attnconv_pl.analyses import metric_family
+from attnconv_pl.analyses.base import CheckpointInputs, LabelledInputs
+from attnconv_pl.analyses.robustness import (
+    DEFAULT_NOISE_LEVELS,
+    Robustness,
+    RobustnessSettings,
+    check_noise_levels,
+    noise_accuracy,
+)
 
 
 def threshold_classifier():
@@ -85,3 +94,31 @@ def test_bad_noise_levels_are_refused(sigmas, message):
 def test_noise_levels_are_sorted_and_distinct():
     assert check_noise_levels([0.5, 0, 0.5, 0.1]) == (0.0, 0.1, 0.5)
     assert check_noise_levels(DEFAULT_NOISE_LEVELS) == DEFAULT_NOISE_LEVELS
+
+
+def test_a_checkpoint_gives_one_run_level_value_per_level_equal_to_noise_accuracy():
+    model = small_net()
+    generator = torch.Generator().manual_seed(4)
+    images, labels = torch.randn(90, 3, 4, 4, generator=generator), torch.randint(0, 5, (90,), generator=generator)
+    drawn = LabelledInputs(images, labels, torch.arange(90), "tensors", "val", own_data=True)
+    checkpoint = CheckpointInputs(epoch=3, model=model, device=torch.device("cpu"), autocast=None, seed=5,
+                                  batch_size=32, max_epochs=None, inputs=lambda split, size: drawn)
+    levels = (0.0, 0.1, 0.25, 1.0)
+    result = Robustness(RobustnessSettings(noise_levels=levels, size=90)).probe_checkpoint(checkpoint)
+    expected = noise_accuracy(model, images, labels, levels, seed=5, batch_size=32)
+    assert result.values == {("", "noise_accuracy_0"): expected[0], ("", "noise_accuracy_0.1"): expected[1],
+                             ("", "noise_accuracy_0.25"): expected[2], ("", "noise_accuracy_1"): expected[3]}
+    assert result.rows()[0] == (3, "", "noise_accuracy_0", expected[0])
+    assert result.artifacts == {"noise_levels": list(levels),
+                                "inputs": {"dataset": "tensors", "split": "val", "inputs": 90, "seed": 5}}
+
+
+@pytest.mark.parametrize("metric", ["noise_accuracy_0", "noise_accuracy_0.1", "fgsm_accuracy_0.03",
+                                    "pgd_accuracy_0.03"])
+def test_accuracies_under_perturbation_are_one_family(metric):
+    assert metric_family(metric).key == "robustness"
+
+
+def test_levels_with_the_same_metric_name_are_refused():
+    with pytest.raises(ValueError, match="0.1 and 0.1000001 are both noise_accuracy_0.1"):
+        check_noise_levels([0.1, 0.1000001])

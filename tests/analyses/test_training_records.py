@@ -1,11 +1,16 @@
-"""The records of a run from metrics.csv rows, against hand-computed values."""
+"""The records of a run from metrics.csv rows, against hand-computed values, and the analysis
+giving them at each checkpoint."""
 
 import math
 
 import pytest
 
+from attnconv_pl.analyses.base import CheckpointInputs
 from attnconv_pl.analyses.training_records import (
     COLUMNS,
+    RECORD_METRICS,
+    TrainingRecordsAnalysis,
+    TrainingRecordsSettings,
     best_val_accuracy,
     epochs_to_target_loss,
     loss_floor,
@@ -13,6 +18,7 @@ from attnconv_pl.analyses.training_records import (
     seconds_to_epoch,
     training_records,
 )
+from attnconv_pl.errors import ProbeInputError
 from attnconv_pl.io.epoch_table import write_epochs
 
 NAN = math.nan
@@ -99,3 +105,51 @@ def test_read_metrics_names_the_file_and_line_without_quoting_them(tmp_path):
     secret.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
     with pytest.raises(ValueError, match="is not a metrics.csv"):
         read_metrics(link)
+
+
+def at_checkpoint(epoch, run_dir, target_loss=1.0, hparams=None):
+    """The training records analysis run on a checkpoint of ``epoch`` of the run in ``run_dir``
+    (it reads only the epoch, the run directory and the hyper-parameters)."""
+    checkpoint = CheckpointInputs(epoch=epoch, model=None, device=None, autocast=None, seed=0, batch_size=1,
+                                  max_epochs=None, inputs=None, run_dir=run_dir,
+                                  hparams={"num_classes": 10, "label_smoothing": 0.1} if hparams is None else hparams)
+    return TrainingRecordsAnalysis(TrainingRecordsSettings(target_loss)).probe_checkpoint(checkpoint)
+
+
+def test_each_checkpoint_gives_the_records_of_the_rows_up_to_its_epoch(tmp_path):
+    path = tmp_path / "metrics.csv"
+    write_epochs(path, [(row["epoch"], row["train_loss"], NAN, NAN, row["val_acc"], NAN, row["epoch_seconds"])
+                        for row in ROWS], columns=COLUMNS)
+    for epoch in range(1, 7):
+        result = at_checkpoint(epoch, tmp_path)
+        expected = training_records(read_metrics(path)[:epoch], target_loss=1.0)  # the records of the file itself
+        assert result.artifacts["records"] == expected
+        assert result.values == {("", name): float(getattr(expected, name)) for name in RECORD_METRICS
+                                 if getattr(expected, name) is not None}
+        assert [row["epoch"] for row in result.artifacts["curves"]] == list(range(1, epoch + 1))
+        assert result.artifacts["metrics_csv"] == str(path) and result.artifacts["missing"] is None
+        assert result.artifacts["loss_floor"] == loss_floor(0.1, 10)
+    assert ("", "epochs_to_target_loss") not in at_checkpoint(2, tmp_path).values  # not reached by epoch 2
+    assert {metric: value for (_, metric), value in at_checkpoint(4, tmp_path).values.items()} == {  # by hand
+        "best_val_acc": 0.85, "best_val_acc_epoch": 4.0, "epochs_to_target_loss": 3.0,
+        "seconds_to_target_loss": 33.0, "final_val_acc": 0.85, "final_train_loss": 0.45}
+    assert all(TrainingRecordsAnalysis.family_of(metric).key == "records" for metric in RECORD_METRICS)
+
+
+def test_without_rows_a_checkpoint_gives_no_values_and_says_why(tmp_path):
+    write_epochs(tmp_path / "metrics.csv", [(1, 2.0, 0.3, 2.1, 0.25, 0.6, 3.0)], columns=COLUMNS)
+    before = at_checkpoint(0, tmp_path)  # the model at initialisation: no epoch trained yet
+    assert before.values == {} and before.artifacts["records"] is None and before.artifacts["curves"] == []
+    assert before.artifacts["missing"] == f"{tmp_path / 'metrics.csv'} has no rows up to epoch 0"
+    bare = at_checkpoint(3, None, hparams={})
+    assert bare.values == {} and bare.artifacts["records"] is None and bare.artifacts["metrics_csv"] is None
+    assert bare.artifacts["missing"] == "no metrics.csv: a checkpoint outside a run directory"
+    assert bare.artifacts["loss_floor"] is None  # no number of classes: no floor
+    absent = at_checkpoint(3, tmp_path / "run")
+    assert absent.values == {} and absent.artifacts["missing"].endswith("run/metrics.csv does not exist")
+
+
+def test_a_file_that_is_not_metrics_csv_is_refused_with_what_to_do(tmp_path):
+    (tmp_path / "metrics.csv").write_text("step,loss\n1,2.0\n")
+    with pytest.raises(ProbeInputError, match="is not a metrics.csv .*; metrics.csv is written by train.py"):
+        at_checkpoint(1, tmp_path)

@@ -1,12 +1,12 @@
 """Per-epoch panels and training curves: a mean line and a ± sd band per group of seeds, on the
 completed-epoch axis with ticks on the probed epochs."""
 
-import dataclasses
 import re
 import statistics
 
 import numpy as np
 import pytest
+from test_records_report import with_curves
 
 from attnconv_pl.reports.bands import EPOCH_LABEL, group_bands
 from attnconv_pl.reports.figures import epoch_figure
@@ -65,10 +65,10 @@ def test_the_epoch_figure_draws_each_groups_mean_and_its_band_with_ticks_on_the_
 
 
 def test_training_curves_are_the_seed_mean_of_metrics_csv_on_the_probed_epoch_axis(make_run):
-    runs = [dataclasses.replace(make_run("a/s0", "attention_net", epochs=(0, 2, 4)),
-                                curves=metrics_rows([2.0, 1.5, 1.0, 0.8], [0.3, 0.5, 0.6, 0.7])),
-            dataclasses.replace(make_run("a/s1", "attention_net", epochs=(0, 2, 4)),
-                                curves=metrics_rows([2.2, 1.3, 1.2, 0.6], [0.2, 0.5, 0.7, float("nan")]))]
+    runs = [with_curves(make_run("a/s0", "attention_net", epochs=(0, 2, 4)),
+                        metrics_rows([2.0, 1.5, 1.0, 0.8], [0.3, 0.5, 0.6, 0.7])),
+            with_curves(make_run("a/s1", "attention_net", epochs=(0, 2, 4)),
+                        metrics_rows([2.2, 1.3, 1.2, 0.6], [0.2, 0.5, 0.7, float("nan")]))]
     loss, accuracy = training_curves_figure(runs).axes
     train_loss, val_loss = loss.lines
     np.testing.assert_allclose(train_loss.get_xdata(), [1, 2, 3, 4])
@@ -84,7 +84,7 @@ def test_training_curves_are_the_seed_mean_of_metrics_csv_on_the_probed_epoch_ax
 
 
 def test_the_report_shows_the_training_curves_before_the_dynamics(tmp_path, make_run):
-    runs = [dataclasses.replace(make_run("a/s0", "attention_net"), curves=metrics_rows([2.0, 1.5], [0.3, 0.5])),
+    runs = [with_curves(make_run("a/s0", "attention_net"), metrics_rows([2.0, 1.5], [0.3, 0.5])),
             make_run("b/s0", "conv_net")]
     figures = write_report(tmp_path, runs, {})
     assert figures[0].file_name == "training_curves.png" and (tmp_path / "figures" / "training_curves.png").is_file()

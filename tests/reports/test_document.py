@@ -1,7 +1,6 @@
 """The report's document: its sections in order, and the HTML and Markdown renderings of it
 holding the same headings, figures and table cells."""
 
-import dataclasses
 import re
 from html import unescape
 
@@ -36,7 +35,7 @@ def markdown_content(markdown):
 
 def test_html_and_markdown_show_the_same_sections_figures_and_tables(tmp_path, make_run):
     curves = [{"epoch": 1, "train_loss": 2.0, "val_loss": 2.2, "train_acc": 0.3, "val_acc": 0.25}]
-    runs = [dataclasses.replace(with_records(make_run("attn/s0", "attention_net")), curves=curves),
+    runs = [with_records(make_run("attn/s0", "attention_net"), curves=curves),
             make_run("attn/s1", "attention_net", scale=1.5),
             make_run("conv|s0", "conv_net", layers=("stem", "conv", "pool", "head"), scale=3.0)]
     figures = write_report(tmp_path, runs, CONTEXT)

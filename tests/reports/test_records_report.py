@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from attnconv_pl.analyses.robustness import noise_metric
 from attnconv_pl.analyses.training_records import TrainingRecords
-from attnconv_pl.reports.records import RobustnessRecord
 from attnconv_pl.reports.report import write_report, write_tables
 from attnconv_pl.reports.robustness import noise_curves, robustness_figure
 from attnconv_pl.reports.tables import records_table
@@ -15,17 +15,34 @@ from attnconv_pl.reports.tables import records_table
 LEVELS = (0.0, 0.5, 1.0)
 
 
-def with_records(run, final_accuracy=(0.9, 0.6, 0.3), reached=3):
-    """``run`` with training records and robustness numbers at its first and last epochs."""
-    robustness = RobustnessRecord(noise_levels=LEVELS,
-                                  accuracy={run.epochs[0]: [0.1, 0.1, 0.1], run.last_epoch: list(final_accuracy)},
-                                  dataset="digits", split="val", inputs=270, seed=0)
-    training = TrainingRecords(epochs=4, target_loss=1.0, epochs_to_target_loss=reached,
-                               seconds_to_target_loss=None if reached is None else 12.5, best_val_acc=0.875,
-                               best_val_acc_epoch=4, final_val_acc=0.875, final_train_loss=0.7)
-    description = {**run.description, "model": {"num_classes": 10},
-                   "training": {"metrics_csv": f"runs/{run.label}/metrics.csv", "loss_floor": 0.0}}
-    return dataclasses.replace(run, training=training, robustness=robustness, description=description)
+def with_curves(run, curves, records=None):
+    """``run`` with the artifacts of the training records analysis at its last epoch: metrics.csv
+    rows ``curves`` and ``records``."""
+    training = {"records": records, "curves": list(curves), "metrics_csv": f"runs/{run.label}/metrics.csv",
+                "loss_floor": 0.0, "missing": None if records or curves else "no rows"}
+    return dataclasses.replace(run, artifacts={**run.artifacts, "training_records": {run.last_epoch: training}})
+
+
+def with_records(run, final_accuracy=(0.9, 0.6, 0.3), reached=3, training=True, robustness=True,
+                 curves=()):
+    """``run`` with training records (from metrics.csv rows ``curves``) at its last epoch and
+    robustness numbers at its first and last epochs, as the analyses give them (values as rows,
+    the rest as artifacts)."""
+    records = TrainingRecords(epochs=4, target_loss=1.0, epochs_to_target_loss=reached,
+                              seconds_to_target_loss=None if reached is None else 12.5, best_val_acc=0.875,
+                              best_val_acc_epoch=4, final_val_acc=0.875, final_train_loss=0.7)
+    if training:
+        run = with_curves(run, curves, records)
+    run = dataclasses.replace(run, description={**run.description, "model": {"num_classes": 10}})
+    if not robustness:
+        return run
+    accuracy = {run.epochs[0]: (0.1, 0.1, 0.1), run.last_epoch: final_accuracy}
+    inputs = {"dataset": "digits", "split": "val", "inputs": 270, "seed": 0}
+    return dataclasses.replace(
+        run, rows=run.rows + [(epoch, "", noise_metric(level), value) for epoch, values in accuracy.items()
+                              for level, value in zip(LEVELS, values)],
+        artifacts={**run.artifacts, "robustness": {epoch: {"noise_levels": list(LEVELS), "inputs": inputs}
+                                                   for epoch in accuracy}})
 
 
 def test_records_table_has_a_row_per_run_and_a_column_per_noise_level(make_run):
@@ -106,8 +123,8 @@ def test_robustness_is_named_only_where_there_are_robustness_numbers(make_run):
     from attnconv_pl.reports.markdown import render_markdown
     from attnconv_pl.reports.report import build_document
 
-    trained = dataclasses.replace(with_records(make_run("a/s0", "attention_net")), robustness=None)
-    noisy = dataclasses.replace(with_records(make_run("a/s0", "attention_net")), training=None)
+    trained = with_records(make_run("a/s0", "attention_net"), robustness=False)
+    noisy = with_records(make_run("a/s0", "attention_net"), training=False)
     pages = {name: render_markdown(build_document(runs, [], {})) for name, runs in
              (("trained", [trained]), ("noisy", [noisy]), ("both", [trained, noisy]))}
     assert "\n## Training records\n" in pages["trained"] and "robust" not in pages["trained"].lower()

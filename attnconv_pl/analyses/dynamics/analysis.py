@@ -40,6 +40,7 @@ class Dynamics(Analysis):
     """
 
     name = "dynamics"
+    runs_live = False  # during training callbacks.FeatureDynamics runs it on stored snapshots
     settings_type = DynamicsSettings
     families = (
         MetricFamily("compactness", "Compactness: variance and intrinsic dimension of each layer's output",

@@ -24,6 +24,7 @@ from attnconv_pl.analyses.dynamics.metrics import (
 )
 from attnconv_pl.analyses.dynamics.settings import Diagrams, DynamicsSettings, Snapshot
 from attnconv_pl.analyses.probe_pool import Call, ProbePool
+from attnconv_pl.analyses.session import ProbingSettings
 
 
 def flattened(calls: Mapping[str, list[Call]]) -> list[Call]:
@@ -54,7 +55,7 @@ def run_probes(
     Args:
         epoch: completed training epochs (0 = at initialisation).
         snapshot: this epoch's activations per layer (see module docstring).
-        settings: what to compute.
+        settings: what to compute (shared fields left at None: the probing defaults, seed 0).
         layers: probed layers in depth order (default: the snapshot's order); consecutive
             layers are compared by ``next_*`` diagram distances.
         previous: the previous probed epoch's snapshot, for ``drift_prev_*``.
@@ -74,6 +75,7 @@ def run_probes(
         An :class:`AnalysisResult` whose artifact ``diagrams`` holds each layer's output
         diagrams (with topology); a probe that fails gives NaN and a warning, never an exception.
     """
+    settings = ProbingSettings().fill(settings)
     layers = list(layers or snapshot.keys())
     with_topology = settings.topology if topology is None else topology
     pool = pool or ProbePool(workers=1)

@@ -34,8 +34,9 @@ class DynamicsSettings:
     Args:
         layers: names or glob patterns over ``model.named_modules()`` (of the network, i.e.
             ``pl_module.model``); default: the model's ``probe_layers``.
-        probe_size: inputs in the probe set (fewer if the split is smaller).
-        probe_split: split of the data module the probe set is drawn from.
+        probe_size: moved to ``probing.probe_size`` (the probing session's, shared by every
+            analysis); a value here is read as that, with a deprecation warning.
+        probe_split: moved to ``probing.probe_split``, as ``probe_size``.
         representation: ``flatten``, ``pool`` or ``tokens`` (see ``attnconv_pl.capture.to_points``).
         project_dim: points wider than this are randomly projected to it (fixed per layer).
         capture_inputs: also capture each layer's input (needed for ``stability_*``/``lipschitz_*``).
@@ -63,10 +64,10 @@ class DynamicsSettings:
         exact_w2_max_n: the most points ``w2_method: auto`` computes W2 exactly for.
         exact_w2_max_iter: the most network-simplex pivots of an exact W2 (POT's ``numItermax``).
         sliced_projections: projections of the sliced W2.
-        seed: seeds the probe set, projections and every stochastic probe.
+        seed: moved to ``probing.seed``, as ``probe_size``.
         snapshot_dtype: dtype of stored snapshots; probes run on the stored values.
         max_snapshot_bytes: refuse to start training when the run's snapshots would exceed this.
-        batch_size: probe-set batch size of the capture.
+        batch_size: moved to ``probing.batch_size``, as ``probe_size``.
         background: during training, compute the probes in a worker thread while training goes
             on (``False``: training waits for them, simplest to debug).
         num_workers: processes computing one epoch's probes side by side (layers and their
@@ -78,8 +79,8 @@ class DynamicsSettings:
     """
 
     layers: Optional[list[str]] = None
-    probe_size: int = 1000
-    probe_split: Literal["train", "val", "test"] = "val"
+    probe_size: Optional[int] = None
+    probe_split: Optional[Literal["train", "val", "test"]] = None
     representation: Literal["flatten", "pool", "tokens"] = "flatten"
     project_dim: int = 1024
     capture_inputs: bool = True
@@ -96,10 +97,10 @@ class DynamicsSettings:
     exact_w2_max_n: int = 2000
     exact_w2_max_iter: int = 10_000_000
     sliced_projections: int = 128
-    seed: int = 0
+    seed: Optional[int] = None
     snapshot_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
     max_snapshot_bytes: int = 4 * 1024**3
-    batch_size: int = 256
+    batch_size: Optional[int] = None
     background: bool = True
     num_workers: Optional[int] = None
 
@@ -109,7 +110,7 @@ class DynamicsSettings:
         for name in ("probe_size", "project_dim", "every_n_epochs", "topology_every_n_epochs", "mle_k", "max_points",
                      "lipschitz_pairs", "exact_w2_max_n", "exact_w2_max_iter", "sliced_projections",
                      "max_snapshot_bytes", "batch_size"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_dim < 0:
             raise ValueError(f"max_dim must be >= 0, got {self.max_dim}")

@@ -2,12 +2,13 @@
 named as the analysis (``reports/sections/<analysis>.py``).
 
 A section module may expose ``figures(runs)``, yielding ``(ReportFigure, Figure)`` pairs in
-report order (its own figures and, where it places them, :func:`family_figures`), and
+report order (its own figures and, where it places them, :func:`family_figures`);
 ``sections(runs, figures) -> list[Section]``, its part of the report (empty when the runs hold
-nothing to show; :func:`family_sections` gives its metrics' figure sections). Every analysis's
-per-layer metrics get depth profiles (a figure per metric family and group) and a figure
-against epoch per metric without any code of its own; an analysis without a section module
-shows just those.
+nothing to show; :func:`family_sections` gives its metrics' figure sections); and
+``summary(run) -> dict``, its entries of the run's ``summary.json`` (the same keys whether or not
+the analysis ran, None as their value when it did not). Every analysis's per-layer metrics get
+depth profiles (a figure per metric family and group) and a figure against epoch per metric
+without any code of its own; an analysis without a section module shows just those.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The training sections: the runs' training curves (loss and accuracy from their
 ``metrics.csv``), then per run its training records and its accuracy under input noise at the
-last probed epoch."""
+last probed epoch; and the run's ``training`` entry of ``summary.json``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from matplotlib.figure import Figure
 
@@ -12,7 +13,14 @@ from attnconv_pl.reports.document import Paragraph, Section, Table
 from attnconv_pl.reports.figures import ReportFigure
 from attnconv_pl.reports.records import ProbedRun
 from attnconv_pl.reports.sections import figure_sections
-from attnconv_pl.reports.tables import NOISE_NOTE, RECORDS_NOTE, has_records, has_robustness, records_table
+from attnconv_pl.reports.tables import (
+    NOISE_NOTE,
+    RECORDS_NOTE,
+    final_records,
+    has_records,
+    has_robustness,
+    records_table,
+)
 from attnconv_pl.reports.training_curves import has_curves, training_curves_figure
 
 CURVES = ("training", "Training curves")
@@ -35,7 +43,17 @@ def sections(runs: list[ProbedRun], figures: list[ReportFigure]) -> list[Section
     if not has_records(runs):
         return found
     header, rows = records_table(runs)
-    trained = any(run.training is not None for run in runs)
+    trained = any(final_records(run) is not None for run in runs)
     title = " and ".join(["Training records"] * trained + ["robustness"] * has_robustness(runs)).capitalize()
     notes = " ".join([RECORDS_NOTE] * trained + [NOISE_NOTE] * has_robustness(runs))
     return [*found, Section("records", title, (Table.of(header, rows, range(2, len(header))), Paragraph((notes,))))]
+
+
+def summary(run: ProbedRun) -> dict[str, Any]:
+    """``training``: the records at the last probed epoch with where they come from
+    (``metrics_csv``) and the run's ``loss_floor``; None without records."""
+    found = run.final_artifacts("training_records")
+    if found.get("records") is None:
+        return {"training": None}
+    return {"training": {**found["records"].as_dict(), "metrics_csv": found["metrics_csv"],
+                         "loss_floor": found["loss_floor"]}}

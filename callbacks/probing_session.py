@@ -1,0 +1,62 @@
+"""The ``probing:`` section: the one probing session every probing callback of a run shares."""
+
+from __future__ import annotations
+
+import weakref
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
+
+from attnconv_pl.analyses.session import ProbingSession, ProbingSettings
+from attnconv_pl.offline.data_choice import forward_context, load_probe_set
+from callbacks._settings import options_from
+
+_DEFAULT_SESSIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""The session of a trainer given no :class:`ProbingSessionCallback` (default settings)."""
+
+
+@options_from(ProbingSettings, enabled=None)
+class ProbingSessionCallback(Callback):
+    """What every analysis of the run shares (the ``probing:`` config section, ``--probing.KEY``):
+    one :class:`~attnconv_pl.analyses.session.ProbingSession` that the probing callbacks
+    (``FeatureDynamics`` and the analyses run on the network) build their analyses with and draw
+    their input sets from (each loaded once). Without this callback among a trainer's callbacks,
+    they share a session with the default settings.
+
+    Args:
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        self.settings = ProbingSettings(**settings)
+        self._session: Optional[ProbingSession] = None
+
+    def session(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> ProbingSession:
+        """The run's session, on the module's current device, under ``precision`` (default: the
+        trainer's); its input sets come from the un-augmented splits of the trainer's data module."""
+        if self._session is None:
+            datamodule = trainer.datamodule
+            self._session = ProbingSession(
+                self.settings, lambda split, size, seed: load_probe_set(datamodule, split, size, seed, own_data=True),
+                pl_module.device, max_epochs=trainer.max_epochs, run_dir=Path(trainer.default_root_dir),
+                hparams=dict(getattr(pl_module, "hparams", {})))
+        session = self._session
+        session.device = pl_module.device
+        session.autocast = (forward_context(self.settings.precision, session.device) if self.settings.precision
+                            else trainer.precision_plugin.forward_context)
+        return session
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._session = None  # its input sets
+
+
+def session_of(trainer: pl.Trainer, pl_module: pl.LightningModule) -> ProbingSession:
+    """The probing session of ``trainer``: its :class:`ProbingSessionCallback`'s, else one with the
+    default settings (shared by every probing callback of the trainer)."""
+    owner = next((callback for callback in trainer.callbacks if isinstance(callback, ProbingSessionCallback)), None)
+    if owner is None:
+        owner = _DEFAULT_SESSIONS.setdefault(trainer, ProbingSessionCallback())
+    return owner.session(trainer, pl_module)
