@@ -186,8 +186,8 @@ def check_settings_of_analyses_run(overrides: dict[str, dict[str, Any]], analyse
 
 
 def checkpoint_analysis_names(analyses: set[str]) -> list[str]:
-    """The analyses of ``analyses`` that run on each checkpoint, in report order (the others,
-    such as training_records, read the run's files)."""
+    """The analyses of ``analyses`` that run on checkpoints (implement ``probe_checkpoint``), in
+    report order."""
     from attnconv_pl.analyses import Analysis, load_analysis
 
     return [name for name in list_analyses()

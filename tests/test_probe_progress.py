@@ -42,7 +42,7 @@ def test_probing_shows_a_line_per_run_and_step_in_a_log_and_keeps_every_epochs_d
     assert probe.main([str(tmp_path / "trio"), str(tmp_path / "b.pth"), "--out", str(tmp_path / "report"), *ARCH,
                        "--data", "digits", "--probing.probe_size", "40", "--dynamics.max_points", "40",
                        "--dynamics.id_methods", "[twonn]", "--device", "cpu", "--dynamics.num_workers", "0",
-                       "--run_name", "trio", "b"]) == 0
+                       "--analyses", "dynamics", "--run_name", "trio", "b"]) == 0
     lines = capsys.readouterr().err.splitlines()
     steps = [STEP.match(line).groups() for line in lines if STEP.match(line)]
     probing = [(count, total, text) for kind, count, total, _, text in steps if kind == "probing"]
