@@ -134,8 +134,8 @@ def test_a_slurm_dry_run_needs_no_sbatch_and_shows_each_jobs_options(tmp_path, m
                                      "variants: {a: [--model.init_args.arch, conv_net]}\n"
                                      "slurm: {time: 1:00:00, partition: gpu, sbatch: {account: lab}}\n")  # not base 60
     runs = tmp_path / "runs"
-    assert main(["--config", str(tmp_path / "s.yaml"), "--runs_dir", str(runs), "--seeds", "0", "--dry-run",
-                 "--launcher", "slurm", "--partition", "big", "--gpus-per-run", "2"]) == 0
+    assert main(["--config", str(tmp_path / "s.yaml"), "--runs_dir", str(runs), "--seeds", "0", "--dry_run",
+                 "--launcher", "slurm", "--partition", "big", "--gpus_per_run", "2"]) == 0
     expected = SlurmResources(time_min=60, partition="big", gpus_per_run=2, sbatch=(("account", "lab"),))
     job_files = runs / "s" / "a-seed0" / "slurm"
     assert (f"  sbatch {' '.join(expected.sbatch_options('s/a-seed0'))} (job files in {job_files})"
@@ -232,9 +232,9 @@ def stand_in_study(tmp_path: Path, monkeypatch, train: str, variants: str) -> Pa
     the runner looks at the runs every 0.1 s."""
     (tmp_path / "train.py").write_text(train)
     (tmp_path / "probe.py").write_text(STAND_IN_PROBE)
-    monkeypatch.setattr(study_module, "TRAIN_SCRIPT", tmp_path / "train.py")
+    monkeypatch.setattr(study_module, "TRAIN_COMMAND", (sys.executable, str(tmp_path / "train.py")))
     monkeypatch.setattr(study_module, "check_train_args", lambda *args: None)  # the stand-in takes any flags
-    monkeypatch.setattr(study_module, "PROBE_SCRIPT", tmp_path / "probe.py")
+    monkeypatch.setattr(study_module, "PROBE_COMMAND", (sys.executable, str(tmp_path / "probe.py")))
     monkeypatch.setattr(launchers, "POLL_S", 0.1)
     (tmp_path / "c.yaml").write_text("trainer: {max_epochs: 1}\n")
     (tmp_path / "study.yaml").write_text(f"config: c.yaml\nvariants: {variants}\n")
@@ -375,6 +375,6 @@ def test_a_two_run_digits_study_through_submitit_trains_both_and_reports(tmp_pat
         assert yaml.safe_load((run_dir / "config.yaml").read_text())["seed_everything"] == 0
     assert output.rstrip().endswith(f"report: {out / 'report.html'}")
     # a second call finds both finished
-    assert main(["--config", str(path), "--seeds", "0", "--runs_dir", str(runs), "--dry-run",
+    assert main(["--config", str(path), "--seeds", "0", "--runs_dir", str(runs), "--dry_run",
                  "--launcher", "slurm", "--time", "20", "--", *BRIEF]) == 0
     assert capfd.readouterr().out.count("skip (finished)") == 2

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 
 TRAIN_ARGS = ("--trainer.max_epochs", "2", "--dynamics.probe_size", "100", "--trainer.logger", "false",
               *EVERY_EPOCH)
+ROBUSTNESS = ("--analyses", "dynamics", "training_records", "robustness")
 
 
 def assert_same_numbers(probed, logged):
@@ -74,7 +75,8 @@ def test_one_checkpoint_alone_gives_the_callbacks_numbers_of_its_epoch_drift_inc
 
 def test_options_override_the_runs_settings(attention_run, tmp_path):
     check_ok(probe_here(attention_run / "checkpoints" / "epoch=001.ckpt", "--out", tmp_path, "--data", "digits:test",
-                       "--layers", "mixer", "head", "--no-topology", "--id-methods", "mle", "--probe-size", "50"))
+                       "--dynamics.layers", "[mixer, head]", "--dynamics.topology", "false", "--dynamics.id_methods",
+                       "[mle]", "--probing.probe_size", "50"))
     numbers = read_numbers(tmp_path / "dynamics.csv", run="default/attn")
     assert {layer for _, layer, _ in numbers} == {"mixer", "head", ""}
     metrics = {metric for _, _, metric in numbers}
@@ -113,8 +115,9 @@ def test_two_runs_are_compared_in_one_report_with_every_figure(two_run_report):
 
 
 def test_training_records_and_robustness_of_each_run(attention_run, conv_run, tmp_path):
-    check_ok(probe_here(attention_run, conv_run, "--out", tmp_path, "--no-topology", "--probe-size", "50",
-                       "--robustness", "2", "0", "0.5", "--robustness-size", "100", "--target-loss", "2.2"))
+    check_ok(probe_here(attention_run, conv_run, "--out", tmp_path, "--dynamics.topology", "false",
+                       "--probing.probe_size", "50", *ROBUSTNESS, "--robustness.noise_levels", "[2, 0, 0.5]",
+                       "--robustness.size", "100", "--training_records.target_loss", "2.2"))
     summary = {run["label"]: run for run in json.loads((tmp_path / "summary.json").read_text())["runs"]}
     for run_dir in (attention_run, conv_run):
         run = summary[f"default/{run_dir.name}"]
@@ -173,15 +176,19 @@ def bad_inputs(attention_run, tmp_path_factory):
         "truncated checkpoint": ([folder / "truncated.ckpt"], "truncated or corrupted"),
         "model this version cannot build": ([folder / "future_model.ckpt"], "transformer_9000"),
         "run directory without checkpoints": ([folder / "empty_run"], "holds no checkpoints"),
-        "layer pattern matching nothing": ([attention_run, "--layers", "blocks.9*"], "no layer matches 'blocks.9*'"),
+        "layer pattern matching nothing": ([attention_run, "--dynamics.layers", "['blocks.9*']"],
+                                           "no layer matches 'blocks.9*'"),
         "dataset not available offline": ([folder / "cifar_run.ckpt"], str(folder / "no_data")),
         "unknown dataset": ([attention_run, "--data", "imagenet"], "unknown dataset 'imagenet'"),
         "dataset of another image shape": ([attention_run, "--data", "cifar10"], "the model takes 1x16x16"),
-        "negative noise level": ([attention_run, "--robustness", "0.1", "-0.5"], "-0.5 is not a noise level"),
-        "robustness on another dataset": ([attention_run, "--robustness", "--data", "digits:test"],
+        "negative noise level": ([attention_run, *ROBUSTNESS, "--robustness.noise_levels", "[0.1, -0.5]"],
+                                 "finite and >= 0, got -0.5"),
+        "robustness on another dataset": ([attention_run, *ROBUSTNESS, "--data", "digits:test"],
                                           "needs the run's own dataset"),
-        "robustness on one input": ([attention_run, "--robustness-size", "1"], "give at least 2"),
-        "target loss not positive": ([attention_run, "--target-loss", "0"], "a finite number > 0"),
+        "robustness on one input": ([attention_run, *ROBUSTNESS, "--robustness.size", "1"], "give at least 2"),
+        "settings of an analysis not run": ([attention_run, "--robustness.size", "50"],
+                                            "add it to the analyses: --analyses training_records dynamics robustness"),
+        "target loss not positive": ([attention_run, "--training_records.target_loss", "0"], "a finite number > 0"),
     }
 
 
@@ -189,7 +196,7 @@ def bad_inputs(attention_run, tmp_path_factory):
     "missing path", "not a checkpoint", "truncated checkpoint", "model this version cannot build",
     "run directory without checkpoints", "layer pattern matching nothing", "dataset not available offline",
     "unknown dataset", "dataset of another image shape", "negative noise level", "robustness on another dataset",
-    "robustness on one input", "target loss not positive"])
+    "robustness on one input", "settings of an analysis not run", "target loss not positive"])
 def test_bad_input_gives_one_clear_message(bad_inputs, case, tmp_path):
     args, expected = bad_inputs[case]
     result = probe_here(*args, "--out", tmp_path / "report")
@@ -243,7 +250,7 @@ def test_analyses_choose_what_is_computed(attention_run, tmp_path):
     """--analyses training_records robustness: no dynamics (only the records, the accuracies under
     noise and the cost rows, no comparison figure); --analyses dynamics: no records."""
     check_ok(probe_here(attention_run, "--out", tmp_path / "records", "--analyses", "training_records", "robustness",
-                       "--robustness-size", "50", "--seed", "7"))
+                       "--robustness.size", "50", "--probing.seed", "7"))
     with open(tmp_path / "records" / "dynamics.csv", newline="") as handle:
         metrics = {row["metric"] for row in csv.DictReader(handle)}
     noise = {f"noise_accuracy_{level:g}" for level in DEFAULT_NOISE_LEVELS}
@@ -321,8 +328,8 @@ def weights_files(attention_run, tmp_path_factory):
 def test_a_bare_weights_file_gives_the_numbers_of_its_checkpoint(attention_run, weights_files, name, tmp_path):
     """The same network and probe set as the run's epoch 2: every number but drift (a file alone has
     no earlier epoch) equals the logged one; the file is probed as epoch 0, on digits as its own data."""
-    check_ok(probe_here(weights_files / name, "--out", tmp_path, "--arch", "attention_net", "--arch-kwargs",
-                       "{dim: 64}", "--data", "digits", "--probe-size", "100"))
+    check_ok(probe_here(weights_files / name, "--out", tmp_path, "--arch", "attention_net", "--arch_kwargs",
+                       "{dim: 64}", "--data", "digits", "--probing.probe_size", "100"))
     probed = {(layer, metric): value for (epoch, layer, metric), value
               in read_numbers(tmp_path / "dynamics.csv", run=name.split(".")[0]).items()}
     logged = {(epoch, layer, metric): value for (epoch, layer, metric), value
@@ -340,14 +347,14 @@ def test_bad_weights_files_give_one_clear_message(weights_files, tmp_path):
         "corrupt file": ([truncated, "--arch", "attention_net", "--data", "digits"],
                          "is not a readable .safetensors file"),
         "weights of another network": ([weights_files / "attention.pth", "--arch", "conv_net", "--data", "digits"],
-                                       "do not fit --arch conv_net with --arch-kwargs {} for 10 classes of 1x16x16 "
+                                       "do not fit --arch conv_net with --arch_kwargs {} for 10 classes of 1x16x16 "
                                        "images (--data digits): missing mixer."),
         "another width": ([weights_files / "attention.pth", "--arch", "attention_net", "--data", "digits"],
                           "mixer.norm.bias has shape (64,), the model (128,)"),
         "no dataset": ([weights_files / "attention.pth", "--arch", "attention_net"], "name the dataset with --data"),
         "unknown arch": ([weights_files / "attention.pth", "--arch", "timm:no_such_net", "--data", "digits"],
                          "timm has no model 'no_such_net'"),
-        "options without --arch": ([weights_files / "attention.pth", "--arch-kwargs", "{dim: 64}"],
+        "options without --arch": ([weights_files / "attention.pth", "--arch_kwargs", "{dim: 64}"],
                                    "give --arch NAME too"),
     }
     for case, (arguments, expected) in cases.items():
@@ -371,7 +378,7 @@ def test_weights_stored_as_integers_are_refused_not_cast(tmp_path, capsys):
                 for name, tensor in floats.items()}
     save_file(integers, tmp_path / "ints.safetensors")
     out = tmp_path / "report"
-    assert probe.main([str(tmp_path / "ints.safetensors"), "--arch", "attention_net", "--arch-kwargs", "{dim: 64}",
+    assert probe.main([str(tmp_path / "ints.safetensors"), "--arch", "attention_net", "--arch_kwargs", "{dim: 64}",
                        "--data", "digits", "--out", str(out)]) == 2
     errors = capsys.readouterr().err.splitlines()
     first = next(name for name, tensor in floats.items() if tensor.is_floating_point())

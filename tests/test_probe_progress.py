@@ -18,7 +18,7 @@ from attnconv_pl.offline.weights import WeightsModel, weights_checkpoint
 pytestmark = pytest.mark.slow
 
 STEP = re.compile(r"^(probing|figures) (\d+)(?:/(\d+))? \((\d+:\d\d)\): (.*)$")
-ARCH = ("--arch", "attention_net", "--arch-kwargs", "{dim: 16}")
+ARCH = ("--arch", "attention_net", "--arch_kwargs", "{dim: 16}")
 
 
 def weights(seed):
@@ -40,9 +40,9 @@ def test_probing_shows_a_line_per_run_and_step_in_a_log_and_keeps_every_epochs_d
         torch.save(checkpoint, tmp_path / "trio" / "checkpoints" / f"epoch={epoch:03d}.ckpt")
     torch.save(weights(3), tmp_path / "b.pth")
     assert probe.main([str(tmp_path / "trio"), str(tmp_path / "b.pth"), "--out", str(tmp_path / "report"), *ARCH,
-                       "--data", "digits", "--probe-size", "40", "--max-points", "40", "--id-methods", "twonn",
-                       "--device", "cpu", "--set", "dynamics.num_workers=0", "--run-name", "trio",
-                       "--run-name", "b"]) == 0
+                       "--data", "digits", "--probing.probe_size", "40", "--dynamics.max_points", "40",
+                       "--dynamics.id_methods", "[twonn]", "--device", "cpu", "--dynamics.num_workers", "0",
+                       "--analyses", "dynamics", "--run_name", "trio", "b"]) == 0
     lines = capsys.readouterr().err.splitlines()
     steps = [STEP.match(line).groups() for line in lines if STEP.match(line)]
     probing = [(count, total, text) for kind, count, total, _, text in steps if kind == "probing"]

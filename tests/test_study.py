@@ -25,7 +25,9 @@ import attnconv_pl.study.runner as study_module
 from attnconv_pl.cli import TrainCLI
 from attnconv_pl.models import create_model
 from attnconv_pl.study import jobs, launchers
-from attnconv_pl.study.runner import Study, StudyError, load_study, main, resolve_study, run_state
+from attnconv_pl.study.command_line import parse_command_line
+from attnconv_pl.study.runner import StudyError, main, run_state
+from attnconv_pl.study.study_file import Study, load_study, resolve_study
 
 STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
 DIGITS_STUDIES = [path for path in STUDIES if path.stem.endswith("_digits")]
@@ -90,10 +92,10 @@ def test_flags_in_a_study_file_become_command_line_tokens(tmp_path):
     (tmp_path / "c.yaml").write_text("trainer: {max_epochs: 1}\n")
     study = tmp_path / "s.yaml"
     study.write_text("config: c.yaml\nvariants:\n  a: [--trainer.max_epochs, 3, --dynamics.topology, false]\n"
-                     "  b:\nprobe: [--no-topology]\n")
+                     "  b:\nprobe: [--dynamics.topology, false]\n")
     loaded = load_study(study)
     assert loaded.variants == {"a": ("--trainer.max_epochs", "3", "--dynamics.topology", "false"), "b": ()}
-    assert loaded.probe_flags == ("--no-topology",) and loaded.name == "s"
+    assert loaded.probe_flags == ("--dynamics.topology", "false") and loaded.name == "s"
 
 
 def make_run_dir(run_dir: Path, max_epochs: int, epochs: list, last: bool = True) -> Path:
@@ -119,7 +121,7 @@ def test_run_state_tells_finished_from_interrupted_and_new(tmp_path):
 def test_dry_run_prints_every_run_and_trains_nothing(tmp_path, capsys):
     study = REPO / "configs" / "studies" / "attention_vs_conv_digits.yaml"
     make_run_dir(tmp_path / "attention_vs_conv_digits" / "conv_net-seed1", 1, [0, 1])
-    assert main(["--config", str(study), "--seeds", "0", "1", "--runs_dir", str(tmp_path), "--dry-run",
+    assert main(["--config", str(study), "--seeds", "0", "1", "--runs_dir", str(tmp_path), "--dry_run",
                  "--", "--trainer.max_epochs", "1"]) == 0
     output = capsys.readouterr().out
     for run_id in ("attention_net-seed0", "attention_net-seed1", "conv_net-seed0"):
@@ -128,6 +130,32 @@ def test_dry_run_prints_every_run_and_trains_nothing(tmp_path, capsys):
     assert "conv_net-seed1: skip (finished)" in output
     assert "--model.init_args.arch conv_net --trainer.max_epochs 1 --seed_everything 0" in output
     assert not (tmp_path / "attention_vs_conv_digits" / "attention_net-seed0").exists()
+
+
+def test_the_dashed_spellings_of_the_last_release_still_work_with_one_line_each(tmp_path, capsys):
+    study = REPO / "configs" / "studies" / "attention_vs_conv_digits.yaml"
+    args = ["--config", str(study), "--seeds", "0", "--runs_dir", str(tmp_path)]
+    assert main([*args, "--dry_run"]) == 0
+    planned = capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    assert capsys.readouterr() == (planned.out, "study: warning: --dry-run is deprecated (removed in the next "
+                                                "release); use --dry_run\n")
+    assert planned.err == "" and "  python -m train --config " in planned.out
+    assert "report: python -m probe " in planned.out
+    parsed, extra = parse_command_line(["--config", "s.yaml", "--gpus-per-run=2", "--cpus-per-run", "4", "--",
+                                        "--dry-run"])
+    assert (parsed.gpus_per_run, parsed.cpus_per_run, extra) == (2, 4, ["--dry-run"])  # train.py's flags untouched
+    assert capsys.readouterr().err.count("is deprecated") == 2
+
+
+def test_train_py_and_probe_py_start_as_installed_modules_from_any_folder(tmp_path):
+    """The runner starts ``python -m train`` / ``python -m probe`` (no path to the scripts): from
+    another folder they are this repository's."""
+    assert study_module.TRAIN_COMMAND == (sys.executable, "-m", "train")
+    assert study_module.PROBE_COMMAND == (sys.executable, "-m", "probe")
+    found = subprocess.run([sys.executable, "-c", "import probe, train; print(train.__file__, probe.__file__)"],
+                           cwd=tmp_path, env=jobs.child_env(), capture_output=True, text=True, timeout=60)
+    assert found.stdout.split() == [str(REPO / "train.py"), str(REPO / "probe.py")], found.stderr
 
 
 @pytest.mark.parametrize("variant, extra, message", [
@@ -144,7 +172,7 @@ def test_a_dry_run_refuses_a_variant_train_py_would_refuse_in_one_line(variant, 
     study = tmp_path / "s.yaml"
     study.write_text(yaml.safe_dump({"config": str(REPO / "configs" / "attention_vs_conv_digits.yaml"),
                                      "variants": {"a": ["--model.init_args.arch", "conv_net"], "b": variant}}))
-    assert main(["--config", str(study), "--runs_dir", str(tmp_path / "runs"), "--dry-run", "--", *extra]) == 2
+    assert main(["--config", str(study), "--runs_dir", str(tmp_path / "runs"), "--dry_run", "--", *extra]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith(f"study: error: {message.format(study=study)}") and captured.err.count("\n") == 1
     assert captured.out == "" and not (tmp_path / "runs").exists()
@@ -178,7 +206,7 @@ class InProcessLauncher:
         from attnconv_pl.io.run_lock import acquire_run_lock
 
         status = 0
-        with jobs.appended_log(job.log, job.script, job.argv()) as log, pytest.MonkeyPatch.context() as patch, \
+        with jobs.appended_log(job.log, job.command, job.argv()) as log, pytest.MonkeyPatch.context() as patch, \
                 redirect_stdout(log), redirect_stderr(log), one_thread():
             patch.setattr(sys, "argv", ["train.py"])
             patch.delenv(RUN_ID_ENV, raising=False)
@@ -225,7 +253,7 @@ def test_each_digits_study_trains_every_variant_and_writes_the_report(path, tmp_
         assert [Path(p).name for p in run["checkpoints"]] == ["epoch=000.ckpt", "epoch=001.ckpt"]
         assert (Path(run["run_dir"]) / "train.log").is_file()
     # a second call finds every run finished
-    assert main(["--config", str(path), "--seeds", "0", "--runs_dir", str(tmp_path / "runs"), "--dry-run"]) == 0
+    assert main(["--config", str(path), "--seeds", "0", "--runs_dir", str(tmp_path / "runs"), "--dry_run"]) == 0
     assert capfd.readouterr().out.count("skip (finished)") == len(study.variants)
 
 
@@ -284,7 +312,7 @@ import signal, sys
 from pathlib import Path
 import attnconv_pl.study.jobs as jobs
 import attnconv_pl.study.runner as study
-study.TRAIN_SCRIPT = Path(sys.argv[1])
+study.TRAIN_COMMAND = (sys.executable, sys.argv[1])
 study.check_train_args = lambda *args: None  # the stand-in takes any flags
 jobs.STOP_GRACE_S = float(sys.argv[2])
 signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
@@ -379,7 +407,7 @@ def test_a_child_gets_sigterm_when_the_runner_is_killed(tmp_path):
 def test_a_run_another_process_is_writing_is_not_started_and_reported_failed(tmp_path, monkeypatch, capsys):
     stand_in = tmp_path / "train.py"
     stand_in.write_text("from pathlib import Path\nPath(__file__).with_name('ran').touch()\n")
-    monkeypatch.setattr(study_module, "TRAIN_SCRIPT", stand_in)
+    monkeypatch.setattr(study_module, "TRAIN_COMMAND", (sys.executable, str(stand_in)))
     monkeypatch.setattr(study_module, "check_train_args", lambda *args: None)  # the stand-in takes any flags
     run_dir = tmp_path / "runs" / "study" / "a-seed0"
     with lock_held_by_another_process(run_dir) as pid:

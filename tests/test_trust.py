@@ -109,8 +109,8 @@ def test_a_metrics_csv_that_is_another_file_is_named_never_shown(trained_run, tm
     shutil.copytree(trained_run, run_dir)
     (run_dir / "metrics.csv").unlink()
     (run_dir / "metrics.csv").symlink_to(secret)
-    status, errors = probe_errors(capsys, run_dir, "--out", tmp_path / "report", "--probe-size", "50",
-                                  "--no-topology", "--layers", "head")
+    status, errors = probe_errors(capsys, run_dir, "--out", tmp_path / "report", "--probing.probe_size", "50",
+                                  "--dynamics.topology", "false", "--dynamics.layers", "[head]")
     assert status == 2 and len(errors) == 1, errors
     assert errors[0].startswith(f"probe.py: error: {run_dir / 'metrics.csv'} is not a metrics.csv (its first line")
     assert "SECRET" not in capsys.readouterr().out + errors[0]
@@ -146,8 +146,8 @@ def test_data_names_a_registered_dataset_and_the_stored_class_path_is_never_buil
         trained_run, tmp_path, marker, capsys):
     path = crafted_checkpoint(trained_run, tmp_path / "crafted.ckpt",
                               datamodule={"_class_path": "os.system", "command": f"touch {marker}"})
-    status = probe.main([str(path), "--out", str(tmp_path / "report"), "--data", "digits:val", "--probe-size", "50",
-                         "--no-topology", "--layers", "head"])
+    status = probe.main([str(path), "--out", str(tmp_path / "report"), "--data", "digits:val",
+                         "--probing.probe_size", "50", "--dynamics.topology", "false", "--dynamics.layers", "[head]"])
     assert status == 0, capsys.readouterr().err[-2000:]
     assert (tmp_path / "report" / "summary.json").is_file() and not marker.exists()
 

@@ -132,7 +132,7 @@ class Similarity(Analysis):
         """
         if not settings.layers and not getattr(model, "probe_layers", None):
             raise ConfigError(f"{type(model).__name__} declares no probe_layers; name the layers to compare "
-                              "(probe.py: --set similarity.layers=[NAME,...]; train.py: --similarity.layers)")
+                              "(probe.py and train.py: --similarity.layers '[NAME, ...]')")
         return cls(settings, resolve_layers(model, settings.layers or model.probe_layers))
 
     def run(self, epoch: int, grams: Grams, indices: torch.Tensor) -> AnalysisResult:

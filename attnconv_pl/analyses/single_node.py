@@ -231,7 +231,7 @@ class SingleNode(Analysis):
             warnings.warn(f"single_node, epoch {epoch}: readout fits of {', '.join(dict.fromkeys(unconverged))} "
                           f"stopped after max_iter={self.settings.max_iter} Newton iterations before the gradient "
                           f"tolerance tol={self.settings.tol} (marked below 1 in {' and '.join(CONVERGED_METRICS)}); "
-                          "raise --single_node.max_iter (probe.py: --set single_node.max_iter=N)", RuntimeWarning,
+                          "raise --single_node.max_iter (probe.py: --single_node.max_iter N)", RuntimeWarning,
                           stacklevel=2)
         return result
 

@@ -198,7 +198,7 @@ class Stiffness(Analysis):
                           f"steps before jacobian_tol={self.settings.jacobian_tol} for some inputs ({counts}); "
                           "their stiffness_jacobian and jacobian_sigma_max are unconverged estimates (no bounds), "
                           "marked by jacobian_converged < 1. Raise stiffness.jacobian_max_iter (train.py: "
-                          "--stiffness.jacobian_max_iter; probe.py: --set stiffness.jacobian_max_iter=N).",
+                          "--stiffness.jacobian_max_iter; probe.py: --stiffness.jacobian_max_iter N).",
                           RuntimeWarning, stacklevel=2)
 
     def probe_checkpoint(self, checkpoint: CheckpointInputs) -> AnalysisResult:

@@ -27,9 +27,9 @@ def unreachable_target(record) -> Optional[str]:
     records, floor = found.get("records"), found.get("loss_floor")
     if records is None or floor is None or records.target_loss > floor:
         return None
-    return (f"--target-loss {records.target_loss:g} is at or below the smallest mean training loss run "
-            f"{record.label} can reach ({floor:.4f}, its label smoothing's floor): its epochs to target are never "
-            "reached; give a larger --target-loss")
+    return (f"--training_records.target_loss {records.target_loss:g} is at or below the smallest mean training "
+            f"loss run {record.label} can reach ({floor:.4f}, its label smoothing's floor): its epochs to target "
+            "are never reached; give a larger --training_records.target_loss")
 
 
 def probed_run(prober, outcomes: list, label: str):

@@ -23,7 +23,7 @@ MIXED_PRECISIONS = ("16-mixed", "bf16-mixed")
 
 @dataclass(frozen=True)
 class DataChoice:
-    """The data ``--data`` and ``--data-dir`` ask for; None fields mean "as the run was trained".
+    """The data ``--data`` and ``--data_dir`` ask for; None fields mean "as the run was trained".
 
     Attributes:
         dataset: a name of ``attnconv_pl.data.DATAMODULES`` (another dataset than the run's).
@@ -139,7 +139,7 @@ def named_datamodule(name: str, data_kwargs: dict[str, Any],
         return create_datamodule(name, **init_args), init_args
     except (TypeError, ValueError) as error:
         options = ", ".join(key for key in parameters if key not in ("self", "download"))
-        raise ProbeInputError(f"--data {name} with --data-kwargs {data_kwargs}: {error}; its options are: "
+        raise ProbeInputError(f"--data {name} with --data_kwargs {data_kwargs}: {error}; its options are: "
                               f"{options}") from error
 
 
@@ -164,7 +164,7 @@ def load_probe_set(datamodule: ClassificationDataModule, split: str, size: int, 
     except (FileNotFoundError, ValueError) as error:
         raise ProbeInputError(
             f"the {split} split of {dataset_name(datamodule)} is not available: {error} "
-            "(probe.py never downloads; pass --data-dir DIR where the files are)") from error
+            "(probe.py never downloads; pass --data_dir DIR where the files are)") from error
     images, labels = load_probe_images(dataset, indices)
     return ProbeSet(images, labels, indices, dataset_name(datamodule), split, own_data)
 

@@ -4,7 +4,7 @@ A weights file is a state dict of the network alone, as ``torch.save(model.state
 writes it (``.pt``, ``.pth``; a ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper and a
 ``module.`` prefix from DDP are accepted) or a ``.safetensors`` file. It names neither its model nor
 its data, so the user does: the network is ``create_model(arch, **arch_kwargs)`` for the images and
-classes of the dataset ``--data NAME`` (built with ``--data-kwargs``). Each file becomes one
+classes of the dataset ``--data NAME`` (built with ``--data_kwargs``). Each file becomes one
 train.py-format checkpoint of epoch 0 (it has no training history), probed like any other, on that
 dataset as its own data. Files are read safely: ``safetensors``, or ``torch.load(weights_only=True)``.
 """
@@ -42,8 +42,8 @@ class WeightsModel:
     Attributes:
         arch: a registered model name, ``timm:NAME`` or ``package.module:Name``.
         data: the dataset (``--data NAME[:SPLIT]``); its images and classes shape the network.
-        arch_kwargs: options of the model (``--arch-kwargs``).
-        data_kwargs: options of the data module (``--data-kwargs``, e.g. ``{in_chans: 3}``).
+        arch_kwargs: options of the model (``--arch_kwargs``).
+        data_kwargs: options of the data module (``--data_kwargs``, e.g. ``{in_chans: 3}``).
     """
 
     arch: str
@@ -52,8 +52,8 @@ class WeightsModel:
     data_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_plain(self.arch_kwargs, "--arch-kwargs", Path("the command line"))
-        check_plain(self.data_kwargs, "--data-kwargs", Path("the command line"))
+        check_plain(self.arch_kwargs, "--arch_kwargs", Path("the command line"))
+        check_plain(self.data_kwargs, "--data_kwargs", Path("the command line"))
 
 
 def read_weights(path: Path) -> Any:
@@ -123,9 +123,9 @@ def weights_checkpoint(path: Path, model: WeightsModel, content: Any) -> dict[st
     differences = weight_differences(expected, weights)
     if differences:
         raise ProbeInputError(
-            f"the weights in {path} do not fit --arch {model.arch} with --arch-kwargs {model.arch_kwargs or '{}'} "
+            f"the weights in {path} do not fit --arch {model.arch} with --arch_kwargs {model.arch_kwargs or '{}'} "
             f"for {shape['num_classes']} classes of {shape['in_chans']}x{shape['image_size']}x{shape['image_size']} "
-            f"images (--data {model.data.dataset}): {differences}. Check --arch, --arch-kwargs and --data-kwargs")
+            f"images (--data {model.data.dataset}): {differences}. Check --arch, --arch_kwargs and --data_kwargs")
     not_floats = dtype_differences(expected, weights)
     if not_floats:
         raise ProbeInputError(
@@ -171,7 +171,7 @@ def weights_runs(runs: Sequence[RunCheckpoints], model: WeightsModel, folder: Pa
 
 
 def parse_mapping(text: Optional[str], option: str) -> dict[str, Any]:
-    """A YAML mapping given on the command line (``--arch-kwargs '{depth: 2}'``); {} when None.
+    """A YAML mapping given on the command line (``--arch_kwargs '{depth: 2}'``); {} when None.
 
     Raises:
         ConfigError: the text is not a YAML mapping.

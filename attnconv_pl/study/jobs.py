@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,13 +27,13 @@ class TrainJob:
     Attributes:
         label: the run in console lines, ``[2/6] conv_net-seed1``.
         run_dir: the run directory; its ``train.log`` gets the output.
-        script: the training script (``train.py``).
-        args: the script's arguments, without ``--ckpt_path`` (see :meth:`argv`).
+        command: what starts ``train.py``: ``(python, -m, train)``.
+        args: its arguments, without ``--ckpt_path`` (see :meth:`argv`).
     """
 
     label: str
     run_dir: Path
-    script: Path
+    command: tuple[str, ...]
     args: tuple[str, ...]
 
     @property
@@ -61,13 +62,9 @@ class Ended:
     note: str = ""
 
 
-def shown(script: Path, args: Sequence[str]) -> str:
-    """A command as a user would type it: ``python train.py ...`` (script relative to the working folder)."""
-    try:
-        name = str(script.relative_to(Path.cwd()))
-    except ValueError:
-        name = str(script)
-    return shlex.join(["python", name, *args])
+def shown(command: Sequence[str], args: Sequence[str]) -> str:
+    """A command as a user would type it: ``python -m train ...`` (``python`` for this interpreter)."""
+    return shlex.join(["python" if command[0] == sys.executable else command[0], *command[1:], *args])
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -78,10 +75,10 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def appended_log(log: Path, script: Path, args: Sequence[str]) -> Iterator[IO[str]]:
+def appended_log(log: Path, command: Sequence[str], args: Sequence[str]) -> Iterator[IO[str]]:
     """``log`` opened for appending, after a line with the date and the command."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as handle:
-        handle.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shown(script, args)}\n")
+        handle.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {shown(command, args)}\n")
         handle.flush()
         yield handle

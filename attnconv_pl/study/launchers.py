@@ -107,8 +107,8 @@ class LocalLauncher:
     def start(self, job: TrainJob, slot: int) -> LocalRun:
         devices = self.devices[slot]
         env = child_env(**({} if devices is None else {"CUDA_VISIBLE_DEVICES": devices}))
-        with appended_log(job.log, job.script, job.argv()) as log:
-            process = subprocess.Popen([sys.executable, str(job.script), *job.argv()], env=env, stdout=log,
+        with appended_log(job.log, job.command, job.argv()) as log:
+            process = subprocess.Popen([*job.command, *job.argv()], env=env, stdout=log,
                                        stderr=subprocess.STDOUT, preexec_fn=die_with_this_process())
         return LocalRun(process, devices)
 
@@ -186,7 +186,7 @@ class SlurmResources:
     def sbatch_options(self, name: str) -> list[str]:
         """The ``#SBATCH`` options of the job ``name`` that come from these resources, as submitit
         writes them into the job's script (sorted by name; submitit adds its own ``--output``,
-        ``--error``, ``--open-mode`` and ``--wckey``): what ``--dry-run`` shows without ``sbatch``."""
+        ``--error``, ``--open-mode`` and ``--wckey``): what ``--dry_run`` shows without ``sbatch``."""
         mem = None if self.mem_gb is None else (f"{int(self.mem_gb)}GB" if self.mem_gb == int(self.mem_gb)
                                                 else f"{int(self.mem_gb * 1024)}MB")
         cpus = max(self.cpus_per_run // self.tasks, 1) if self.cpus_per_run else None

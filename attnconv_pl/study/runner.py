@@ -5,7 +5,7 @@
     python -m attnconv_pl.study --config configs/studies/NAME.yaml --out reports/NAME -- --trainer.max_epochs 3
     python -m attnconv_pl.study --config configs/studies/NAME.yaml --jobs 2        # two runs at a time
     python -m attnconv_pl.study --config configs/studies/NAME.yaml --launcher slurm --time 24:00:00 \\
-        --partition gpu --gpus-per-run 1 --cpus-per-run 8 --mem 32 -- --trainer.accelerator gpu
+        --partition gpu --gpus_per_run 1 --cpus_per_run 8 --mem 32 -- --trainer.accelerator gpu
 
 A study file (``configs/studies/<name>.yaml``) names a ``train.py`` config and its variants, each a
 list of ``train.py`` flags added to that config; ``probe`` optionally lists flags of the report's
@@ -15,29 +15,30 @@ list of ``train.py`` flags added to that config; ``probe`` optionally lists flag
     variants:
       attention_net: [--model.init_args.arch, attention_net]
       conv_net: [--model.init_args.arch, conv_net]
-    probe: [--no-topology]
+    probe: [--dynamics.topology, false]
     slurm: {time: "24:00:00", partition: gpu, gpus_per_run: 1, sbatch: {account: my_lab}}   # optional
 
-Variant ``V`` with seed ``N`` is the run ``<runs_dir>/<name>/V-seedN/``, trained by
+Variant ``V`` with seed ``N`` is the run ``<runs_dir>/<name>/V-seedN/``, trained by ``train.py``
+(started as ``python -m train``, the installed module, from any folder)
 
-    python train.py --config CONFIG VARIANT_FLAGS EXTRA_FLAGS --seed_everything N \\
+    python -m train --config CONFIG VARIANT_FLAGS EXTRA_FLAGS --seed_everything N \\
         --experiment <name> --run_id V-seedN --runs_dir RUNS_DIR --wandb_group <name> --wandb_job_type V
 
 in that order (every variant with the first seed, then with the next one, ...), its output in
 ``train.log`` of the run directory. ``--launcher local`` (the default) runs them on this
 machine, ``--jobs N`` at a time (each on its own GPUs); ``--launcher slurm`` submits one SLURM
 job per run through submitit (resources from the flags ``--time``, ``--partition``,
-``--gpus-per-run``, ``--cpus-per-run``, ``--mem``, over the study file's ``slurm:``), requeued on
+``--gpus_per_run``, ``--cpus_per_run``, ``--mem``, over the study file's ``slurm:``), requeued on
 preemption or at its time limit and resumed from ``last.ckpt`` (see ``attnconv_pl/study/launchers.py``);
 ``--launcher submitit-local`` runs the same jobs through submitit's local executor (processes on this
-machine), to try a SLURM study off the cluster. ``--dry-run`` parses every variant's ``train.py``
+machine), to try a SLURM study off the cluster. ``--dry_run`` parses every variant's ``train.py``
 command line with ``train.py``'s own parser and prints each run's command (with a submitit launcher
 also its job's ``#SBATCH`` options; no ``sbatch`` needed), training nothing. While runs train, \
 each new epoch of a run prints a line with its validation accuracy (read from
 its ``metrics.csv``). A run whose checkpoints reach its ``trainer.max_epochs`` is finished and
 skipped (``--force`` trains it again from scratch); one with ``last.ckpt`` short of it resumes
 from there; a failed run is reported with its log and the others still run. Then one ``probe.py`` \
-call over the finished runs writes the
+call (``python -m probe``) over the finished runs writes the
 comparison report (``--out``, default ``reports/<name>``), once every run has ended, where the
 seeds of a variant form one group.
 
@@ -51,67 +52,41 @@ Exit status: 0 when every run finished and the report was written; 1 when a run 
 failed (the report then holds the runs that finished); 2 for a bad study file or command line
 (or SLURM job resources that sbatch refused); 130 when interrupted (Ctrl-C or SIGTERM).
 
-Longer than 400 lines: the study file, run states and the command line are one user-facing
-contract documented above; the command line moves to generated options with the other CLIs.
+The command line (``attnconv_pl/study/command_line.py``) spells its options with underscores
+(``--runs_dir``, ``--dry_run``); the dashed ``--dry-run``, ``--gpus-per-run`` and ``--cpus-per-run``
+of the previous release still work, with a deprecation line.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import re
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
-
-import yaml
 
 from attnconv_pl.errors import ProbeInputError, StudyError
 from attnconv_pl.io.run_dir import read_run_config
 from attnconv_pl.io.run_lock import RunLockedError, check_run_unlocked
 from attnconv_pl.offline.checkpoints import epoch_checkpoints
+from attnconv_pl.offline.options import parser_message
 from attnconv_pl.study import jobs, launchers
 from attnconv_pl.study.child_process import EXIT_INTERRUPTED, run_child, sigterm_as_interrupt
+from attnconv_pl.study.command_line import SLURM_FLAGS, SUBMITIT_CLUSTERS, parse_command_line
 from attnconv_pl.study.jobs import LOG_NAME, TrainJob, shown
-from attnconv_pl.study.launchers import SLURM_KEYS, run_jobs, slurm_resources
+from attnconv_pl.study.launchers import run_jobs, slurm_resources
+from attnconv_pl.study.study_file import Study, resolve_study
 
-REPO = Path(__file__).resolve().parents[2]
-TRAIN_SCRIPT = REPO / "train.py"
-PROBE_SCRIPT = REPO / "probe.py"
-STUDIES_FOLDER = "studies"
-"""Study files of the configs in a folder live in its ``studies/`` subfolder."""
-STUDY_KEYS = ("config", "variants", "probe", "slurm")
+TRAIN_COMMAND = (sys.executable, "-m", "train")
+"""How a run's ``train.py`` starts: the installed module ``train`` (``attnconv-train``), from any folder."""
+PROBE_COMMAND = (sys.executable, "-m", "probe")
+"""How the report's ``probe.py`` starts (``attnconv-probe``)."""
 RUNNER_FLAGS = ("--experiment", "--run_id", "--runs_dir", "--seed_everything", "--ckpt_path", "--wandb_group",
                 "--wandb_job_type")
 """``train.py`` flags the runner sets itself for every run (not allowed after ``--``)."""
-VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
-SUBMITIT_CLUSTERS = {"slurm": "slurm", "submitit-local": "local"}
-"""submitit's executor of each submitit launcher: SLURM, or the same jobs as processes on this machine."""
-
-@dataclass(frozen=True)
-class Study:
-    """A study file: a ``train.py`` config and its variants.
-
-    Attributes:
-        name: the study file's stem; the experiment name of its runs and the report's folder name.
-        path: the study file.
-        config: the ``train.py`` config every variant starts from.
-        variants: ``{variant name: train.py flags}`` in file order.
-        probe_flags: extra flags of the ``probe.py`` call.
-        slurm: the ``slurm:`` mapping, resources of ``--launcher slurm`` (``launchers.SLURM_KEYS``).
-    """
-
-    name: str
-    path: Path
-    config: Path
-    variants: dict[str, tuple[str, ...]]
-    probe_flags: tuple[str, ...] = ()
-    slurm: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -125,110 +100,6 @@ class StudyRun:
     @property
     def run_id(self) -> str:
         return self.run_dir.name
-
-
-class StudyFileLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s YAML, except that ``12:00:00`` stays a string (SLURM's time format), not
-    the base-60 integer 43200 of YAML 1.1."""
-
-
-StudyFileLoader.yaml_implicit_resolvers = {
-    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:int"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-StudyFileLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"))
-
-
-def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    """The YAML mapping in ``path``.
-
-    Raises:
-        StudyError: the file is missing, not YAML, or not a mapping.
-    """
-    if not path.is_file():
-        raise StudyError(f"{path} does not exist; give a study file such as "
-                         "configs/studies/attention_vs_conv_digits.yaml")
-    try:
-        content = yaml.load(path.read_text(), Loader=StudyFileLoader)
-    except yaml.YAMLError as error:
-        raise StudyError(f"{path} is not valid YAML: {error}") from error
-    if not isinstance(content, dict):
-        raise StudyError(f"{path} is not a YAML mapping; a study file has the keys {', '.join(STUDY_KEYS)}")
-    return content
-
-
-def flag_list(value: Any, where: str) -> tuple[str, ...]:
-    """Command-line tokens from a YAML list of scalars (numbers and booleans written as on a command line).
-
-    Raises:
-        StudyError: ``value`` is not a list of scalars.
-    """
-    if not isinstance(value, list) or not all(isinstance(item, (str, int, float, bool)) for item in value):
-        raise StudyError(f"{where} must be a list of command-line flags and values, e.g. "
-                         f"[--model.init_args.arch, conv_net]; got {value!r}")
-    return tuple(str(item).lower() if isinstance(item, bool) else str(item) for item in value)
-
-
-def load_study(path: Path) -> Study:
-    """Read and check a study file (see the module docstring for its keys).
-
-    Raises:
-        StudyError: a key is missing or unknown, the config does not exist, a variant name is not
-            usable in a run id, or flags are not a list.
-    """
-    content = read_yaml_mapping(path)
-    unknown = sorted(set(content) - set(STUDY_KEYS))
-    missing = [key for key in ("config", "variants") if key not in content]
-    if unknown or missing:
-        problem = f"unknown key(s) {', '.join(unknown)}" if unknown else f"no {' and no '.join(missing)}"
-        hint = " (it looks like a train.py config: give its study file instead)" if "trainer" in content else ""
-        raise StudyError(f"{path} has {problem}{hint}; a study file has `config:` (a train.py config), "
-                         "`variants:` ({name: [train.py flags]}) and optionally `probe:` ([probe.py flags]) "
-                         f"and `slurm:` ({{{', '.join(SLURM_KEYS)}}})")
-    config = Path(os.path.normpath(path.parent / str(content["config"])))
-    if not config.is_file():
-        raise StudyError(f"{path}: config {content['config']} does not exist ({config.resolve()}); "
-                         "paths in a study file are relative to the study file")
-    variants = content["variants"]
-    if not isinstance(variants, dict) or not variants:
-        raise StudyError(f"{path}: variants must be a mapping {{name: [train.py flags]}} with at least one entry")
-    for name in variants:
-        if not VARIANT_NAME.match(str(name)):
-            raise StudyError(f"{path}: variant name {name!r} cannot be part of a run id; use letters, digits, "
-                             "'_', '.' and '-'")
-    slurm = content.get("slurm") or {}
-    if not isinstance(slurm, dict):
-        raise StudyError(f"{path}: slurm must be a mapping of job resources ({', '.join(SLURM_KEYS)}); got {slurm!r}")
-    return Study(
-        name=path.stem, path=path, config=config,
-        variants={str(name): flag_list(flags or [], f"{path}: variant {name}") for name, flags in variants.items()},
-        probe_flags=flag_list(content.get("probe") or [], f"{path}: probe"), slurm=slurm,
-    )
-
-
-def resolve_study(path: Path) -> Study:
-    """The study of ``path``: a study file, or a ``train.py`` config named by exactly one study
-    file in the ``studies/`` folder beside it.
-
-    Raises:
-        StudyError: the file is neither, or several study files name the config.
-    """
-    content = read_yaml_mapping(path)
-    is_train_config = "trainer" in content and "variants" not in content
-    if not is_train_config:
-        return load_study(path)
-    config = path.resolve()
-    folder = path.parent / STUDIES_FOLDER
-    naming = [candidate for candidate in sorted(folder.glob("*.yaml"))
-              if (candidate.parent / str(read_yaml_mapping(candidate).get("config", ""))).resolve() == config]
-    if len(naming) != 1:
-        found = f"several study files name it: {', '.join(map(str, naming))}" if naming else \
-            f"no study file in {folder}/ names it"
-        raise StudyError(f"{path} is a train.py config and {found}; give a study file with --config, or write one "
-                         f"({folder}/<name>.yaml with `config: ../{path.name}` and `variants:`)")
-    return load_study(naming[0])
 
 
 def plan_runs(study: Study, seeds: Sequence[int], runs_dir: Path) -> list[StudyRun]:
@@ -265,11 +136,6 @@ def check_extra_flags(extra: Sequence[str]) -> None:
                              "rerun the same command to resume")
 
 
-PARSER_NOISE = re.compile(r"^(Does not validate against any of the Union subtypes|Subtypes: |Errors$|"
-                          r"Expected a <class 'NoneType'>$|Given value type: |Given value: NestedArg)")
-"""Lines of jsonargparse's messages that say nothing about the mistake (the optional types' alternatives)."""
-
-
 def train_parser() -> Any:
     """``train.py``'s own argument parser (:class:`attnconv_pl.cli.TrainCLI`'s), built without parsing
     anything; a refused command line raises ``ValueError`` with the parser's message instead of
@@ -296,13 +162,6 @@ def train_parser() -> Any:
     except Built as built:
         return built.args[0]
     raise AssertionError("TrainCLI parsed no arguments")
-
-
-def parser_message(message: str) -> str:
-    """A jsonargparse message in one line: ``Parser key "model": Option 'archh' is not accepted``."""
-    parts = [line.strip().removeprefix("- ").rstrip(":").strip() for line in message.splitlines()]
-    parts = [part for part in parts if part and not PARSER_NOISE.match(part)]
-    return parts[0] + (f": {'; '.join(parts[1:])}" if len(parts) > 1 else "") if parts else message
 
 
 def check_train_args(study: Study, runs: Sequence[StudyRun], extra: Sequence[str]) -> None:
@@ -336,7 +195,7 @@ def train_args(study: Study, run: StudyRun, extra: Sequence[str]) -> tuple[str, 
 
 
 def train_job(study: Study, run: StudyRun, extra: Sequence[str], label: str) -> TrainJob:
-    return TrainJob(label=label, run_dir=run.run_dir, script=TRAIN_SCRIPT, args=train_args(study, run, extra))
+    return TrainJob(label=label, run_dir=run.run_dir, command=TRAIN_COMMAND, args=train_args(study, run, extra))
 
 
 def probe_args(study: Study, run_dirs: Sequence[Path], out: Path) -> list[str]:
@@ -345,8 +204,8 @@ def probe_args(study: Study, run_dirs: Sequence[Path], out: Path) -> list[str]:
 
 
 def run_probe(args: Sequence[str]) -> int:
-    """Run ``python probe.py ARGS`` (see ``run_child``), output to this process's; its exit status."""
-    return run_child([sys.executable, str(PROBE_SCRIPT), *args], jobs.STOP_GRACE_S, env=jobs.child_env())
+    """Run ``python -m probe ARGS`` (see ``run_child``), output to this process's; its exit status."""
+    return run_child([*PROBE_COMMAND, *args], jobs.STOP_GRACE_S, env=jobs.child_env())
 
 
 def train_runs(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool,
@@ -393,7 +252,7 @@ def train_and_report(study: Study, runs: list[StudyRun], extra: Sequence[str], f
     if not finished:
         print("study: no run finished, so no report", file=sys.stderr)
         return EXIT_FAILED
-    print(f"report of {len(finished)} run(s): {shown(PROBE_SCRIPT, probe_args(study, finished, out))}", flush=True)
+    print(f"report of {len(finished)} run(s): {shown(PROBE_COMMAND, probe_args(study, finished, out))}", flush=True)
     status = run_probe(probe_args(study, finished, out))
     if status != 0:
         print(f"study: probe.py failed (exit status {status}); see its message above", file=sys.stderr)
@@ -402,55 +261,7 @@ def train_and_report(study: Study, runs: list[StudyRun], extra: Sequence[str], f
     return EXIT_FAILED if outcomes["failed"] else 0
 
 
-SLURM_FLAGS = {"partition": "--partition", "time": "--time", "gpus_per_run": "--gpus-per-run",
-               "cpus_per_run": "--cpus-per-run", "mem_gb": "--mem"}
-"""Study-file ``slurm:`` key -> the flag that overrides it."""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m attnconv_pl.study", formatter_class=argparse.RawDescriptionHelpFormatter,
-        usage="%(prog)s --config STUDY [--seeds N ...] [--out DIR] [--runs_dir DIR] [--force] [--dry-run] "
-              "[--launcher local [--jobs N] | --launcher slurm|submitit-local --time T [--partition P] ...] "
-              "[-- train.py flags ...]",
-        description="Train every variant of a study for every seed with train.py (on this machine, N runs at a\n"
-                    "time, or as SLURM jobs), then compare them in one probe.py report.",
-        epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("--config", required=True, type=Path, metavar="STUDY",
-                        help="a study file (configs/studies/NAME.yaml), or a train.py config that one study "
-                             "file in the studies/ folder beside it names")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="N",
-                        help="seeds of each variant (--seed_everything); default 0 1 2")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="folder of the report (default reports/<study>)")
-    parser.add_argument("--runs_dir", type=Path, default=Path("runs"), metavar="DIR",
-                        help="root of the run directories (default runs)")
-    parser.add_argument("--force", action="store_true",
-                        help="train every run again from scratch, finished ones too (deletes their run directories)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="check every variant's train.py flags, print each run's state and commands (and "
-                             "#SBATCH options), run nothing")
-    parser.add_argument("--launcher", choices=("local", *SUBMITIT_CLUSTERS), default="local",
-                        help="local: train.py children of this process (default); slurm: one SLURM job per run "
-                             "through submitit (pip install 'attnconv-pl[slurm]'), requeued on preemption; "
-                             "submitit-local: the same jobs through submitit's local executor (processes on this "
-                             "machine, time limit and requeue included), to try a SLURM study off the cluster")
-    local = parser.add_argument_group("--launcher local")
-    local.add_argument("--jobs", type=int, metavar="N",
-                       help="runs at a time (default 1); with CUDA GPUs each gets its own equal share of the "
-                            "visible ones (CUDA_VISIBLE_DEVICES), or one GPU shared round-robin when fewer")
-    slurm = parser.add_argument_group("--launcher slurm or submitit-local (each overrides the study file's slurm: key)")
-    slurm.add_argument("--time", metavar="T", help="time limit of a run's job: minutes or [D-]HH:MM:SS (required "
-                                                  "here or in the study file); a longer run is requeued and resumes")
-    slurm.add_argument("--partition", metavar="NAME", help="SLURM partition (default: the cluster's)")
-    slurm.add_argument("--gpus-per-run", type=int, metavar="N", help="GPUs of a run's job, one task each (default 0)")
-    slurm.add_argument("--cpus-per-run", type=int, metavar="N",
-                       help="CPU cores of a run's job (default: the cluster's)")
-    slurm.add_argument("--mem", type=float, dest="mem_gb", metavar="GB",
-                       help="memory of a run's job in GB (default: the cluster's)")
-    return parser
-
-
-def job_resources(args: argparse.Namespace, study: Study) -> Optional[launchers.SlurmResources]:
+def job_resources(args: Any, study: Study) -> Optional[launchers.SlurmResources]:
     """The resources of each run's job under a submitit launcher (None for ``--launcher local``).
 
     Raises:
@@ -468,7 +279,7 @@ def job_resources(args: argparse.Namespace, study: Study) -> Optional[launchers.
     return slurm_resources({**study.slurm, **flags}, f"{study.path} slurm: and flags")
 
 
-def make_launcher(args: argparse.Namespace, study: Study, resources: Optional[launchers.SlurmResources]) -> Any:
+def make_launcher(args: Any, study: Study, resources: Optional[launchers.SlurmResources]) -> Any:
     """The launcher the flags ask for, with the job ``resources`` of :func:`job_resources`.
 
     Raises:
@@ -477,15 +288,6 @@ def make_launcher(args: argparse.Namespace, study: Study, resources: Optional[la
     if resources is None:
         return launchers.LocalLauncher(args.jobs or 1)
     return launchers.SlurmLauncher(resources, study.name, cluster=SUBMITIT_CLUSTERS[args.launcher])
-
-
-def split_extra(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """The runner's own arguments and the ``train.py`` flags after the first ``--``."""
-    argv = list(argv)
-    if "--" not in argv:
-        return argv, []
-    cut = argv.index("--")
-    return argv[:cut], argv[cut + 1:]
 
 
 def print_plan(study: Study, runs: list[StudyRun], extra: Sequence[str], force: bool, out: Path,
@@ -499,28 +301,30 @@ def print_plan(study: Study, runs: list[StudyRun], extra: Sequence[str], force: 
         print(f"{run.run_id}: {action}")
         if state != "finished":
             job = train_job(study, run, extra, run.run_id)
-            print(f"  {shown(TRAIN_SCRIPT, job.argv() if state == 'resume' else job.args)}")
+            print(f"  {shown(TRAIN_COMMAND, job.argv() if state == 'resume' else job.args)}")
             if resources is not None:
                 print(f"  sbatch {' '.join(resources.sbatch_options(f'{study.name}/{run.run_id}'))} "
                       f"(job files in {run.run_dir / launchers.SUBMITIT_FOLDER})")
-    print(f"report: {shown(PROBE_SCRIPT, probe_args(study, [run.run_dir for run in runs], out))}")
+    print(f"report: {shown(PROBE_COMMAND, probe_args(study, [run.run_dir for run in runs], out))}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    own, extra = split_extra(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(own)
+    try:
+        args, extra = parse_command_line(sys.argv[1:] if argv is None else argv, epilog=__doc__.split("\n\n", 1)[1])
+    except SystemExit as stop:  # --help, or a bad command line (its message printed)
+        return stop.code
     seeds = list(dict.fromkeys(args.seeds))
     try:
-        study = resolve_study(args.config)
+        study = resolve_study(Path(args.config))
         check_extra_flags(extra)
         resources = job_resources(args, study)
-        runs = plan_runs(study, seeds, args.runs_dir)
+        runs = plan_runs(study, seeds, Path(args.runs_dir))
         check_train_args(study, runs, extra)
         launcher = None if args.dry_run else make_launcher(args, study, resources)  # a dry run needs no sbatch
     except StudyError as error:
         print(f"study: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    out = args.out or Path("reports") / study.name
+    out = Path(args.out or Path("reports") / study.name)
     print(f"study {study.name} ({study.path}): {len(study.variants)} variant(s) x {len(seeds)} seed(s) "
           f"of {study.config}", flush=True)
     if args.dry_run:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from typing import Optional
@@ -52,8 +51,8 @@ class SlurmTrain(submitit.helpers.Checkpointable):
         rank = submitit.JobEnvironment().global_rank
         log = self.job.log if rank == 0 else self.job.run_dir / f"train.rank{rank}.log"
         argv = self.job.argv()
-        with appended_log(log, self.job.script, argv) as handle:
-            self.child = subprocess.Popen([sys.executable, str(self.job.script), *argv], env=child_env(),
+        with appended_log(log, self.job.command, argv) as handle:
+            self.child = subprocess.Popen([*self.job.command, *argv], env=child_env(),
                                           stdout=handle, stderr=subprocess.STDOUT, preexec_fn=ignoring_preemption())
             # waited for in another thread, so that checkpoint(), a signal handler of this thread, can
             # wait for the child too (Popen.wait in this thread would hold the lock it needs)

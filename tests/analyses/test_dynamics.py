@@ -187,7 +187,7 @@ def test_an_exact_w2_stopped_by_its_budget_is_nan_marked_and_warned_once(cloud, 
                        "exact_w2_max_iter=50 network-simplex pivots before optimality; logged as NaN with "
                        "<metric>_converged = 0. Raise dynamics.exact_w2_max_iter "
                        "(train.py: --dynamics.exact_w2_max_iter; "
-                       "probe.py: --set dynamics.exact_w2_max_iter=N)."]
+                       "probe.py: --dynamics.exact_w2_max_iter N)."]
     assert not [w for w in recwarn if "num_iter_max" in str(w.message)], "the probe's own warning is left out"
     solved = run_probes(1, snapshot(other, with_input=True), SETTINGS, previous=snapshot(cloud)).values
     assert solved[("layer", "drift_prev_w2_converged")] == solved[("layer", "stability_w2_converged")] == 1.0

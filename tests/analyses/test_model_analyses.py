@@ -124,4 +124,4 @@ def test_jacobian_inputs_stopped_by_the_budget_are_marked_and_warned_once_naming
         "stiffness: Lanczos stopped at jacobian_max_iter=30 steps before jacobian_tol=0.001 for some inputs (a 1 "
         "of 4); their stiffness_jacobian and jacobian_sigma_max are unconverged estimates (no bounds), marked by "
         "jacobian_converged < 1. Raise stiffness.jacobian_max_iter (train.py: --stiffness.jacobian_max_iter; "
-        "probe.py: --set stiffness.jacobian_max_iter=N)."]
+        "probe.py: --stiffness.jacobian_max_iter N)."]

@@ -89,7 +89,7 @@ def test_single_node_live_equals_offline_and_the_report_draws_it(monkeypatch, tm
 
     swept = tmp_path / "swept"
     assert probe.main([str(run / "checkpoints" / "epoch=001.ckpt"), "--out", str(swept), "--analyses", "single_node",
-                       "--set", "single_node.threshold=0.9"]) == 0
+                       "--single_node.threshold", "0.9"]) == 0
     strict = read_numbers(swept / "dynamics.csv", "default/cct")
     key = (1, "blocks.1.mlp.fc2", "snp_cluster_size")
     assert strict[key] <= logged[key]  # a higher threshold keeps fewer labels per node

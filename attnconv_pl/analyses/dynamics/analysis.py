@@ -72,7 +72,7 @@ class Dynamics(Analysis):
         """
         if not settings.layers and not hasattr(model, "probe_layers"):
             raise ConfigError(f"{type(model).__name__} declares no probe_layers; name the layers to probe "
-                              "(probe.py: --set dynamics.layers=[NAME,...]; train.py: --dynamics.layers)")
+                              "(probe.py and train.py: --dynamics.layers '[NAME, ...]')")
         return cls(settings, resolve_layers(model, settings.layers or model.probe_layers))
 
     def restore(self, previous: Optional[Snapshot], initial: Optional[Snapshot]) -> None:

@@ -104,7 +104,7 @@ def warn_unconverged_w2(values: Mapping[tuple[str, str], float], settings: Dynam
         warnings.warn(f"dynamics: {len(stopped)} exact W2 value(s) ({', '.join(stopped)}) stopped at "
                       f"exact_w2_max_iter={settings.exact_w2_max_iter} network-simplex pivots before optimality; "
                       "logged as NaN with <metric>_converged = 0. Raise dynamics.exact_w2_max_iter (train.py: "
-                      "--dynamics.exact_w2_max_iter; probe.py: --set dynamics.exact_w2_max_iter=N).",
+                      "--dynamics.exact_w2_max_iter; probe.py: --dynamics.exact_w2_max_iter N).",
                       RuntimeWarning, stacklevel=2)
 
 

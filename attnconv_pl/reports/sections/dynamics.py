@@ -22,8 +22,8 @@ PERSISTENCE = ("persistence", "Persistence diagrams")
 PERSISTENCE_NOTE = (
     "Each run's output persistence diagrams (H0, H1, ...: one point (birth, death) per feature) at the probed "
     f"epochs with topology: every one up to {MAX_DIAGRAM_EPOCHS}, else {MAX_DIAGRAM_EPOCHS} spread evenly from "
-    "the first to the last; ", Code("probe.py --diagram-epochs all"), " draws every one, ",
-    Code("--diagram-epochs 0 10 30"), " those epochs.")
+    "the first to the last; ", Code("probe.py --diagram_epochs all"), " draws every one, ",
+    Code("--diagram_epochs 0 10 30"), " those epochs.")
 
 
 def persistence_runs(runs: list[ProbedRun]) -> list[tuple[str, ProbedRun]]:
