@@ -23,7 +23,7 @@ from attnconv_pl.analyses.similarity import WITH
 from attnconv_pl.reports.bands import EPOCH_LABEL, set_epoch_ticks
 from attnconv_pl.reports.document import Paragraph, Section
 from attnconv_pl.reports.figures import PANEL_COLUMNS, ReportFigure, file_stem, metric_figures
-from attnconv_pl.reports.layout import fitted, legend_below, set_margins
+from attnconv_pl.reports.layout import fitted, set_margins
 from attnconv_pl.reports.records import ProbedRun, metric_unit, report_metrics, runs_by_group
 from attnconv_pl.reports.sections import family_sections
 from attnconv_pl.reports.similarity import LAST, cross_cka, last_grams, probe_set_difference
@@ -53,9 +53,9 @@ def matrix_figure(panels: Sequence[tuple[str, np.ndarray]], rows: list[str], col
     """Heatmaps of CKA matrices side by side with one colour bar 0..1: ``panels`` ``(title, (R, C))``,
     rows ``rows`` top to bottom, columns ``columns`` left to right (values written in the cells when
     both are at most 12), ``labels`` the y and x axes' titles."""
-    height, width = 1.0 + 0.35 * len(rows), 1.0 + 0.35 * len(columns)
-    figure = Figure(figsize=(len(panels) * (width + 1.1) + 1.1, height + 1.4))
-    *axes, bar = figure.subplots(1, len(panels) + 1, gridspec_kw={"width_ratios": [width] * len(panels) + [0.15]})
+    height, width = 0.6 + 0.35 * len(rows), 0.6 + 0.35 * len(columns)
+    figure = Figure(figsize=(len(panels) * (width + 1.3) + 0.8, height + 1.5))
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
     for axis, (title, matrix) in zip(axes, panels):
         image = axis.imshow(matrix, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
         if len(rows) <= 12 and len(columns) <= 12:
@@ -68,8 +68,9 @@ def matrix_figure(panels: Sequence[tuple[str, np.ndarray]], rows: list[str], col
         axis.set_ylabel(fitted(labels[0], 40), fontsize=7)
         axis.set_xlabel(fitted(labels[1], 40), fontsize=7)
         axis.set_title(title, fontsize=8)
+    bar = axes[-1].inset_axes([1.0 + 0.15 / width, 0.0, 0.12 / width, 1.0])
     figure.colorbar(image, cax=bar, label="linear CKA")
-    set_margins(figure, left=1.1, right=0.75, bottom=1.1, top=0.4, wspace=1.1)
+    set_margins(figure, left=1.3, right=0.8, bottom=1.2, top=0.4, wspace=1.3)
     return figure
 
 
@@ -156,36 +157,33 @@ def settle_figure(runs: list[ProbedRun]) -> Optional[Figure]:
     columns = min(PANEL_COLUMNS, len(groups))
     figure = Figure(figsize=(max(4.4, 3.2 * columns + 0.5), 2.6 * math.ceil(len(groups) / columns) + 0.9))
     axes = figure.subplots(math.ceil(len(groups) / columns), columns, squeeze=False)
-    handles: dict[str, object] = {}
     for axis, (group, members) in zip(axes.flat, groups.items()):
-        handles |= draw_settling(axis, members)
+        draw_settling(axis, members)
         axis.set_title(fitted(group, 40) + (f", mean over {len(members)} seeds" if len(members) > 1 else ""),
                        fontsize=8)
     for axis in list(axes.flat)[len(groups):]:
         axis.set_visible(False)
-    legend = legend_below(figure, list(handles.values()), list(handles), fontsize=7)
     figure.suptitle("CKA of each layer with itself at the last probed epoch: when does a layer settle?", fontsize=9)
-    set_margins(figure, left=0.7, bottom=0.55 + legend, top=0.55, wspace=0.55, hspace=0.7)
+    set_margins(figure, left=0.7, bottom=0.55, top=0.55, wspace=0.55, hspace=0.7)
     return figure
 
 
-def draw_settling(axis: Axes, members: list[ProbedRun]) -> dict[str, object]:
-    """One line per layer of ``members`` (seeds: their mean at each epoch); returns the legend's
-    handles by layer name."""
+def draw_settling(axis: Axes, members: list[ProbedRun]) -> None:
+    """One line per layer of ``members`` (seeds: their mean at each epoch), shallow to deep from
+    dark to light, and their legend (lower right: lines end at 1, top right)."""
     layers = list(dict.fromkeys(layer for member in members for layer in member.metric_layers(LAST)))
     epochs = sorted({epoch for member in members for layer in layers for epoch in member.series(layer, LAST)[0]})
     colours = colormaps["viridis"](np.linspace(0.0, 0.9, len(layers)))
-    handles = {}
     for layer, colour in zip(layers, colours):
         values = np.array([[member.value(epoch, layer, LAST) for epoch in epochs] for member in members])
-        (handles[fitted(layer, 24)],) = axis.plot(epochs, np.nanmean(values, axis=0), marker=".", color=colour)
+        axis.plot(epochs, np.nanmean(values, axis=0), marker=".", color=colour, label=fitted(layer, 20))
     set_epoch_ticks(axis, epochs)
     axis.set_ylim(min(0.0, axis.get_ylim()[0]), 1.05)
     axis.set_xlabel(EPOCH_LABEL, fontsize=7)
     axis.set_ylabel(metric_unit(LAST), fontsize=7)
     axis.tick_params(labelsize=7)
     axis.grid(alpha=0.3)
-    return handles
+    axis.legend(loc="lower right", fontsize=6, ncol=1 + len(layers) // 8, framealpha=0.8)
 
 
 def figures(runs: list[ProbedRun]) -> Iterator[tuple[ReportFigure, Figure]]:
