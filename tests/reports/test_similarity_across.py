@@ -2,10 +2,17 @@
 written here from its definition on features, what is refused, and what is kept."""
 
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from attnconv_pl.analyses.base import AnalysisResult
+from attnconv_pl.analyses.dynamics import DynamicsSettings
+from attnconv_pl.analyses.similarity import SimilaritySettings
+from attnconv_pl.offline.assemble import probed_run
+from attnconv_pl.offline.prober import CheckpointOutcome
 from attnconv_pl.probes.similarity import u_centred_gram
 from attnconv_pl.reports.similarity import (
     LAST,
@@ -99,3 +106,17 @@ def test_each_layer_against_itself_at_the_last_epoch_and_only_the_last_grams_are
     assert sorted(kept) == [0, 1, 3, 7] and [epoch for epoch, found in kept.items() if "grams" in found] == [7]
     assert kept[0]["layers"] == ["x", "y", "z"] and torch.equal(kept[3]["indices"], torch.arange(25))
     assert cka_last_rows({}) == [] and keep_last_grams({}) == {}
+
+
+def test_a_probed_runs_record_has_cka_last_rows_and_only_its_last_grams():
+    prober = SimpleNamespace(analyses={"similarity": SimpleNamespace(settings=SimilaritySettings())}, layers=[],
+                             probe_set=None, probe_settings=DynamicsSettings(), hparams={}, run_config={},
+                             run=SimpleNamespace(run_dir=None), data_class_path="", data_seconds=0.0)
+    outcomes = [CheckpointOutcome(Path(f"epoch={epoch}.ckpt"), epoch, {"similarity": AnalysisResult(
+        epoch, {("x", "cka_with:y"): 0.5}, artifacts(["x", "y"], features(epoch, widths=(3, 4))))}) for epoch in (0, 2)]
+    record = probed_run(prober, outcomes, "run")
+    at_0, at_2 = features(0, widths=(3, 4))[0], features(2, widths=(3, 4))[0]
+    assert record.series("x", "cka_last") == ([0, 2], [pytest.approx(reference_cka(at_0, at_2), abs=1e-6),
+                                                       pytest.approx(1.0)])
+    assert record.layers == ["x", "y"] and "grams" not in record.artifacts["similarity"][0]
+    assert record.artifacts["similarity"][2]["grams"] is outcomes[1].results["similarity"].artifacts["grams"]

@@ -142,7 +142,7 @@ def comparison_figure(comparison: Comparison) -> Figure:
 def comparison_caption(comparison: Comparison) -> str:
     a, b = comparison.pairs[0]
     mean = f"; right: the mean over {len(comparison.pairs)} pairs of seeds" if len(comparison.pairs) > 1 else ""
-    return (f"Representation similarity across models: {CAPTION} of every layer of {a.label} (rows) with every "
+    return (f"Representation similarity across runs: {CAPTION} of every layer of {a.label} (rows) with every "
             f"layer of {b.label} (columns) on the same probe set, at their last probed epochs{mean}.")
 
 
