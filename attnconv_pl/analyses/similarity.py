@@ -16,7 +16,9 @@ batches at every epoch):
 The analysis keeps the per-batch U-centred Gram matrices of the previous and the first epoch
 (float64 on CPU: per layer and reference about 8 n b bytes, 2.7 MB at 1000 inputs and b = 256),
 never the features. A constant layer is 1 against a constant layer and 0 against any other, with
-one warning per epoch naming it.
+one warning per epoch naming it. Each probed epoch's artifacts also carry its Gram matrices in
+float32 (half that size), from which ``probe.py``'s report computes CKA between runs and against
+the last probed epoch (:mod:`attnconv_pl.reports.similarity`).
 """
 
 from __future__ import annotations
@@ -194,14 +196,25 @@ class Similarity(Analysis):
         """Capture the layers on the probe set batch by batch (forward passes of
         ``checkpoint.batch_size`` inputs, under the run's precision), keep each batch's Gram
         matrices, then :meth:`run`. Offline, when the run's preceding numbered checkpoint (and its
-        first) were not probed just before, they are captured first."""
+        first) were not probed just before, they are captured first.
+
+        Returns:
+            :meth:`run`'s result, its artifacts with what CKA against other runs and epochs needs
+            (``reports.similarity``): ``grams`` (per batch ``{layer: (b, b)}`` U-centred Gram
+            matrices, float32 on CPU: 4 n b bytes per layer, 1.3 MB at 1000 inputs and b = 333),
+            the probe set's ``indices`` (N,) in ``split`` of ``dataset``.
+        """
         defaults = ProbingSettings().fill(self.settings)  # for settings no probing session filled
         probe_set = checkpoint.inputs(defaults.probe_split, defaults.probe_size)
         earlier = checkpoint.earlier_epochs
         if checkpoint.weights_of is not None and earlier and (self.previous is None
                                                               or self.previous.epoch != max(earlier)):
             self._restore_references(checkpoint, probe_set.images, probe_set.indices)
-        return self.run(checkpoint.epoch, self.grams(checkpoint, probe_set.images), probe_set.indices)
+        grams = self.grams(checkpoint, probe_set.images)
+        result = self.run(checkpoint.epoch, grams, probe_set.indices)
+        result.artifacts.update(grams=[{layer: gram.float() for layer, gram in batch.items()} for batch in grams],
+                                indices=probe_set.indices, dataset=probe_set.dataset, split=probe_set.split)
+        return result
 
     def _restore_references(self, checkpoint: CheckpointInputs, images: torch.Tensor, indices: torch.Tensor) -> None:
         """The first and the preceding numbered checkpoints as references, as if they had been probed."""

@@ -33,13 +33,19 @@ def unreachable_target(record) -> Optional[str]:
 
 
 def probed_run(prober, outcomes: list, label: str):
-    """The report record of a probed run (its comparison group is set once all runs are known)."""
+    """The report record of a probed run (its comparison group is set once all runs are known); with
+    the similarity analysis, its ``cka_last`` rows (each epoch against the last), after which only
+    the last epoch's Gram matrices are kept."""
     from attnconv_pl.reports.records import ProbedRun
+    from attnconv_pl.reports.similarity import cka_last_rows, keep_last_grams
 
     artifacts = {name: {o.epoch: o.results[name].artifacts for o in outcomes} for name in prober.analyses}
     diagrams = {epoch: found["diagrams"] for epoch, found in artifacts.get("dynamics", {}).items()
                 if found.get("diagrams")}
     rows = [row for o in outcomes for row in o.rows()]
+    if "similarity" in artifacts:
+        rows += cka_last_rows(artifacts["similarity"])
+        artifacts["similarity"] = keep_last_grams(artifacts["similarity"])
     return ProbedRun(
         label=label, group="", layers=list(dict.fromkeys([*prober.layers, *(row[1] for row in rows if row[1])])),
         rows=rows,

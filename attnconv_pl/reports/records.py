@@ -145,6 +145,9 @@ DISTANCE_TITLES = {"w1": "W1", "w2": "W2", "bottleneck": "W∞ (bottleneck)", "d
 PREFIX_TITLES = {"stability": "input → output", "next": "to next layer", "drift_prev": "drift vs previous epoch",
                  "drift_init": "drift vs initialisation"}
 
+CKA_TITLES = {"cka_prev": "CKA with the previous probed epoch", "cka_first": "CKA with the first probed epoch",
+              "cka_last": "CKA with the last probed epoch"}
+
 
 def metric_title(metric: str) -> str:
     """A readable name of a metric for figure titles, e.g. ``stability_h1_w1`` ->
@@ -162,6 +165,10 @@ def metric_title(metric: str) -> str:
         space = f"H{dim} " if dim is not None else "point cloud "
         return (f"{PREFIX_TITLES[prefix]}, {space if distance != 'displacement' else ''}{DISTANCE_TITLES[distance]}"
                 f"{f' ({method[1:]})' if method else ''}")
+    if metric in CKA_TITLES:
+        return CKA_TITLES[metric]
+    if metric.startswith("cka_with:"):
+        return f"CKA with layer {metric.removeprefix('cka_with:')}"
     match = re.match(r"^h(\d+)_(bars|total_persistence)$", metric)
     if match:
         return f"H{match.group(1)} {'bars' if match.group(2) == 'bars' else 'total persistence'}"
@@ -169,6 +176,7 @@ def metric_title(metric: str) -> str:
 
 
 UNITS = (
+    (r"cka_.+", "CKA (0-1, similarity)"),  # first: a layer's name in cka_with:<layer> may end like another unit's
     (r"variance", "activation units²"),
     (r"participation_ratio", "directions"),
     (r"id_.+", "dimensions"),

@@ -14,6 +14,7 @@ from attnconv_pl.analyses.base import CheckpointInputs, LabelledInputs
 from attnconv_pl.analyses.similarity import Similarity, SimilaritySettings
 from attnconv_pl.errors import ConfigError
 from attnconv_pl.probes.similarity import MinibatchCKA
+from attnconv_pl.reports.similarity import cross_cka
 
 LAYERS = ["conv", "act", "fc"]
 
@@ -136,6 +137,26 @@ def test_offline_a_checkpoint_alone_is_compared_with_the_earlier_checkpoints_it_
     alone = Similarity.for_model(SETTINGS, model).probe_checkpoint(checkpoint(model, 10, weights=weights))
     assert alone.values == pytest.approx(expected.values, rel=1e-12)
     assert alone.artifacts["previous_epoch"] == 5 and alone.artifacts["first_epoch"] == 0
+
+
+def test_its_artifacts_give_two_models_layers_against_each_other_and_a_model_against_itself():
+    model, other = Tiny(), Tiny(seed=4)
+    analysis = Similarity.for_model(SETTINGS, model)
+    first = analysis.probe_checkpoint(checkpoint(model, 0))
+    assert [tuple(gram.shape) for gram in first.artifacts["grams"][0].values()] == [(9, 9)] * 3
+    assert first.artifacts["grams"][0]["fc"].dtype == torch.float32 and first.artifacts["dataset"] == "synthetic"
+    assert torch.equal(first.artifacts["indices"], torch.arange(42)) and first.artifacts["split"] == "val"
+    theirs = Similarity.for_model(SETTINGS, other).probe_checkpoint(checkpoint(other, 0)).artifacts
+    across = cross_cka(first.artifacts, theirs)
+    expected = expected_cka(outputs(model), outputs(other))
+    for row in LAYERS:
+        for column in LAYERS:
+            assert across[row, column] == pytest.approx(expected[row, column], abs=1e-5)
+    assert cross_cka(first.artifacts, first.artifacts).values.numpy() == pytest.approx(first.artifacts["matrix"],
+                                                                                      abs=1e-5)
+    perturbed(model, seed=2)
+    later = analysis.probe_checkpoint(checkpoint(model, 1)).artifacts
+    assert cross_cka(later, first.artifacts).values.numpy() == pytest.approx(later["previous"], abs=1e-5)
 
 
 def test_a_layer_that_never_runs_is_named():

@@ -5,7 +5,14 @@ import math
 import numpy as np
 import pytest
 
-from attnconv_pl.reports.records import layer_positions, metric_section, metric_title, report_metrics, shared_layers
+from attnconv_pl.reports.records import (
+    layer_positions,
+    metric_section,
+    metric_title,
+    metric_unit,
+    report_metrics,
+    shared_layers,
+)
 
 
 def test_values_series_and_last_epoch(make_run):
@@ -44,9 +51,17 @@ def test_report_metrics_are_ordered_by_section(make_run):
     ("drift_init_displacement", "drift vs initialisation, mean displacement"),
     ("id_twonn", "intrinsic dimension (twonn)"),
     ("h0_total_persistence", "H0 total persistence"),
+    ("cka_prev", "CKA with the previous probed epoch"),
+    ("cka_last", "CKA with the last probed epoch"),
+    ("cka_with:blocks.1_w1", "CKA with layer blocks.1_w1"),
 ])
 def test_metric_titles(metric, title):
     assert metric_title(metric) == title
+
+
+def test_cka_is_a_similarity_whatever_its_layer_is_called():
+    assert metric_unit("cka_first") == metric_unit("cka_with:blocks.1_w1") == "CKA (0-1, similarity)"
+    assert metric_unit("next_w1") == "distance (activation units)"
 
 
 def test_layer_positions_line_up_models_of_different_depth(make_run):
