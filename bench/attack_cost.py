@@ -14,7 +14,7 @@ accuracies printed beside it do. Seconds are the median over ``--repeats`` runs,
 (``time.process_time``, robust to a busy machine) and wall time.
 
 ``--analysis`` times instead what the robustness analysis adds to a checkpoint of ``probe.py``
-with ``--set robustness.attacks='[fgsm, pgd]'`` and otherwise its defaults: its default L_inf
+with ``--robustness.attacks '[fgsm, pgd]'`` and otherwise its defaults: its default L_inf
 grid (``DEFAULT_EPS_GRIDS["linf"]``, normalised units), PGD with 10 steps, on the digits val
 split (270 inputs, all of it at the default size 1000), batches of 256, probe seed 0.
 """

@@ -17,7 +17,7 @@ With ``--from_runs`` it reads ``<runs_dir>/<study>/<variant>-seed<N>/dynamics.cs
 probed; the study report's ``dynamics.csv`` adds the numbers only ``probe.py`` computed),
 ``.../metrics.csv`` (training records), ``<reports_dir>/cct_digits_threshold_<T>/dynamics.csv``
 (the single-node threshold sweep, when present) and ``<reports_dir>/<study>/summary.json``
-(accuracy under input noise, ``probe.py --robustness``), and prints markdown: per study the
+(accuracy under input noise, ``probe.py --analyses ... robustness``), and prints markdown: per study the
 numbers of each variant as mean ± sample standard deviation over the seeds, then the claims of
 the papers' claims (arXiv 2410.17628, 2412.18288) with a verdict by :func:`verdict`.
 
