@@ -13,7 +13,6 @@ from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from attnconv_pl.analyses.session import LEGACY_SECTION, SHARED_FIELDS, ProbingSession, ProbingSettings
-from attnconv_pl.errors import ConfigError
 from attnconv_pl.offline.data_choice import forward_context, load_probe_set
 from callbacks._settings import options_from
 
@@ -66,22 +65,13 @@ def session_of(trainer: pl.Trainer, pl_module: pl.LightningModule) -> ProbingSes
 
 
 def move_legacy_probing_keys(config: Namespace) -> None:
-    """Read the shared settings a config (or a run's saved ``config.yaml``) made before the
-    ``probing:`` section gives in its ``dynamics:`` section as ``probing.*`` (one deprecation line),
-    and clear them there.
-
-    Raises:
-        ConfigError: a key is given both ways, with different values.
-    """
+    """Read the shared settings that a config (or a run's saved ``config.yaml``) made before the
+    ``probing:`` section, or an old ``--dynamics.KEY`` flag, gives in the ``dynamics:`` section as
+    ``probing.*`` (they replace its values; one deprecation line), and clear them there."""
     moved = {key: config[LEGACY_SECTION][key] for key in SHARED_FIELDS if config[LEGACY_SECTION].get(key) is not None}
     if not moved:
         return
-    defaults = ProbingSettings()
     for key, value in moved.items():
-        given = config.probing.get(key)
-        if given not in (None, getattr(defaults, key), value):
-            raise ConfigError(f"--{LEGACY_SECTION}.{key} {value} and --probing.{key} {given} disagree; "
-                              f"{LEGACY_SECTION}.{key} is the old spelling of probing.{key}: give only --probing.{key}")
         config.probing[key] = value
         config[LEGACY_SECTION][key] = None
     old, new = (", ".join(f"{section}.{key}" for key in moved) for section in (LEGACY_SECTION, "probing"))
