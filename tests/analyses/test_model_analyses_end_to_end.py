@@ -6,8 +6,8 @@ process), and one clear message for a model without what the analysis needs.
 
 One stiffness run per channel attention is trained once per module (in this process) and read by
 every test that needs it; the resume continues a copy of one. Training and probing run in this
-process (``train.main``, ``probe.main``) but for DDP, a ``train.py`` subprocess, and the report of
-the single-node run, a ``probe.py`` subprocess, as a user would run them."""
+process (``train.main``, ``probe.main``) but for DDP, a ``train.py`` subprocess, as a user would
+run it."""
 
 import csv
 import json
@@ -15,7 +15,7 @@ import shutil
 
 import numpy as np
 import pytest
-from train_helpers import check_ok, launch_train, read_numbers, refused, run_probe, run_train
+from train_helpers import check_ok, launch_train, read_numbers, refused, run_train
 
 import probe
 from attnconv_pl.io.run_lock import LOCK_NAME
@@ -76,7 +76,7 @@ def test_single_node_live_equals_offline_and_the_report_draws_it(monkeypatch, tm
     assert 0 < logged[(1, "blocks.1.mlp.fc2", "snp_readout_acc")] <= 1
 
     out = tmp_path / "report"
-    check_ok(run_probe(run, "--out", out, "--analyses", "single_node", "--device", "cpu"))
+    assert probe.main([str(run), "--out", str(out), "--analyses", "single_node", "--device", "cpu"]) == 0
     assert_same(read_numbers(out / "dynamics.csv", "default/cct"), logged,
                 lambda metric: not metric.endswith("_seconds"))
     figures = {path.name for path in (out / "figures").iterdir()}

@@ -7,14 +7,12 @@ import pytest
 import torch
 from lightning.pytorch.loggers import Logger
 from torch.nn import functional
-from train_helpers import REPO, check_ok, run_train
+from train_helpers import REPO
 
 from attnconv_pl.analyses.training_records import COLUMNS, read_metrics
-from attnconv_pl.capture.probe_set import load_probe_images
 from attnconv_pl.cli import RUN_ID_ENV, TrainCLI
 from attnconv_pl.data import DigitsDataModule
 from attnconv_pl.module import ClassifierModule
-from attnconv_pl.offline.checkpoints import build_module, data_config, read_checkpoint
 from callbacks import EpochMetrics
 
 
@@ -142,21 +140,3 @@ def test_every_training_run_writes_metrics_before_its_checkpoints(tmp_path, monk
     assert kinds.index("EpochMetrics") < kinds.index("EpochCheckpoint")
 
 
-@pytest.mark.slow
-def test_ddp_rows_hold_the_validation_numbers_of_the_whole_split(tmp_path):
-    check_ok(run_train("--run_id", "ddp", "--trainer.max_epochs", "2", "--trainer.accelerator", "cpu",
-                       "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.limit_train_batches", "4",
-                       "--dynamics.enabled", "false",
-                       "--trainer.logger", "false", runs_dir=tmp_path))
-    run_dir = tmp_path / "default" / "ddp"
-    rows = read_metrics(run_dir / "metrics.csv")
-    assert [row["epoch"] for row in rows] == [1, 2]
-    path = run_dir / "checkpoints" / "epoch=002.ckpt"
-    checkpoint = read_checkpoint(path)
-    _, init_args = data_config(checkpoint, {}, path)
-    module = build_module(checkpoint, path).eval()
-    split = DigitsDataModule(**init_args).eval_dataset("val")
-    images, labels = load_probe_images(split, range(len(split)))
-    with torch.no_grad():
-        loss = functional.cross_entropy(module(images), labels).item()
-    assert rows[-1]["val_loss"] == pytest.approx(loss, rel=1e-5)

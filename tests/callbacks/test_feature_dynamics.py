@@ -11,14 +11,18 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ProgressBar
 from torch import nn
+from torch.nn import functional
 from train_helpers import EVERY_EPOCH, check_ok, launch_train, refused, run_train
 
 from attnconv_pl.analyses.base import settings_from
 from attnconv_pl.analyses.dynamics import Dynamics, DynamicsSettings
 from attnconv_pl.analyses.probe_pool import ProbePool
+from attnconv_pl.analyses.training_records import read_metrics
+from attnconv_pl.capture.probe_set import load_probe_images
 from attnconv_pl.capture.snapshots import load_snapshot
 from attnconv_pl.data import DigitsDataModule
 from attnconv_pl.module import ClassifierModule
+from attnconv_pl.offline.checkpoints import build_module, data_config, read_checkpoint
 from attnconv_pl.probes import paired_displacement
 from callbacks import EpochCheckpoint, FeatureDynamics
 
@@ -35,14 +39,16 @@ DDP_PROBES = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "4",
               "--dynamics.probe_size", "120", "--dynamics.max_points", "60", "--dynamics.num_workers", "2",
               *EVERY_EPOCH)
 """One short epoch on the CPU, probed with topology at epochs 0 and 1 by two worker processes."""
+DDP_EPOCHS = 2
+"""The DDP run trains two such epochs (its metrics.csv rows are checked in ``test_epoch_metrics``'s style)."""
 
 
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     """(run directory, output) of :data:`DDP_PROBES` on two DDP processes, trained once per module."""
     runs_dir = tmp_path_factory.mktemp("ddp")
-    output = check_ok(run_train("--run_id", "ddp", *DDP_PROBES, "--trainer.devices", "2", "--trainer.strategy", "ddp",
-                                runs_dir=runs_dir))
+    output = check_ok(run_train("--run_id", "ddp", *DDP_PROBES, "--trainer.max_epochs", str(DDP_EPOCHS),
+                                "--trainer.devices", "2", "--trainer.strategy", "ddp", runs_dir=runs_dir))
     return runs_dir / "default" / "ddp", output
 
 
@@ -215,11 +221,29 @@ def test_probes_spread_over_worker_processes_write_the_one_process_numbers(tmp_p
 @pytest.mark.slow
 def test_ddp_rank_zero_spreads_the_probes_over_worker_processes_with_the_one_process_numbers(ddp_run):
     run_dir, output = ddp_run
-    assert output.count("probed: training waited") == 2 and "2 processes" in output  # rank zero's messages
+    assert output.count("probed: training waited") == 1 + DDP_EPOCHS and "2 processes" in output  # rank zero's
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     settings = settings_from(DynamicsSettings, config["dynamics"])
     assert settings.num_workers == 2 and settings.topology
-    assert_same_numbers_in_same_order(numbers(run_dir), replayed_in_one_process(run_dir, settings, [0, 1], 1))
+    assert_same_numbers_in_same_order(numbers(run_dir), replayed_in_one_process(run_dir, settings, [0, 1, 2], 2))
+
+
+@pytest.mark.slow
+def test_ddp_rows_hold_the_validation_numbers_of_the_whole_split(ddp_run):
+    """metrics.csv of the DDP run: one row per epoch, and the last validation loss that of the
+    whole split (both shards), as one process computes it from the checkpoint."""
+    run_dir, _ = ddp_run
+    rows = read_metrics(run_dir / "metrics.csv")
+    assert [row["epoch"] for row in rows] == [1, 2]
+    path = run_dir / "checkpoints" / "epoch=002.ckpt"
+    checkpoint = read_checkpoint(path)
+    _, init_args = data_config(checkpoint, {}, path)
+    module = build_module(checkpoint, path).eval()
+    split = DigitsDataModule(**init_args).eval_dataset("val")
+    images, labels = load_probe_images(split, range(len(split)))
+    with torch.no_grad():
+        loss = functional.cross_entropy(module(images), labels).item()
+    assert rows[-1]["val_loss"] == pytest.approx(loss, rel=1e-5)
 
 
 class RecordingBar(ProgressBar):
