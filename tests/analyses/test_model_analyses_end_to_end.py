@@ -29,10 +29,15 @@ SMALL_STIFFNESS = ("--stiffness.enabled", "true", "--stiffness.every_n_epochs", 
                    "--stiffness.jacobian_inputs", "1", "--stiffness.jacobian_max_iter", "30")
 COMMON = ("--trainer.max_epochs", "1", "--trainer.logger", "false", "--checkpoint.every_n_epochs", "1",
           "--trainer.limit_train_batches", "4")
-STIFFNESS_RUN = ("--model.init_args.arch", "resnet20", "--dynamics.probe_size", "60", "--dynamics.topology", "false",
-                 "--dynamics.every_n_epochs", "1", *SMALL_STIFFNESS, *COMMON, "--trainer.accelerator", "cpu")
-"""resnet20 (its attention given as ``arch_kwargs``) with the dynamics and the stiffness analyses,
-probed at epochs 0 and 1."""
+LIVE_SIMILARITY_AND_ATTACKS = ("--similarity.enabled", "true", "--robustness.enabled", "true",
+                               "--robustness.size", "60", "--robustness.attacks", "[fgsm]",
+                               "--robustness.eps_grid", "[0, 0.05]")
+STIFFNESS_RUN = ("--model.init_args.arch", "resnet20", "--probing.probe_size", "60", "--dynamics.topology", "false",
+                 "--dynamics.every_n_epochs", "1", *SMALL_STIFFNESS, *LIVE_SIMILARITY_AND_ATTACKS, *COMMON,
+                 "--trainer.accelerator", "cpu")
+"""resnet20 (its attention given as ``arch_kwargs``) with the dynamics, stiffness, similarity and
+robustness (FGSM) analyses, probed at epochs 0 and 1."""
+LIVE_ANALYSES = ("stiffness", "similarity", "robustness")
 
 
 @pytest.fixture(scope="module")
@@ -103,17 +108,21 @@ def test_stiffness_live_equals_offline_beside_the_dynamics(attn, stiffness_run, 
     assert ((1, "layer2.0", "gate_rate_spearman") in logged) == (attn != "none")
     assert logged[(1, "layer2.0", "stiffness_feature")] >= logged[(1, "layer2.0", "stiffness_feature_q")] >= 1
 
-    out = tmp_path / "report"
-    assert probe.main([str(run), "--out", str(out), "--analyses", "stiffness", "--device", "cpu"]) == 0
-    def stiffness_metric(metric):
-        return metric.startswith(("stiffness_", "jacobian_", "gate_", "rate_")) and not metric.endswith("_seconds")
+    assert logged[(1, "layer3.2", "cka_prev")] <= 1 and (1, "", "fgsm_linf_accuracy_0.05") in logged
 
-    assert_same(read_numbers(out / "dynamics.csv", f"default/{attn}"), logged, stiffness_metric)
+    out = tmp_path / "report"
+    assert probe.main([str(run), "--out", str(out), "--analyses", *LIVE_ANALYSES, "--device", "cpu"]) == 0
+    def live_metric(metric):  # every number of the analyses that ran live on the network (not cka_last:
+        return (metric.startswith(("stiffness_", "jacobian_", "gate_", "rate_", "cka_", "noise_", "fgsm_"))
+                and not metric.endswith("_seconds") and metric != "cka_last")  # probe.py adds it at the end
+
+    assert_same(read_numbers(out / "dynamics.csv", f"default/{attn}"), logged, live_metric)
     figures = {path.name for path in (out / "figures").iterdir()}
     assert {"depth_stiffness_resnet20.png", "epochs_stiffness_feature_q.png"} <= figures
     assert (f"stiffness_gates_default_{attn}.png" in figures) == (attn != "none")
     summary = json.loads((out / "summary.json").read_text())["runs"][0]
-    assert summary["analyses"] == ["stiffness"] and summary["analysis_settings"]["stiffness"]["jacobian_inputs"] == 1
+    assert sorted(summary["analyses"]) == sorted(LIVE_ANALYSES)
+    assert summary["analysis_settings"]["stiffness"]["jacobian_inputs"] == 1
 
 
 def test_a_resume_keeps_the_rows_of_every_analysis(stiffness_run, monkeypatch, tmp_path):
@@ -128,6 +137,12 @@ def test_a_resume_keeps_the_rows_of_every_analysis(stiffness_run, monkeypatch, t
     kept = {key: value for key, value in first.items() if not key[2].endswith("_seconds")}
     assert all(resumed[key] == pytest.approx(value, nan_ok=True) for key, value in kept.items())
     assert (2, "layer1.0", "variance") in resumed and (2, "layer1.0", "stiffness_feature") in resumed
+    # the first probe after the resume compares with epochs 0 and 1 through their checkpoints, as probe.py does
+    assert probe.main([str(run / "checkpoints" / "epoch=002.ckpt"), "--out", str(tmp_path / "alone"),
+                       "--analyses", "similarity"]) == 0
+    alone = read_numbers(tmp_path / "alone" / "dynamics.csv", "default/none")
+    for metric in ("cka_first", "cka_prev"):
+        assert resumed[(2, "layer3.2", metric)] == pytest.approx(alone[(2, "layer3.2", metric)], rel=1e-6), metric
 
 
 def test_a_model_without_the_described_points_gets_one_clear_message(monkeypatch, capsys, tmp_path):
