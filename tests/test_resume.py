@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from train_helpers import EVERY_EPOCH, check_ok, launch_train, run_train
+from train_helpers import EVERY_EPOCH, launch_train, run_train, train_here, train_output_here
 
 pytestmark = pytest.mark.slow
 
@@ -45,9 +45,7 @@ def drop_rows(run_dir, epoch: int) -> None:
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    check_ok(run_train("--run_id", "full", *SETTINGS, runs_dir=runs))
-    return runs / "default" / "full"
+    return train_here(tmp_path_factory.mktemp("runs"), "full", *SETTINGS)
 
 
 def killed_at(runs, epoch: int, run_id: str = "part"):
@@ -59,9 +57,9 @@ def killed_at(runs, epoch: int, run_id: str = "part"):
 
 
 def resume(run_dir, checkpoint: str = "last.ckpt", *extra: str) -> str:
-    return check_ok(run_train("--config", str(run_dir / "config.yaml"), "--ckpt_path",
-                              str(run_dir / "checkpoints" / checkpoint), *NO_KILL, *extra,
-                              runs_dir=run_dir.parent.parent))
+    """Resume ``run_dir`` from ``checkpoint`` in this process: what it printed and warned."""
+    return train_output_here(run_dir.parent.parent, "--config", str(run_dir / "config.yaml"), "--ckpt_path",
+                             str(run_dir / "checkpoints" / checkpoint), *NO_KILL, *extra)
 
 
 def refused_resume(monkeypatch, capsys, run_dir, *extra: str) -> str:
