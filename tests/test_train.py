@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 from rank_parameters import rank_file
-from train_helpers import EVERY_EPOCH, check_ok, launch_train, run_train
+from train_helpers import EVERY_EPOCH, check_ok, launch_train, run_train, train_output_here
 
 from attnconv_pl.models.metric_attention import MetricAttention
 from attnconv_pl.offline.checkpoints import build_module, read_checkpoint
@@ -62,8 +62,8 @@ def test_a_moved_run_directory_resumes_in_its_new_place(default_run, tmp_path):
     moved = tmp_path / "moved" / "default" / "first"
     shutil.copytree(run_dir, moved)
     original_wandb_runs = sorted((run_dir / "wandb").glob("offline-run-*"))
-    check_ok(run_train("--config", str(moved / "config.yaml"), "--trainer.max_epochs", "3",
-                       "--ckpt_path", str(moved / "checkpoints" / "last.ckpt"), runs_dir=tmp_path / "elsewhere"))
+    train_output_here(tmp_path / "elsewhere", "--config", str(moved / "config.yaml"), "--trainer.max_epochs", "3",
+                      "--ckpt_path", str(moved / "checkpoints" / "last.ckpt"))
     assert sorted((run_dir / "wandb").glob("offline-run-*")) == original_wandb_runs
     assert len(list((moved / "wandb").glob("offline-run-*"))) == len(original_wandb_runs) + 1
     assert (moved / "checkpoints" / "epoch=003.ckpt").is_file()
@@ -81,9 +81,8 @@ def test_numbered_checkpoints_hold_the_model_after_that_many_epochs(default_run)
 
 def test_resume_continues_in_the_same_run_directory(default_run, tmp_path):
     run_dir, _ = default_run
-    output = check_ok(run_train("--config", str(run_dir / "config.yaml"), "--trainer.max_epochs", "3",
-                                "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"),
-                                runs_dir=tmp_path / "elsewhere"))
+    output = train_output_here(tmp_path / "elsewhere", "--config", str(run_dir / "config.yaml"),
+                               "--trainer.max_epochs", "3", "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"))
     assert "Restoring states" in output or "Restored all states" in output
     assert (run_dir / "checkpoints" / "epoch=003.ckpt").is_file()
     assert not (tmp_path / "elsewhere").exists()

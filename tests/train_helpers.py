@@ -115,9 +115,10 @@ def train_here(runs_dir: Path, run_id: str, *args: str, experiment: str = "defau
 
 def train_output_here(runs_dir: Path, *args: str) -> str:
     """``train.py --runs_dir RUNS_DIR ARGS...`` in this process (W&B offline, one thread), which must
-    succeed: what it printed and every warning it gave (the training's and its probe thread's),
-    as :func:`run_train`'s output holds them; the run directory's lock is released as when
-    train.py exits."""
+    succeed: what it printed, logged (Lightning's messages) and warned (the training's and its
+    probe thread's), as :func:`run_train`'s output holds them; the run directory's lock is
+    released as when train.py exits."""
+    import logging
     import warnings
 
     import pytest
@@ -126,13 +127,18 @@ def train_output_here(runs_dir: Path, *args: str) -> str:
     from attnconv_pl.io.run_lock import acquire_run_lock
 
     out = StringIO()
-    with pytest.MonkeyPatch.context() as monkeypatch, redirect_stdout(out), redirect_stderr(out), one_thread(), \
-            warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            launch_train(monkeypatch, runs_dir, *args)
-        except SystemExit as stop:
-            raise AssertionError(f"train.py exited with {stop.code}: {out.getvalue()[-3000:]}") from None
+    handler, lightning_log = logging.StreamHandler(out), logging.getLogger("lightning.pytorch")
+    lightning_log.addHandler(handler)
+    try:
+        with pytest.MonkeyPatch.context() as monkeypatch, redirect_stdout(out), redirect_stderr(out), one_thread(), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                launch_train(monkeypatch, runs_dir, *args)
+            except SystemExit as stop:
+                raise AssertionError(f"train.py exited with {stop.code}: {out.getvalue()[-3000:]}") from None
+    finally:
+        lightning_log.removeHandler(handler)
     run_dirs = {path.parent for path in runs_dir.rglob("config.yaml")}
     for run_dir in run_dirs:
         acquire_run_lock(run_dir).release()
