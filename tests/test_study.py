@@ -33,6 +33,7 @@ STUDIES = sorted((REPO / "configs" / "studies").glob("*.yaml"))
 DIGITS_STUDIES = [path for path in STUDIES if path.stem.endswith("_digits")]
 BRIEF = ("--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
          "--dynamics.probe_size", "32", "--dynamics.topology", "false", "--trainer.logger", "false",
+         "--dynamics.capture_inputs", "false", "--dynamics.id_methods", "[twonn]", "--robustness.size", "40",
          "--single_node.train_size", "300", "--single_node.random_count", "1", "--single_node.max_iter", "30",
          "--stiffness.probe_size", "32", "--stiffness.jacobian_inputs", "1", "--stiffness.jacobian_max_iter", "30")
 """train.py flags of a brief run: one epoch of two batches, small probe sets and fits, no W&B."""
