@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
-from train_helpers import check_ok, run_train
+from train_helpers import check_ok, run_train, train_output_here
 from wandb.proto import wandb_internal_pb2
 
 from attnconv_pl.io.console import silence_known_noise
@@ -168,8 +168,8 @@ def test_the_console_names_the_next_step_without_lightnings_noise(resumed_twice)
 
 @pytest.mark.slow
 def test_wandb_options_without_a_wandb_logger_are_ignored_with_one_line(tmp_path):
-    output = check_ok(run_train("--run_id", "csv", "--trainer.logger", "false", "--trainer.max_epochs", "1",
-                                "--wandb_group", "study", *TINY, runs_dir=tmp_path))
+    output = train_output_here(tmp_path, "--run_id", "csv", "--trainer.logger", "false", "--trainer.max_epochs", "1",
+                               "--wandb_group", "study", *TINY)
     assert output.count("--wandb_group and --wandb_job_type are ignored: the run logs to no WandbLogger") == 1
     run_dir = tmp_path / "default" / "csv"
     assert (run_dir / "metrics.csv").is_file()
