@@ -34,6 +34,7 @@ from attnconv_pl.errors import ConfigError
 from attnconv_pl.io.epoch_table import DYNAMICS_FILE
 from attnconv_pl.models import ProbePoint, probe_layers
 from attnconv_pl.models.external import timm_feature_entries
+from attnconv_pl.offline.data_choice import forward_context
 
 if TYPE_CHECKING:
     import pandas
@@ -62,7 +63,8 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
     ``probe.py`` and during training. The probe set is ``settings["probing"]["probe_size"]``
     inputs (default 1000; all of them when fewer) drawn by its ``seed`` (default 0), as training
     draws it from a split (``settings["dynamics"]`` may still name them, as before). The model
-    runs in eval mode on ``device`` in float32 (its mode is restored afterwards). Drift needs
+    runs in eval mode on ``device`` in float32, or under ``probing.precision`` autocast (its mode is
+    restored afterwards). Drift needs
     earlier epochs, so one call gives no ``drift_*`` numbers.
 
     Args:
@@ -76,7 +78,7 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
             (timm's: the block or stage outputs, then the classifier). Selected modules that never
             run in a forward pass (a glob such as ``blocks.*`` also selects, e.g., dropouts that
             timm's fused attention skips) are left out with one warning naming them.
-        analyses: names among ``dynamics``, ``single_node``, ``stiffness`` and ``robustness`` (the
+        analyses: names among ``dynamics``, ``single_node``, ``stiffness``, ``robustness`` and ``similarity`` (the
             analyses whose numbers are rows of ``dynamics.csv``; ``robustness`` gives run-level rows
             ``noise_accuracy_<sigma>``, one per noise level).
         settings: ``probing``: fields of ``ProbingSettings`` (what every analysis shares: seed,
@@ -124,7 +126,7 @@ def probe_model(model: nn.Module, inputs: Tensor, labels: Tensor, *, layers: Opt
         return LabelledInputs(inputs[indices].float().cpu(), labels[indices].cpu(), indices, TENSOR_DATASET, "given",
                               own_data=True)
 
-    session = ProbingSession(shared, probe_set, device)
+    session = ProbingSession(shared, probe_set, device, autocast=forward_context(shared.precision, device))
     training = model.training
     model.to(device).eval()
     built: dict[str, Analysis] = {}

@@ -134,6 +134,7 @@ class TrainCLI(LightningCLI):
         """Parse ``args`` (default: ``sys.argv[1:]``) and build data, model and trainer; if that
         fails, nothing it created in the run directory is left (:meth:`discard_failed_launch`)."""
         alias_moved_modules()
+        self.argv = list(sys.argv[1:] if args is None else args)
         self.run_dir: Optional[Path] = None
         self.launch: Optional[LaunchRecord] = None
         self.run_lock: Optional[RunLock] = None
@@ -196,7 +197,7 @@ class TrainCLI(LightningCLI):
                 f"<runs_dir>/<experiment>/<run_id>/checkpoints/ (last.ckpt resumes the latest epoch)."
             )
         check_max_epochs(config.trainer.max_epochs)
-        move_legacy_probing_keys(config)
+        move_legacy_probing_keys(config, self.argv)
         silence_known_noise(num_workers=(config.data.get("init_args") or {}).get("num_workers"))
         self.run_dir = (run_dir_to_resume(ckpt_path) if ckpt_path else None) or self._new_run_dir(config)
         check_creatable_dir(self.run_dir, "--runs_dir", "the root of the run directories")
@@ -276,8 +277,7 @@ def check_resume_checkpoint(path: Path, module: pl.LightningModule, callbacks: S
         shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
         raise ConfigError(f"--ckpt_path {path}: its weights do not fit the {arch!r} model of the config "
                           f"({shown}); {advice}")
-    shared = next((callback.settings for callback in callbacks if isinstance(callback, ProbingSessionCallback)),
-                  ProbingSettings())
+    shared = next((cb.settings for cb in callbacks if isinstance(cb, ProbingSessionCallback)), ProbingSettings())
     for callback in callbacks:
         if isinstance(callback, ProbingCallback) and callback.enabled:
             state = callback_state(checkpoint, type(callback).__name__)

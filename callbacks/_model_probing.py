@@ -32,7 +32,7 @@ from attnconv_pl.io.epoch_table import DYNAMICS_FILE, drop_epochs_after, write_e
 from attnconv_pl.offline.checkpoints import epoch_checkpoints, first_sentence, read_checkpoint
 from callbacks._settings import options_from
 from callbacks._wandb import log_epoch_values
-from callbacks.probing_session import session_of
+from callbacks.probing_session import forget_default_session, session_of
 
 
 class ModelProbing(Callback):
@@ -49,9 +49,9 @@ class ModelProbing(Callback):
     Register it before ``EpochCheckpoint``: an epoch's rows are then written before its
     checkpoint, so a resume at epoch N finds every row up to N; rows of later epochs (the
     abandoned continuation's) are dropped. Nothing else is stored: at the first probe of a
-    resumed launch the analysis is offered the run's ``epoch=NNN.ckpt`` of earlier epochs
-    (``CheckpointInputs.earlier_epochs`` and ``weights_of``), as ``probe.py`` offers them, so an
-    analysis that compares with earlier epochs (similarity's ``cka_first``) finds them again.
+    resumed launch the analysis is offered the run's ``epoch=NNN.ckpt`` of the earlier epochs it
+    probed (``CheckpointInputs.earlier_epochs`` and ``weights_of``), as ``probe.py`` offers them, so
+    an analysis that compares with earlier epochs (similarity's ``cka_first``) finds them again.
 
     Args:
         enabled: ``False`` turns the callback into a no-op.
@@ -95,6 +95,10 @@ class ModelProbing(Callback):
             raise ConfigError(f"{self.prefix}: {error} (or turn it off: --{self.prefix}.enabled false)") from error
 
     @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        forget_default_session(trainer)
+
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Drop this analysis's rows of later epochs; probe the start epoch when it is
         scheduled (epoch 0 of a fresh run; on a resume its rows were written before its checkpoint)."""
@@ -123,12 +127,14 @@ class ModelProbing(Callback):
         network.eval()
         earlier: dict[int, Path] = {}
         if self._resumed:  # the analysis's references to earlier epochs are gone: offer their checkpoints
-            earlier = {e: path for e, path in epoch_checkpoints(Path(trainer.default_root_dir)).items() if e < epoch}
+            earlier = {e: path for e, path in epoch_checkpoints(Path(trainer.default_root_dir)).items()
+                       if e < epoch and self.is_scheduled(e, trainer.max_epochs)}  # the epochs it probed
             self._resumed = False
         try:
             result = session_of(trainer, pl_module).run(
                 epoch, network, {self.prefix: self.analysis}, earlier_epochs=tuple(earlier),
-                weights_of=lambda reference: weights_of(pl_module, earlier[reference])).results[self.prefix]
+                weights_of=(lambda reference: weights_of(pl_module, earlier[reference])) if earlier else None
+            ).results[self.prefix]
         finally:
             network.train(was_training)
         seconds = time.perf_counter() - started

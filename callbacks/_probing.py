@@ -58,7 +58,7 @@ from attnconv_pl.offline.checkpoints import first_sentence, load_torch_file
 from callbacks._jobs import OrderedJobs
 from callbacks._wandb import log_epoch_values
 from callbacks.epoch_checkpoint import EpochCheckpoint, checkpoint_name
-from callbacks.probing_session import session_of
+from callbacks.probing_session import forget_default_session, session_of
 
 COST_METRICS = ("overhead_seconds", "probe_seconds")
 """Run-level rows (empty layer) of every probed epoch: seconds training waited for the probe,
@@ -380,6 +380,7 @@ class ProbingCallback(Callback, ABC):
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self.jobs.close()
         self.pool.close()
+        forget_default_session(trainer)
 
     # ------------------------------------------------------------------ one probe
     def _probe(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,14 +47,20 @@ class ProbingSessionCallback(Callback):
                 pl_module.device, max_epochs=trainer.max_epochs, run_dir=Path(trainer.default_root_dir),
                 hparams=dict(getattr(pl_module, "hparams", {})))
         session = self._session
-        session.device = pl_module.device
-        session.autocast = (forward_context(self.settings.precision, session.device) if self.settings.precision
-                            else trainer.precision_plugin.forward_context)
+        if session.autocast is None or session.device != pl_module.device:
+            session.device = pl_module.device
+            session.autocast = (forward_context(self.settings.precision, session.device) if self.settings.precision
+                                else trainer.precision_plugin.forward_context) or nullcontext
         return session
 
     @override
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._session = None  # its input sets
+
+
+def forget_default_session(trainer: pl.Trainer) -> None:
+    """Drop the default session of ``trainer`` (its input sets), at the end of a fit."""
+    _DEFAULT_SESSIONS.pop(trainer, None)
 
 
 def session_of(trainer: pl.Trainer, pl_module: pl.LightningModule) -> ProbingSession:
@@ -64,15 +72,18 @@ def session_of(trainer: pl.Trainer, pl_module: pl.LightningModule) -> ProbingSes
     return owner.session(trainer, pl_module)
 
 
-def move_legacy_probing_keys(config: Namespace) -> None:
+def move_legacy_probing_keys(config: Namespace, argv: Sequence[str] = ()) -> None:
     """Read the shared settings that a config (or a run's saved ``config.yaml``) made before the
     ``probing:`` section, or an old ``--dynamics.KEY`` flag, gives in the ``dynamics:`` section as
-    ``probing.*`` (they replace its values; one deprecation line), and clear them there."""
+    ``probing.*`` (one deprecation line), and clear them there; a ``--probing.KEY`` flag among the
+    command line ``argv`` wins over them."""
     moved = {key: config[LEGACY_SECTION][key] for key in SHARED_FIELDS if config[LEGACY_SECTION].get(key) is not None}
     if not moved:
         return
+    given = {key for key in SHARED_FIELDS if any(arg.split("=")[0] == f"--probing.{key}" for arg in argv)}
     for key, value in moved.items():
-        config.probing[key] = value
+        if key not in given:
+            config.probing[key] = value
         config[LEGACY_SECTION][key] = None
     old, new = (", ".join(f"{section}.{key}" for key in moved) for section in (LEGACY_SECTION, "probing"))
     rank_zero_info(f"deprecated: {old} moved to the probing: section (shared by every analysis), read as {new}; "

@@ -697,9 +697,9 @@ def cka_between(pattern: re.Pattern, pairs: str) -> Measure:
     layer against the next one)."""
     def measure(run: Run) -> float:
         layers = [layer for layer in run.layers() if pattern.match(layer)]
-        chosen = [(layers[0], layers[-1])] if pairs == "ends" else list(zip(layers, layers[1:]))
-        if not chosen or len(layers) < 2:
+        if len(layers) < 2:
             return math.nan
+        chosen = [(layers[0], layers[-1])] if pairs == "ends" else list(zip(layers, layers[1:]))
         return float(np.mean([run.value(run.last_epoch, a, f"cka_with:{b}") for a, b in chosen]))
     return measure
 

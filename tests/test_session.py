@@ -115,6 +115,9 @@ def test_old_dynamics_keys_are_read_as_probing_keys_with_one_deprecation_line(ca
     both = Namespace(probing=Namespace(seed=3), dynamics=Namespace(seed=4))  # a saved config, an old flag
     move_legacy_probing_keys(both)
     assert both.probing.seed == 4 and both.dynamics.seed is None
+    old_run = Namespace(probing=Namespace(seed=0), dynamics=Namespace(seed=5))  # an old config.yaml, a new flag
+    move_legacy_probing_keys(old_run, ["--config", "config.yaml", "--probing.seed", "0"])
+    assert old_run.probing.seed == 0 and old_run.dynamics.seed is None
 
 
 @pytest.fixture(scope="module")

@@ -91,10 +91,10 @@ class CheckpointInputs:
         model: the network with the checkpoint's weights, in eval mode, on ``device``.
         device: where the model runs.
         autocast: a context-manager factory reproducing the run's precision.
-        seed: the analysis's own ``settings.seed`` when it has one, else the run's probe seed
-            (its ``dynamics.seed``): draws the input sets and any randomness.
+        seed: the analysis's own ``settings.seed`` when it sets one, else the probing session's
+            (``probing.seed``): draws the input sets and any randomness.
         batch_size: images per forward pass (the analysis's own ``settings.batch_size`` when it
-            has one, else the run's dynamics batch size).
+            sets one, else ``probing.batch_size``).
         max_epochs: the run's planned epochs (None when unknown), for epoch schedules.
         inputs: ``inputs(split, size)``: up to ``size`` inputs of ``split`` of the run's data
             (or of ``probe.py --data``), drawn by ``seed`` as the training callbacks draw their
@@ -119,7 +119,8 @@ class CheckpointInputs:
     inputs: Callable[[str, int], LabelledInputs]
     earlier_epochs: tuple[int, ...] = ()
     weights_of: Optional[Callable[[int], AbstractContextManager]] = None
-    """Offline only; during training (``callbacks.ModelProbing``) None and ``earlier_epochs`` ()."""
+    """Offline; during training (``callbacks.ModelProbing``) only at the first probe after a resume
+    (the run's checkpoints of the epochs it probed), else None and ``earlier_epochs`` ()."""
     run_dir: Optional[Path] = None
     hparams: Mapping[str, Any] = field(default_factory=dict)
 

@@ -204,8 +204,7 @@ class Similarity(Analysis):
             matrices, float32 on CPU: 4 n b bytes per layer, 1.3 MB at 1000 inputs and b = 333),
             the probe set's ``indices`` (N,) in ``split`` of ``dataset``.
         """
-        defaults = ProbingSettings().fill(self.settings)  # for settings no probing session filled
-        probe_set = checkpoint.inputs(defaults.probe_split, defaults.probe_size)
+        probe_set = checkpoint.inputs(self.settings.probe_split, self.settings.probe_size)
         earlier = checkpoint.earlier_epochs
         if checkpoint.weights_of is not None and earlier and (self.previous is None
                                                               or self.previous.epoch != max(earlier)):
