@@ -70,6 +70,18 @@ class ProbingSettings:
         return dataclasses.replace(settings, **shared) if shared else settings
 
 
+def check_shared_fields(settings: Any) -> None:
+    """Check the :data:`SHARED_FIELDS` an analysis's settings give (those not None) by the rules of
+    :class:`ProbingSettings`, so every analysis refuses a bad value with the same message.
+
+    Raises:
+        ValueError: the first shared field that is not a valid setting.
+    """
+    fields = getattr(type(settings), "__dataclass_fields__", {})
+    ProbingSettings(**{name: getattr(settings, name) for name in SHARED_FIELDS
+                       if name in fields and getattr(settings, name) is not None})
+
+
 def probing_settings_of(config: Mapping[str, Any], overrides: Optional[Mapping[str, Any]] = None) -> ProbingSettings:
     """The probing settings of a run's config (its ``probing:`` section; for a config made before
     that section existed, the shared fields its ``dynamics:`` section held), with ``overrides``.

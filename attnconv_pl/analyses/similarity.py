@@ -39,7 +39,7 @@ from attnconv_pl.analyses.base import (
     check_field_types,
     is_scheduled_epoch,
 )
-from attnconv_pl.analyses.session import SHARED_FIELDS, ProbingSettings
+from attnconv_pl.analyses.session import check_shared_fields
 from attnconv_pl.capture import Projector, capture_probe_images, resolve_layers
 from attnconv_pl.errors import ConfigError
 from attnconv_pl.probes.similarity import MIN_BATCH, MinibatchCKA, SimilarityMatrix, u_centred_gram
@@ -82,7 +82,7 @@ class SimilaritySettings:
 
     def __post_init__(self) -> None:
         check_field_types(self)
-        ProbingSettings(**{name: getattr(self, name) for name in SHARED_FIELDS if getattr(self, name) is not None})
+        check_shared_fields(self)
         if self.layers is not None and (isinstance(self.layers, str)
                                         or not all(isinstance(name, str) for name in self.layers)):
             raise ValueError(f"layers must be a list of layer names or glob patterns, got {self.layers!r}")

@@ -48,6 +48,7 @@ from attnconv_pl.analyses.base import (
     check_field_types,
     is_scheduled_epoch,
 )
+from attnconv_pl.analyses.session import check_shared_fields
 from attnconv_pl.capture import Projector
 from attnconv_pl.capture.probe_set import capture_probe_images
 from attnconv_pl.models import ProbePoint, points_of_kind
@@ -108,8 +109,9 @@ class SingleNodeSettings:
         for name in ("train_size", "eval_size"):
             if getattr(self, name) < 2:
                 raise ValueError(f"{name} must be >= 2, got {getattr(self, name)}")
-        for name in ("max_iter", "random_count", "batch_size", "every_n_epochs"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
+        check_shared_fields(self)
+        for name in ("max_iter", "random_count", "every_n_epochs"):
+            if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 < self.tol < 1:
             raise ValueError(f"tol must be in (0, 1) (a fraction of the gradient norm at zero weights), got {self.tol}")

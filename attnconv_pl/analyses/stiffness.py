@@ -41,6 +41,7 @@ from attnconv_pl.analyses.base import (
     check_field_types,
     is_scheduled_epoch,
 )
+from attnconv_pl.analyses.session import check_shared_fields
 from attnconv_pl.capture import Projector, capture_activations
 from attnconv_pl.models import ProbePoint, points_of_kind
 from attnconv_pl.probes import stiffness as maths
@@ -86,8 +87,9 @@ class StiffnessSettings:
         if (self.probe_size is not None and self.probe_size < 2) or self.jacobian_inputs < 0:
             raise ValueError(f"probe_size must be >= 2 and jacobian_inputs >= 0, got {self.probe_size}, "
                              f"{self.jacobian_inputs}")
-        for name in ("jacobian_max_iter", "batch_size", "every_n_epochs"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
+        check_shared_fields(self)
+        for name in ("jacobian_max_iter", "every_n_epochs"):
+            if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.jacobian_tol > 0:
             raise ValueError(f"jacobian_tol must be > 0, got {self.jacobian_tol}")

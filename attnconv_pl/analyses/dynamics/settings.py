@@ -14,6 +14,7 @@ from attnconv_pl.analyses.base import (
     check_field_types,
     is_scheduled_epoch,
 )
+from attnconv_pl.analyses.session import check_shared_fields
 from attnconv_pl.probes.intrinsic_dim import TORCH_METHODS, skdim_estimators
 
 Snapshot = Mapping[str, Mapping[str, torch.Tensor]]
@@ -107,10 +108,11 @@ class DynamicsSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "id_methods", tuple(self.id_methods))
         check_field_types(self)
-        for name in ("probe_size", "project_dim", "every_n_epochs", "topology_every_n_epochs", "mle_k", "max_points",
+        check_shared_fields(self)
+        for name in ("project_dim", "every_n_epochs", "topology_every_n_epochs", "mle_k", "max_points",
                      "lipschitz_pairs", "exact_w2_max_n", "exact_w2_max_iter", "sliced_projections",
-                     "max_snapshot_bytes", "batch_size"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
+                     "max_snapshot_bytes"):
+            if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_dim < 0:
             raise ValueError(f"max_dim must be >= 0, got {self.max_dim}")
